@@ -1,0 +1,93 @@
+"""Text and HTML renderings of results and plans, from one set of facts.
+
+Both renderings are built from `_rows` / `summary_line`, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from workbench.plan.nodes import Plan
+
+DEFAULT_LIMIT = 20
+
+
+def _fmt(value: Any, width: int = 60) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, float):
+        text = f"{value:.6g}"
+    elif isinstance(value, (list, tuple)) and len(value) > 6:
+        head = ", ".join(_fmt(v, 12) for v in value[:4])
+        text = f"[{head}, … {len(value)} values]"
+    elif isinstance(value, dict):
+        text = "{" + ", ".join(f"{k}: {_fmt(v, 20)}" for k, v in value.items()) + "}"
+    else:
+        text = str(value)
+    text = text.replace("\n", " ")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _rows(result: Any, limit: int) -> tuple[list[str], list[list[str]]]:
+    table = result.arrow()
+    head = table.slice(0, limit).to_pylist()
+    cols = table.column_names
+    return cols, [[_fmt(row[c]) for c in cols] for row in head]
+
+
+def operator_line(s: dict[str, Any]) -> str:
+    cache = f", cache {s['cache_hits']}/{s['cache_hits'] + s['cache_misses']} hits" if (
+        s.get("cache_hits") or s.get("cache_misses")) else ""
+    return (f"{s.get('call', s['model'])}: {s['paradigm']}, {s['rows']:,} inputs, batch {s['batch_size']}, "
+            f"{s['device']}, {s['seconds']:.3f} s{cache}")
+
+
+def summary_line(result: Any) -> str:
+    n = len(result)
+    parts = [f"{n:,} row{'s' if n != 1 else ''}", f"{result.elapsed:.3f} s"]
+    parts += [operator_line(s) for s in result.stats]
+    return " · ".join(parts)
+
+
+def result_text(result: Any, limit: int = DEFAULT_LIMIT) -> str:
+    if result.plan is not None:
+        return result.plan.text()
+    if result.message is not None:
+        return result.message
+    cols, rows = _rows(result, limit)
+    widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(cols)]
+    line = lambda cells: " | ".join(c.ljust(w) for c, w in zip(cells, widths))  # noqa: E731
+    out = [line(cols), "-+-".join("-" * w for w in widths)] + [line(r) for r in rows]
+    if len(result) > limit:
+        out.append(f"… {len(result) - limit:,} more rows")
+    out.append(summary_line(result))
+    return "\n".join(out)
+
+
+def result_html(result: Any, limit: int = DEFAULT_LIMIT) -> str:
+    if result.plan is not None:
+        return plan_html(result.plan)
+    if result.message is not None:
+        return f"<div class='workbench-message'>{html.escape(result.message)}</div>"
+    cols, rows = _rows(result, limit)
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in r) + "</tr>" for r in rows)
+    more = f"<div>… {len(result) - limit:,} more rows</div>" if len(result) > limit else ""
+    return (f"<div class='workbench-result'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody>"
+            f"</table>{more}<div class='workbench-summary'>{html.escape(summary_line(result))}</div></div>")
+
+
+def plan_html(plan: Plan) -> str:
+    items = []
+    for op in plan.operators:
+        est = "?" if op.estimated_rows is None else f"{op.estimated_rows:,}"
+        actual = "" if op.actual_rows is None else f", actual {op.actual_rows:,} rows in {op.actual_seconds:.3f} s"
+        items.append(
+            f"<li><b>ModelOperator #{op.id}</b> <code>{html.escape(op.call)}</code> → "
+            f"{html.escape(op.output_type)} [{op.paradigm}, {op.device}, batch {op.batch_size or 'auto'}, "
+            f"est. {est} rows{actual}]<br><small>inputs: <code>{html.escape(op.input_sql)}</code></small></li>"
+        )
+    title = "EXPLAIN ANALYZE" if plan.analyzed else "EXPLAIN"
+    return (f"<div class='workbench-plan'><div><b>{title}</b> <code>{html.escape(plan.sql.strip())}</code></div>"
+            f"<ul>{''.join(items)}<li><b>Relational</b> <code>{html.escape(plan.final_sql)}</code></li></ul></div>")

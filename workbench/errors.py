@@ -1,0 +1,47 @@
+"""The errors a user can see. Every one is a short message that names the object at fault.
+
+Users of SQL tools read error messages, not tracebacks: the magic prints these without a
+Python traceback, and the Python API raises them as ordinary exceptions.
+"""
+
+from __future__ import annotations
+
+
+class WorkbenchError(Exception):
+    """Base of every error the workbench raises on purpose."""
+
+
+class SQLSyntaxError(WorkbenchError):
+    """The dlsql text does not parse (DuckDB's or our own model-statement grammar)."""
+
+
+class CatalogError(WorkbenchError):
+    """A table, column, function or model name that does not exist (or already exists)."""
+
+
+class UnknownModelError(CatalogError):
+    """A model name that is not in the model catalog."""
+
+
+class InputTypeError(WorkbenchError):
+    """A model was called with an input of the wrong SQL type."""
+
+
+class ModelLoadError(WorkbenchError):
+    """A model could not be loaded: missing file, unsafe format, bad config."""
+
+
+class ModelError(WorkbenchError):
+    """A model raised, or returned something of the wrong shape or type, while running."""
+
+
+class ParameterError(WorkbenchError):
+    """A `:name` parameter has no value, or a value that cannot be bound."""
+
+
+class ExecutionError(WorkbenchError):
+    """DuckDB refused or failed a statement (conversion, constraint, I/O...)."""
+
+
+class QueryInterrupted(WorkbenchError):
+    """The user interrupted the query (Ctrl-C, kernel interrupt). Nothing partial was kept."""

@@ -1,0 +1,1 @@
+"""Executors: one per paradigm. For now, the DL-centric one."""

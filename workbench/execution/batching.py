@@ -1,0 +1,108 @@
+"""Run a model over many inputs in batches whose size is chosen by measurement.
+
+Inputs are sorted by a model-given key (text length) so each batch holds inputs of similar
+size and little work is wasted on padding; outputs are put back in input order. Unless the
+user fixed a batch size, the first batches try each candidate size once and the one with the
+best measured throughput (work units per second: tokens for text) is kept for the rest of
+the run and remembered on the model for later queries.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from workbench.errors import ModelError
+from workbench.models.base import Model
+
+
+@dataclass
+class BatchRun:
+    outputs: pa.Array
+    batch_size: int
+    batches: int
+    seconds: float
+
+
+def _take(inputs: Any, idx: np.ndarray) -> Any:
+    if isinstance(inputs, np.ndarray):
+        return inputs[idx]
+    return [inputs[i] for i in idx]
+
+
+def run(
+    model: Model,
+    name: str,
+    inputs: Any,
+    *,
+    batch_size: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> BatchRun:
+    n = len(inputs)
+    start = time.perf_counter()
+    if n == 0:
+        return BatchRun(pa.array([], type=model.arrow_output_type()), batch_size or 0, 0, 0.0)
+    keys = model.sort_keys(inputs)
+    order = np.argsort(keys, kind="stable") if keys is not None else np.arange(n)
+    fixed = batch_size or model.batch_size or model.tuned_batch_size
+    trials = [] if fixed else [c for c in model.batch_candidates if c <= max(n // 4, 1)]
+    chosen = fixed or (trials[-1] if trials else max(1, min(n, model.batch_candidates[0])))
+    # Warm-up batch first (its time is not a measurement), then one batch per candidate.
+    plan = ([min(trials[0], n)] if trials else []) + trials
+    measured: dict[int, float] = {}
+    outputs: list[pa.Array] = []
+    pos = batches = 0
+    expected = model.arrow_output_type()
+    while pos < n:
+        trial = batches < len(plan)
+        size = plan[batches] if trial else chosen
+        idx = order[pos : pos + size]
+        batch = _take(inputs, idx)
+        t0 = time.perf_counter()
+        out = _predict(model, name, batch, batches, pos)
+        elapsed = time.perf_counter() - t0
+        if len(out) != len(idx):
+            raise ModelError(
+                f"model '{name}' returned {len(out)} outputs for {len(idx)} inputs in batch {batches + 1}"
+            )
+        if out.type != expected:
+            try:
+                out = out.cast(expected)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                raise ModelError(
+                    f"model '{name}' returned {out.type} in batch {batches + 1}, expected {expected}"
+                ) from None
+        outputs.append(out)
+        if trial and batches > 0:
+            measured[size] = model.work_units(batch) / max(elapsed, 1e-9)
+            if batches == len(plan) - 1:
+                chosen = max(measured, key=measured.get)
+                model.tuned_batch_size = chosen
+        pos += len(idx)
+        batches += 1
+        if progress is not None:
+            progress(pos, n)
+    ordered = pa.concat_arrays(outputs)
+    inverse = np.empty(n, dtype=np.int64)
+    inverse[order] = np.arange(n)
+    return BatchRun(ordered.take(pa.array(inverse)), chosen, batches, time.perf_counter() - start)
+
+
+def _predict(model: Model, name: str, batch: Any, number: int, first_row: int) -> pa.Array:
+    try:
+        return model.predict(batch)
+    except ModelError as exc:
+        raise ModelError(f"model '{name}' failed on batch {number + 1}: {exc}") from None
+    except (KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as exc:
+        msg = str(exc).strip().splitlines()
+        raise ModelError(
+            f"model '{name}' failed on batch {number + 1} (rows {first_row + 1}-{first_row + len(batch)}): "
+            f"{type(exc).__name__}: {msg[0] if msg else ''}"[:400]
+        ) from None

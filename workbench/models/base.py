@@ -1,0 +1,89 @@
+"""What every model looks like to the engine: typed input, typed output, batched predict.
+
+An adapter turns one kind of model (a transformers encoder, a torch module...) into this
+shape, so executors never need to know where a model came from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+
+@dataclass
+class ModelInfo:
+    """Catalog facts about a model, shown by SHOW MODELS and DESCRIBE MODEL."""
+
+    name: str
+    source: str
+    task: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class Model:
+    """A loaded model the engine can run.
+
+    `input_kind` is 'text' (VARCHAR) or 'tensor' (a fixed-length numeric array).
+    `predict` takes a Python list of texts or a 2-D float32 numpy array and returns an
+    Arrow array of `output_type` with one value per input.
+    """
+
+    input_kind: str = "text"
+    input_dim: int | None = None
+    task: str = "embed"
+    device: str = "cpu"
+    deterministic: bool = True
+    #: batch sizes the tuner tries; the best by measured throughput is kept
+    batch_candidates: tuple[int, ...] = (8, 16, 32, 64, 128)
+    batch_size: int | None = None  # fixed by the user (WITH batch_size=...) or tuned
+    tuned_batch_size: int | None = None
+
+    @property
+    def input_type(self) -> str:
+        if self.input_kind == "text":
+            return "VARCHAR"
+        return f"FLOAT[{self.input_dim}]" if self.input_dim else "FLOAT[]"
+
+    @property
+    def output_type(self) -> str:
+        raise NotImplementedError
+
+    def arrow_output_type(self) -> pa.DataType:
+        raise NotImplementedError
+
+    def predict(self, batch: Any) -> pa.Array:
+        raise NotImplementedError
+
+    def work_units(self, batch: Any) -> int:
+        """Work in a batch, for throughput measurement (tokens for text, rows otherwise)."""
+        return len(batch)
+
+    def sort_keys(self, inputs: Any) -> np.ndarray | None:
+        """Keys to group similar inputs into one batch (text length), or None."""
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "input_type": self.input_type,
+            "output_type": self.output_type,
+            "device": self.device,
+            "batch_size": self.batch_size or self.tuned_batch_size or "auto",
+        }
+
+
+def fixed_size_list(matrix: np.ndarray) -> pa.Array:
+    """A 2-D float array as an Arrow fixed-size list (DuckDB reads it as FLOAT[n])."""
+    matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+    return pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1)), matrix.shape[1])
+
+
+def label_score(labels: list[Any] | np.ndarray, scores: np.ndarray, label_type: pa.DataType) -> pa.Array:
+    """A classifier's output: STRUCT(label, score)."""
+    return pa.StructArray.from_arrays(
+        [pa.array(labels, type=label_type), pa.array(np.asarray(scores, dtype=np.float32))],
+        names=["label", "score"],
+    )

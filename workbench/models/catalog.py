@@ -1,0 +1,177 @@
+"""The model catalog: which names are models, where they come from, loaded on first use.
+
+Entries live in the DuckDB table `workbench_models`, so a file database remembers its models
+across restarts. Built-in models are always present and never stored. Models registered from
+a Python object live in this process only; their entry says so, and using one after a
+restart asks the user to register it again instead of failing obscurely.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from workbench.errors import CatalogError, ModelLoadError, UnknownModelError
+from workbench.models import loading
+from workbench.models.base import Model, ModelInfo
+from workbench.models.builtin import BUILTINS
+
+TABLE = "workbench_models"
+_PYTHON = "python:"
+# Loaded path models are shared by every session of the process (keyed by file and options).
+_LOADED: dict[tuple[str, float, str], Model] = {}
+
+
+class Catalog:
+    def __init__(self, con: duckdb.DuckDBPyConnection):
+        self.con = con
+        con.execute(
+            f"CREATE TABLE IF NOT EXISTS {TABLE} (name VARCHAR PRIMARY KEY, source VARCHAR NOT NULL, "
+            "task VARCHAR, options JSON, created_at TIMESTAMP DEFAULT current_timestamp)"
+        )
+        self._objects: dict[str, Model] = {}  # models from Python objects, this session only
+        self._stored: dict[str, ModelInfo] = {}
+        self.refresh()
+
+    # -- lookup -------------------------------------------------------------------------
+    def refresh(self) -> None:
+        rows = self.con.execute(f"SELECT name, source, task, options FROM {TABLE}").fetchall()
+        self._stored = {
+            r[0]: ModelInfo(r[0], r[1], r[2] or "", json.loads(r[3]) if r[3] else {}) for r in rows
+        }
+
+    @property
+    def names(self) -> set[str]:
+        return set(BUILTINS) | set(self._stored)
+
+    def __contains__(self, name: str) -> bool:
+        return name.lower() in BUILTINS or name.lower() in self._stored
+
+    def info(self, name: str) -> ModelInfo:
+        key = name.lower()
+        if key in BUILTINS:
+            return BUILTINS[key][0]
+        if key in self._stored:
+            return self._stored[key]
+        raise UnknownModelError(f"unknown model '{name}'{self._hint()}")
+
+    def get(self, name: str) -> Model:
+        """The loaded model for `name`, loading it on first use."""
+        key = name.lower()
+        if key in BUILTINS:
+            return BUILTINS[key][1]()
+        info = self.info(name)
+        if key in self._objects:
+            return self._objects[key]
+        if info.source.startswith(_PYTHON):
+            raise ModelLoadError(
+                f"model '{name}' was registered from the Python variable "
+                f"'{info.source[len(_PYTHON):]}' in an earlier session; register it again with "
+                f"CREATE OR REPLACE MODEL {name} FROM PYTHON {info.source[len(_PYTHON):]}"
+            )
+        path = info.source
+        mtime = os.path.getmtime(path) if os.path.exists(path) else 0.0
+        cache_key = (os.path.abspath(path), mtime, json.dumps(info.options, sort_keys=True))
+        if cache_key not in _LOADED:
+            _LOADED[cache_key] = loading.from_path(name, path, info.options)
+        return _LOADED[cache_key]
+
+    # -- changes ------------------------------------------------------------------------
+    def create(
+        self,
+        name: str,
+        *,
+        path: str | None = None,
+        obj: Any = None,
+        var_name: str | None = None,
+        options: dict[str, Any] | None = None,
+        replace: bool = False,
+    ) -> Model:
+        key = self._check_name(name, replace)
+        options = loading.check_options(name, dict(options or {}))
+        if path is not None:
+            model = loading.from_path(name, path, options)  # load now: errors show at CREATE
+            source = os.path.abspath(os.path.expanduser(path))
+            mtime = os.path.getmtime(source)
+            _LOADED[(source, mtime, json.dumps(options, sort_keys=True))] = model
+        else:
+            model = loading.from_python(name, obj, options)
+            source = _PYTHON + (var_name or type(obj).__name__)
+            self._objects[key] = model
+        self.con.execute(f"DELETE FROM {TABLE} WHERE name = ?", [key])
+        self.con.execute(
+            f"INSERT INTO {TABLE} (name, source, task, options) VALUES (?, ?, ?, ?)",
+            [key, source, model.task, json.dumps(options, default=str)],
+        )
+        self.refresh()
+        return model
+
+    def drop(self, name: str, if_exists: bool = False) -> bool:
+        key = name.lower()
+        if key in BUILTINS:
+            raise CatalogError(f"'{name}' is a built-in model and cannot be dropped")
+        if key not in self._stored:
+            if if_exists:
+                return False
+            raise UnknownModelError(f"unknown model '{name}'{self._hint()}")
+        self.con.execute(f"DELETE FROM {TABLE} WHERE name = ?", [key])
+        self._objects.pop(key, None)
+        self.refresh()
+        return True
+
+    def alter(self, name: str, options: dict[str, Any]) -> None:
+        key = name.lower()
+        if key in BUILTINS:
+            raise CatalogError(f"'{name}' is a built-in model and cannot be altered")
+        info = self.info(name)
+        merged = loading.check_options(name, {**info.options, **options})
+        self.con.execute(
+            f"UPDATE {TABLE} SET options = ? WHERE name = ?", [json.dumps(merged, default=str), key]
+        )
+        model = self._objects.get(key)
+        if model is not None and "batch_size" in options:
+            model.batch_size = options["batch_size"]
+        self.refresh()
+
+    # -- views --------------------------------------------------------------------------
+    def show(self) -> pa.Table:
+        rows = [BUILTINS[n][0] for n in sorted(BUILTINS)] + [self._stored[n] for n in sorted(self._stored)]
+        return pa.table({
+            "name": [r.name for r in rows],
+            "task": [r.task for r in rows],
+            "source": [r.source for r in rows],
+            "options": [json.dumps(r.options, default=str) for r in rows],
+        })
+
+    def describe(self, name: str) -> pa.Table:
+        info = self.info(name)
+        facts: dict[str, Any] = {"name": info.name, "source": info.source}
+        try:
+            facts.update(self.get(name).describe())
+        except ModelLoadError as exc:
+            facts["status"] = str(exc)
+        facts.update({f"option.{k}": v for k, v in info.options.items()})
+        return pa.table({"property": list(facts), "value": [str(v) for v in facts.values()]})
+
+    # -- helpers ------------------------------------------------------------------------
+    def _check_name(self, name: str, replace: bool) -> str:
+        key = name.lower()
+        if not key.isidentifier():
+            raise CatalogError(f"'{name}' is not a valid model name (use letters, digits and _)")
+        if key in BUILTINS:
+            raise CatalogError(f"'{name}' is a built-in model; choose another name")
+        if key in self._stored and not replace:
+            raise CatalogError(f"model '{name}' already exists (use CREATE OR REPLACE MODEL)")
+        clash = self.con.execute(
+            "SELECT 1 FROM duckdb_functions() WHERE lower(function_name) = ? LIMIT 1", [key]
+        ).fetchone()
+        if clash:
+            raise CatalogError(f"'{name}' is already a DuckDB function; choose another model name")
+        return key
+
+    def _hint(self) -> str:
+        return f" (models: {', '.join(sorted(self.names))})"

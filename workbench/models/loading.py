@@ -1,0 +1,169 @@
+"""Turn a path or a Python object into a runnable `Model`, safely.
+
+Safe by default: weights load from safetensors only; pickle-based files (.bin, .pt, .pkl,
+.pth) are refused unless the user passes `allow_pickle = true`; configs that ask for remote
+code are refused; nothing is fetched from a model hub.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+from workbench.errors import ModelLoadError  # noqa: E402
+from workbench.models import mlp  # noqa: E402
+from workbench.models.base import Model  # noqa: E402
+from workbench.models.tensor import TensorModel  # noqa: E402
+from workbench.models.text import TextClassifier, TextEmbedder  # noqa: E402
+
+PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"}
+TASKS = ("embed", "classify", "regress")
+#: options every model accepts; adapters take the ones that apply
+KNOWN_OPTIONS = {
+    "task", "batch_size", "max_length", "normalize", "labels", "input_dim", "output_dim",
+    "allow_pickle", "device",
+}
+
+
+def check_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(options) - KNOWN_OPTIONS)
+    if unknown:
+        raise ModelLoadError(
+            f"model '{name}': unknown option {unknown[0]!r} (known: {', '.join(sorted(KNOWN_OPTIONS))})"
+        )
+    task = options.get("task")
+    if task is not None and task not in TASKS:
+        raise ModelLoadError(f"model '{name}': task must be one of {', '.join(TASKS)}, not {task!r}")
+    bs = options.get("batch_size")
+    if bs is not None and (not isinstance(bs, int) or isinstance(bs, bool) or bs < 1):
+        raise ModelLoadError(f"model '{name}': batch_size must be a positive integer, not {bs!r}")
+    if isinstance(options.get("labels"), str):
+        options = {**options, "labels": [s.strip() for s in options["labels"].split(",")]}
+    return options
+
+
+def from_path(name: str, path: str, options: dict[str, Any]) -> Model:
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise ModelLoadError(f"model '{name}': no such file or directory: {path}")
+    try:
+        if p.is_dir():
+            return _from_transformers_dir(name, p, options)
+        if p.suffix == ".safetensors":
+            if mlp.is_mlp_file(p):
+                module, saved = mlp.load(p)
+                return _tensor_model(module, {**saved, **options})
+            if (p.parent / "config.json").exists():
+                return _from_transformers_dir(name, p.parent, options)
+            raise ModelLoadError(
+                f"model '{name}': {path} has no architecture: save it with "
+                "workbench.models.mlp.save, or put a transformers config.json beside it"
+            )
+        if p.suffix in PICKLE_SUFFIXES:
+            return _from_pickle(name, p, options)
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # a corrupt file, a bad config: say which file and why
+        raise ModelLoadError(f"model '{name}': cannot load {path}: {_short(exc)}") from None
+    raise ModelLoadError(
+        f"model '{name}': unsupported file {p.name} (use a transformers directory or a .safetensors file)"
+    )
+
+
+def from_python(name: str, obj: Any, options: dict[str, Any]) -> Model:
+    """A model from a notebook object: nn.Module, (model, tokenizer), or a `Model`."""
+    if isinstance(obj, Model):
+        return obj
+    if isinstance(obj, (tuple, list)) and len(obj) == 2:
+        model, tokenizer = obj
+        if not callable(getattr(tokenizer, "__call__", None)) or not isinstance(model, torch.nn.Module):
+            raise ModelLoadError(f"model '{name}': expected (transformers model, tokenizer)")
+        return _text_model(model, tokenizer, options)
+    if isinstance(obj, dict) and {"model", "tokenizer"} <= set(obj):
+        return _text_model(obj["model"], obj["tokenizer"], options)
+    if isinstance(obj, torch.nn.Module):
+        if hasattr(obj, "config") and hasattr(obj.config, "model_type"):
+            raise ModelLoadError(
+                f"model '{name}': a transformers model needs its tokenizer: register (model, tokenizer)"
+            )
+        return _tensor_model(obj, options)
+    raise ModelLoadError(
+        f"model '{name}': cannot use a {type(obj).__name__} as a model "
+        "(expected a torch nn.Module or a (model, tokenizer) pair)"
+    )
+
+
+def _tensor_model(module: torch.nn.Module, options: dict[str, Any]) -> TensorModel:
+    keep = ("task", "labels", "input_dim", "output_dim", "batch_size")
+    return TensorModel(module, **{k: v for k, v in options.items() if k in keep})
+
+
+def _text_model(model: Any, tokenizer: Any, options: dict[str, Any]) -> Model:
+    task = options.get("task") or _task_of(model)
+    kw = {k: options[k] for k in ("max_length", "batch_size") if k in options}
+    if task == "classify":
+        return TextClassifier(model, tokenizer, **kw)
+    if task == "embed":
+        return TextEmbedder(model, tokenizer, normalize=options.get("normalize", True), **kw)
+    raise ModelLoadError(f"task {task!r} is not supported for text models (use embed or classify)")
+
+
+def _task_of(model: Any) -> str:
+    archs = getattr(getattr(model, "config", None), "architectures", None) or []
+    return "classify" if any("SequenceClassification" in a for a in archs) else "embed"
+
+
+def _from_transformers_dir(name: str, d: Path, options: dict[str, Any]) -> Model:
+    config_file = d / "config.json"
+    if not config_file.exists():
+        raise ModelLoadError(f"model '{name}': {d} has no config.json (not a transformers model directory)")
+    config = json.loads(config_file.read_text())
+    if config.get("auto_map"):
+        raise ModelLoadError(
+            f"model '{name}': {d} asks to run its own Python code (auto_map); remote code is never run"
+        )
+    has_safetensors = any(d.glob("*.safetensors"))
+    allow_pickle = bool(options.get("allow_pickle"))
+    if not has_safetensors and not allow_pickle:
+        raise ModelLoadError(
+            f"model '{name}': {d} has no .safetensors weights; pickle weights are refused "
+            "unless you add WITH (allow_pickle = true) and trust the file"
+        )
+    from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a notebook cell should show our output, not theirs
+
+    archs = config.get("architectures") or []
+    task = options.get("task") or ("classify" if any("SequenceClassification" in a for a in archs) else "embed")
+    cls = AutoModelForSequenceClassification if task == "classify" else AutoModel
+    model = cls.from_pretrained(
+        str(d), use_safetensors=not allow_pickle or has_safetensors, trust_remote_code=False,
+        local_files_only=True,
+    )
+    tokenizer = AutoTokenizer.from_pretrained(str(d), trust_remote_code=False, local_files_only=True)
+    return _text_model(model, tokenizer, {**options, "task": task})
+
+
+def _from_pickle(name: str, p: Path, options: dict[str, Any]) -> Model:
+    if not options.get("allow_pickle"):
+        raise ModelLoadError(
+            f"model '{name}': {p.name} is a pickle file, which can run arbitrary code when "
+            "loaded; refused unless you add WITH (allow_pickle = true) and trust the file"
+        )
+    obj = torch.load(str(p), map_location="cpu", weights_only=False)
+    if not isinstance(obj, torch.nn.Module):
+        raise ModelLoadError(f"model '{name}': {p.name} holds a {type(obj).__name__}, not a torch module")
+    return _tensor_model(obj, options)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]

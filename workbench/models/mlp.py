@@ -1,0 +1,66 @@
+"""A small multi-layer perceptron and its safetensors file format.
+
+The architecture lives in the safetensors metadata (layer widths, activation, task,
+labels), so an MLP file is self-describing and loads without pickle.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, safe_open, save_file
+
+ARCH = "workbench.mlp"
+_ACTIVATIONS = {"relu": torch.nn.ReLU, "gelu": torch.nn.GELU, "tanh": torch.nn.Tanh}
+
+
+class MLP(torch.nn.Sequential):
+    """Linear layers with an activation between them: widths (in, hidden..., out)."""
+
+    def __init__(self, widths: list[int], activation: str = "relu"):
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, not {activation!r}")
+        layers: list[torch.nn.Module] = []
+        for i, (a, b) in enumerate(zip(widths, widths[1:])):
+            layers.append(torch.nn.Linear(a, b))
+            if i < len(widths) - 2:
+                layers.append(_ACTIVATIONS[activation]())
+        super().__init__(*layers)
+        self.widths = list(widths)
+        self.activation = activation
+
+
+def save(model: MLP, path: str | Path, *, task: str = "classify", labels: list[str] | None = None) -> None:
+    meta = {
+        "arch": ARCH,
+        "widths": json.dumps(model.widths),
+        "activation": model.activation,
+        "task": task,
+    }
+    if labels:
+        meta["labels"] = json.dumps(labels)
+    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    save_file(tensors, str(path), metadata=meta)
+
+
+def metadata(path: str | Path) -> dict[str, str]:
+    with safe_open(str(path), framework="pt") as f:
+        return dict(f.metadata() or {})
+
+
+def is_mlp_file(path: str | Path) -> bool:
+    return metadata(path).get("arch") == ARCH
+
+
+def load(path: str | Path) -> tuple[MLP, dict[str, Any]]:
+    """The MLP and its options (task, labels) from a file written by `save`."""
+    meta = metadata(path)
+    model = MLP(json.loads(meta["widths"]), meta.get("activation", "relu"))
+    model.load_state_dict(load_file(str(path)))
+    options: dict[str, Any] = {"task": meta.get("task", "classify")}
+    if "labels" in meta:
+        options["labels"] = json.loads(meta["labels"])
+    return model.eval(), options

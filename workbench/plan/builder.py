@@ -1,0 +1,341 @@
+"""Build a `Plan` from a SQL statement that calls models.
+
+How a model call can stand anywhere in SQL: each call `m(expr)` becomes a model operator
+whose inputs are the distinct values of `expr`, computed by a DuckDB query over the part of
+the statement `expr` depends on (its own source table where possible), with every WHERE
+conjunct that needs no model pushed in. In the statement itself the call is replaced by a
+lookup function that reads the operator's output, so every piece of SQL around the call
+(WHERE, ORDER BY, GROUP BY, JOIN ON, nesting inside other functions) keeps its meaning.
+
+Calls are processed innermost first, so `m1(m2(x))` runs m2, then m1 over m2's outputs.
+Identical calls (same model, same input expression) share one operator and run once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError
+
+from workbench.errors import InputTypeError, SQLSyntaxError, WorkbenchError
+from workbench.models.base import Model
+from workbench.plan.nodes import ModelOperator, Plan
+
+_SCOPES = (exp.Select, exp.Update, exp.Delete)
+_ARRAY_TYPE = re.compile(r"^(?P<elem>[A-Z]+)\[(?P<n>\d*)\]$")
+_NUMERIC = {"FLOAT", "DOUBLE", "REAL", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT",
+            "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "DECIMAL"}
+
+
+class UnsupportedCall(WorkbenchError):
+    """A model call in a position the engine cannot run yet."""
+
+
+@dataclass
+class _Source:
+    alias: str
+    node: exp.Expression
+    null_supplying: bool
+
+
+def parse(text: str) -> exp.Expression:
+    try:
+        tree = sqlglot.parse_one(text, read="duckdb")
+    except ParseError as exc:
+        err = exc.errors[0] if exc.errors else {}
+        where = f" (line {err.get('line')}, column {err.get('col')})" if err.get("line") else ""
+        raise SQLSyntaxError(f"{err.get('description') or exc}{where}") from None
+    if tree is None:
+        raise SQLSyntaxError("empty statement")
+    return tree
+
+
+def model_calls(tree: exp.Expression, names: set[str]) -> list[exp.Anonymous]:
+    """Model calls in the order they must run: calls in JOIN ON first, then innermost first."""
+    calls = [n for n in tree.find_all(exp.Anonymous) if n.name.lower() in names]
+
+    def depth(node: exp.Expression) -> int:
+        d = 0
+        while node.parent is not None:
+            node, d = node.parent, d + 1
+        return d
+
+    return sorted(calls, key=lambda n: (n.find_ancestor(exp.Join) is None, -depth(n)))
+
+
+class PlanBuilder:
+    """Turns one statement into a Plan.
+
+    `columns_of(sql)` returns the column names a FROM item yields (or None if unknown);
+    `input_type_of(sql)` returns the DuckDB type of the single column of a query;
+    `declare(op)` makes the operator's lookup function callable (bound to empty output)
+    so later input queries that nest this call can be typed and estimated.
+    """
+
+    def __init__(
+        self,
+        models: dict[str, Model],
+        columns_of: Callable[[str], set[str] | None],
+        input_type_of: Callable[[str, tuple[str, ...]], str],
+        declare: Callable[[ModelOperator, Model], str],
+    ):
+        self.models = models
+        self.columns_of = columns_of
+        self.input_type_of = input_type_of
+        self.declare = declare
+
+    def build(self, text: str, tree: exp.Expression) -> Plan:
+        names = set(self.models)
+        if isinstance(tree, exp.Create) and (tree.args.get("kind") or "").upper() == "VIEW":
+            raise UnsupportedCall(
+                "a view cannot call a model yet (its results are computed per query); "
+                "use CREATE TABLE ... AS SELECT to save them"
+            )
+        operators: dict[tuple[str, str], ModelOperator] = {}
+        for call in model_calls(tree, names):
+            model_name = call.name.lower()
+            call_text = _call_text(call)
+            if len(call.expressions) != 1:
+                raise InputTypeError(
+                    f"{call_text}: model '{model_name}' takes one input, got {len(call.expressions)}"
+                )
+            arg = call.expressions[0]
+            key = (model_name, arg.sql(dialect="duckdb"))
+            query = self._input_query(call, arg, names)
+            op = operators.get(key)
+            if op is None:
+                op = self._operator(len(operators) + 1, model_name, call_text, query)
+                operators[key] = op
+            elif query not in op.input_sql:
+                union = f"SELECT k FROM ({op.input_sql}) UNION SELECT k FROM ({query})"
+                operators[key] = op = _replace_input(op, union)
+            call.replace(exp.Anonymous(this=op.lookup, expressions=[arg.copy()]))
+        final = tree.sql(dialect="duckdb")
+        return Plan(
+            sql=text, final_sql=final, operators=tuple(operators.values()),
+            params=tuple(_params(tree)),
+        )
+
+    # -- one operator ------------------------------------------------------------------
+    def _operator(self, n: int, model_name: str, call_text: str, query: str) -> ModelOperator:
+        model = self.models[model_name]
+        params = tuple(_params(parse(query)))
+        got = self.input_type_of(query, params)
+        _check_input_type(call_text, model_name, model, got)
+        op = ModelOperator(
+            id=n, model=model_name, call=call_text, input_sql=query, lookup="",
+            input_type=got, output_type=model.output_type, device=model.device,
+            batch_size=model.batch_size, params=params,
+        )
+        return _with_lookup(op, self.declare(op, model))
+
+    def _input_query(self, call: exp.Expression, arg: exp.Expression, names: set[str]) -> str:
+        withs = _enclosing_withs(call)
+        prefix = " ".join(w.sql(dialect="duckdb") for w in withs) + (" " if withs else "")
+        expr_sql = arg.sql(dialect="duckdb")
+        cols = _own_columns(arg)
+        scope = call.find_ancestor(*_SCOPES)
+        if not cols or scope is None:
+            if any(isinstance(n, exp.Select) for n in arg.walk()):
+                return f"{prefix}SELECT DISTINCT {expr_sql} AS k"
+            return f"{prefix}SELECT {expr_sql} AS k"
+        # find the scope whose sources own the columns (walking out for correlated calls)
+        while scope is not None:
+            sources = _sources(scope)
+            aliases = {s.alias for s in sources}
+            qualifiers = {c.table.lower() for c in cols if c.table}
+            if qualifiers <= aliases:
+                break
+            scope = scope.parent.find_ancestor(*_SCOPES) if scope.parent else None
+        if scope is None:
+            raise UnsupportedCall(f"{_call_text(call)}: cannot tell which table its input comes from")
+        where = scope.args.get("where")
+        all_conjuncts = _conjuncts(where.this) if where is not None else []
+        conjuncts = [c for c in all_conjuncts if _pushable(c, names)]
+        aggregated = any(isinstance(n, (exp.AggFunc, exp.Window)) for n in arg.walk())
+
+        owner = None if aggregated else self._single_source(sources, cols)
+        if owner is not None:
+            own_cols = self._columns(owner)
+            keep = [c for c in conjuncts if _only_from(c, owner, own_cols, len(sources) == 1)]
+            from_sql = _source_sql(owner)
+        else:
+            keep = [c for c in conjuncts if all(
+                (not col.table) or col.table.lower() in aliases for col in _own_columns(c))]
+            from_sql = _from_clause(scope)
+            if from_sql is None:
+                raise UnsupportedCall(f"{_call_text(call)}: cannot find the rows its input comes from")
+            if any(c.find(exp.Anonymous) is not None and c.find(exp.Anonymous).name.lower() in names
+                   for c in (j.args.get("on") for j in scope.args.get("joins") or []) if c is not None):
+                raise UnsupportedCall(f"{_call_text(call)}: this combination of model calls in JOIN ON is not supported")
+        where_sql = f" WHERE {' AND '.join(c.sql(dialect='duckdb') for c in keep)}" if keep else ""
+        group_sql = ""
+        if aggregated:
+            if len(keep) != len(all_conjuncts):  # aggregates must see exactly the filtered rows
+                raise UnsupportedCall(f"{_call_text(call)}: an aggregate input with a model in WHERE is not supported")
+            group = scope.args.get("group")
+            group_sql = f" {group.sql(dialect='duckdb')}" if group is not None else ""
+            inner = f"{prefix}SELECT {expr_sql} AS k FROM {from_sql}{where_sql}{group_sql}"
+            return f"SELECT DISTINCT k FROM ({inner}) WHERE k IS NOT NULL"
+        return f"{prefix}SELECT DISTINCT {expr_sql} AS k FROM {from_sql}{where_sql}"
+
+    def _single_source(self, sources: list[_Source], cols: list[exp.Column]) -> _Source | None:
+        qualifiers = {c.table.lower() for c in cols if c.table}
+        unqualified = [c.name.lower() for c in cols if not c.table]
+        if len(qualifiers) > 1:
+            return None
+        if qualifiers:
+            (alias,) = qualifiers
+            candidates = [s for s in sources if s.alias == alias]
+        elif len(sources) == 1:
+            candidates = sources
+        else:
+            candidates = [s for s in sources if (own := self._columns(s)) is not None
+                          and set(unqualified) <= own]
+        if unqualified and qualifiers and candidates:
+            own = self._columns(candidates[0])
+            if own is not None and not set(unqualified) <= own:
+                return None
+        if len(candidates) != 1 or candidates[0].null_supplying:
+            return None
+        return candidates[0]
+
+    def _columns(self, source: _Source) -> set[str] | None:
+        return self.columns_of(_source_sql(source))
+
+
+def _check_input_type(call_text: str, model_name: str, model: Model, got: str) -> None:
+    if model.input_kind == "text":
+        if got != "VARCHAR":
+            raise InputTypeError(f"{call_text}: model '{model_name}' expects VARCHAR input, got {got}")
+        return
+    m = _ARRAY_TYPE.match(got)
+    if not m or m.group("elem") not in _NUMERIC:
+        raise InputTypeError(
+            f"{call_text}: model '{model_name}' expects {model.input_type} input, got {got}"
+        )
+    n = m.group("n")
+    if n and model.input_dim and int(n) != model.input_dim:
+        raise InputTypeError(
+            f"{call_text}: model '{model_name}' expects {model.input_type} input, got {got}"
+        )
+
+
+def _call_text(call: exp.Expression) -> str:
+    args = ", ".join(a.sql(dialect="duckdb") for a in call.expressions)
+    return f"{call.name.lower()}({args})"
+
+
+def _replace_input(op: ModelOperator, query: str) -> ModelOperator:
+    from dataclasses import replace
+
+    return replace(op, input_sql=query, params=tuple(dict.fromkeys((*op.params, *_params(parse(query))))))
+
+
+def _with_lookup(op: ModelOperator, lookup: str) -> ModelOperator:
+    from dataclasses import replace
+
+    return replace(op, lookup=lookup)
+
+
+def _params(tree: exp.Expression) -> list[str]:
+    names = [p.name for p in tree.find_all(exp.Placeholder, exp.Parameter) if p.name]
+    return list(dict.fromkeys(names))
+
+
+def _own_columns(node: exp.Expression) -> list[exp.Column]:
+    """Columns of `node` that belong to its own scope (not to a subquery inside it)."""
+    found = []
+    for col in node.find_all(exp.Column):
+        inner = col.find_ancestor(exp.Select)
+        if inner is None or not _is_inside(inner, node):
+            found.append(col)
+    return found
+
+
+def _is_inside(inner: exp.Expression, node: exp.Expression) -> bool:
+    while inner is not None:
+        if inner is node:
+            return True
+        inner = inner.parent
+    return False
+
+
+def _conjuncts(condition: exp.Expression) -> list[exp.Expression]:
+    if isinstance(condition, exp.And):
+        return list(condition.flatten())
+    return [condition]
+
+
+def _pushable(conjunct: exp.Expression, names: set[str]) -> bool:
+    if any(isinstance(n, (exp.Subquery, exp.Exists, exp.Select, exp.AggFunc, exp.Window))
+           for n in conjunct.walk()):
+        return False
+    return not any(n.name.lower() in names for n in conjunct.find_all(exp.Anonymous))
+
+
+def _only_from(conjunct: exp.Expression, source: _Source, own: set[str] | None, sole: bool) -> bool:
+    for col in _own_columns(conjunct):
+        if col.table:
+            if col.table.lower() != source.alias:
+                return False
+        elif not sole and (own is None or col.name.lower() not in own):
+            return False
+        elif sole and own is not None and col.name.lower() not in own:
+            return False
+    return True
+
+
+def _sources(scope: exp.Expression) -> list[_Source]:
+    items: list[tuple[exp.Expression, str]] = []
+    if isinstance(scope, (exp.Update, exp.Delete)):
+        items.append((scope.this, ""))
+    from_ = scope.args.get("from_") or scope.args.get("from")
+    if from_ is not None:
+        items.append((from_.this, ""))
+    joins = scope.args.get("joins") or []
+    sides = [(j.this, (j.side or "").upper()) for j in joins]
+    result = [_Source(_alias(node), node, False) for node, _ in items]
+    for node, side in sides:
+        if side in ("RIGHT", "FULL"):
+            for s in result:
+                s.null_supplying = True
+        result.append(_Source(_alias(node), node, side in ("LEFT", "FULL")))
+    return result
+
+
+def _alias(node: exp.Expression) -> str:
+    return (node.alias_or_name or "").lower()
+
+
+def _source_sql(source: _Source) -> str:
+    return source.node.sql(dialect="duckdb")
+
+
+def _from_clause(scope: exp.Expression) -> str | None:
+    from_ = scope.args.get("from_") or scope.args.get("from")
+    if from_ is None:
+        return None
+    parts = [from_.this.sql(dialect="duckdb")]
+    parts += [j.sql(dialect="duckdb") for j in scope.args.get("joins") or []]
+    return " ".join(parts)
+
+
+def _enclosing_withs(node: exp.Expression) -> list[exp.Expression]:
+    withs = []
+    parent = node.parent
+    while parent is not None:
+        w = parent.args.get("with_") or parent.args.get("with")
+        if isinstance(w, exp.With):
+            withs.append(w)
+        parent = parent.parent
+    # Outer WITH first; DuckDB accepts only one WITH clause, so merge them.
+    withs.reverse()
+    if len(withs) > 1:
+        merged = exp.With(expressions=[c.copy() for w in withs for c in w.expressions])
+        return [merged]
+    return withs

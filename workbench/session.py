@@ -1,0 +1,354 @@
+"""Session: one DuckDB connection, its model catalog, and the engine that runs dlsql on it."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import sys
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from workbench import datasets
+from workbench.errors import (
+    CatalogError,
+    ExecutionError,
+    ModelLoadError,
+    ParameterError,
+    QueryInterrupted,
+    SQLSyntaxError,
+    WorkbenchError,
+)
+from workbench.execution import dl_centric
+from workbench.models.base import Model
+from workbench.models.catalog import Catalog
+from workbench.plan.builder import PlanBuilder, parse
+from workbench.plan.nodes import ModelOperator, Plan
+from workbench.result import Result
+from workbench.sql import params as sql_params
+from workbench.sql import statements as st
+
+_session_ids = itertools.count(1)
+_LOOKUP = re.compile(r"__wb_\d+_lookup_(\d+)")
+
+
+class Session:
+    """A workbench session. Use `workbench.connect()` to make one.
+
+    `sql(text, params)` runs one or more dlsql statements and returns the last one's
+    `Result`; `explain(text)` returns the `Plan` of a query without running its models.
+    """
+
+    def __init__(self, database: str = ":memory:", *, batch_size: int | None = None):
+        try:
+            self.con = duckdb.connect(database)
+        except duckdb.Error as exc:
+            raise ExecutionError(f"cannot open database {database!r}: {_first_line(exc)}") from None
+        self.database = database
+        self.batch_size = batch_size
+        self.catalog = Catalog(self.con)
+        self._id = next(_session_ids)
+        self._temp = itertools.count(1)
+        self.procedures: dict[str, Callable[..., Result]] = {
+            "load_dataset": self._load_dataset,
+        }
+
+    # -- public API ---------------------------------------------------------------------
+    def sql(
+        self,
+        text: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        namespace: Mapping[str, Any] | None = None,
+    ) -> Result:
+        """Run dlsql `text`; `:name` / `$name` placeholders are bound from `params`.
+
+        `namespace` is where `CREATE MODEL ... FROM PYTHON var` finds `var` (the notebook's
+        namespace in the magic; the caller's globals by default).
+        """
+        if not isinstance(text, str):
+            raise SQLSyntaxError(f"expected SQL text, got {type(text).__name__}")
+        if namespace is None:
+            namespace = _caller_namespace()
+        statements = st.split(text, frozenset(self.procedures))
+        if not statements:
+            raise SQLSyntaxError("nothing to run: the text has no SQL statement")
+        result: Result | None = None
+        for stmt in statements:
+            result = self._run(stmt, params, namespace)
+        assert result is not None
+        return result
+
+    def explain(self, text: str, params: Mapping[str, Any] | None = None, *, analyze: bool = False) -> Plan:
+        """The plan of one query; with `analyze=True` it runs and carries actual figures."""
+        statements = st.split(text, frozenset(self.procedures))
+        if len(statements) != 1:
+            raise SQLSyntaxError(f"explain() takes one statement, got {len(statements)}")
+        stmt = statements[0]
+        if isinstance(stmt, st.Explain):
+            analyze, stmt = analyze or stmt.analyze, stmt.statement
+        if not isinstance(stmt, st.Sql):
+            raise SQLSyntaxError("only SQL queries can be explained")
+        return self._explain(stmt, params, analyze)
+
+    def register_model(self, name: str, obj: Any, *, replace: bool = True, **options: Any) -> None:
+        """Register a Python object (torch module, (model, tokenizer) pair) as model `name`."""
+        self.catalog.create(name, obj=obj, var_name=name, options=options, replace=replace)
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<workbench.Session database={self.database!r} models={sorted(self.catalog.names)}>"
+
+    # -- statements -------------------------------------------------------------------
+    def _run(self, stmt: st.Statement, params: Mapping[str, Any] | None, namespace: Mapping[str, Any]) -> Result:
+        start = time.perf_counter()
+        if isinstance(stmt, st.Sql):
+            return self._run_sql(stmt, params, start)
+        if isinstance(stmt, st.Explain):
+            inner = stmt.statement
+            if not isinstance(inner, st.Sql):
+                raise SQLSyntaxError("EXPLAIN works on SQL queries, not on model statements")
+            plan = self._explain(inner, params, stmt.analyze)
+            return Result(pa.table({"plan": plan.text().splitlines()}), statement=stmt.text,
+                          elapsed=time.perf_counter() - start, plan=plan)
+        if isinstance(stmt, st.CreateModel):
+            if stmt.path is not None:
+                model = self.catalog.create(stmt.name, path=stmt.path, options=stmt.options, replace=stmt.replace)
+            else:
+                obj = _lookup_var(stmt.python_var or "", params, namespace)
+                model = self.catalog.create(stmt.name, obj=obj, var_name=stmt.python_var,
+                                            options=stmt.options, replace=stmt.replace)
+            return self._message(f"model {stmt.name} created ({model.task}: {model.input_type} -> "
+                                 f"{model.output_type})", stmt, start)
+        if isinstance(stmt, st.DropModel):
+            dropped = self.catalog.drop(stmt.name, stmt.if_exists)
+            return self._message(f"model {stmt.name} {'dropped' if dropped else 'did not exist'}", stmt, start)
+        if isinstance(stmt, st.ShowModels):
+            return Result(self.catalog.show(), statement=stmt.text, elapsed=time.perf_counter() - start)
+        if isinstance(stmt, st.DescribeModel):
+            return Result(self.catalog.describe(stmt.name), statement=stmt.text,
+                          elapsed=time.perf_counter() - start)
+        if isinstance(stmt, st.AlterModel):
+            self.catalog.alter(stmt.name, stmt.options)
+            return self._message(f"model {stmt.name} altered", stmt, start)
+        if isinstance(stmt, st.Call):
+            return self.procedures[stmt.procedure.lower()](*stmt.args)
+        raise SQLSyntaxError(f"unsupported statement: {stmt.text}")  # pragma: no cover
+
+    def _message(self, text: str, stmt: st.Statement, start: float) -> Result:
+        return Result(pa.table({"status": [text]}), statement=stmt.text,
+                      elapsed=time.perf_counter() - start, message=text)
+
+    def _bind(self, stmt: st.Sql, params: Mapping[str, Any] | None) -> tuple[str, dict[str, Any]]:
+        text, names = sql_params.rewrite(stmt.text, stmt.start, stmt.tokens)
+        return text, sql_params.bind(names, params)
+
+    def _calls_models(self, stmt: st.Sql) -> bool:
+        names = self.catalog.names
+        toks = stmt.tokens
+        return any(
+            toks[i].text.lower() in names and toks[i + 1].text == "(" for i in range(len(toks) - 1)
+        )
+
+    def _run_sql(self, stmt: st.Sql, params: Mapping[str, Any] | None, start: float) -> Result:
+        text, values = self._bind(stmt, params)
+        if not self._calls_models(stmt):
+            table = self._duckdb(text, values)
+            return Result(table, statement=stmt.text, elapsed=time.perf_counter() - start)
+        with _TempObjects(self) as temp:
+            plan = self._plan(text, temp, values)
+            stats = self._run_operators(plan, values, temp)
+            table = self._duckdb(plan.final_sql, _subset(values, plan.params), plan)
+        return Result(table, statement=stmt.text, elapsed=time.perf_counter() - start, stats=stats)
+
+    def _explain(self, stmt: st.Sql, params: Mapping[str, Any] | None, analyze: bool) -> Plan:
+        text, values = self._bind(stmt, params)
+        from dataclasses import replace
+
+        with _TempObjects(self) as temp:
+            if not self._calls_models(stmt):
+                plan = Plan(sql=stmt.text, final_sql=text, params=tuple(values))
+            else:
+                plan = self._plan(text, temp, values)
+            ops = tuple(replace(op, estimated_rows=self._estimate(op.input_sql, _subset(values, op.params)))
+                        for op in plan.operators)
+            if analyze:
+                stats = self._run_operators(plan, values, temp)
+                ops = tuple(op.with_actuals(s["rows"], s["seconds"], s["batch_size"]) for op, s in zip(ops, stats))
+            relational = self._relational_plan(plan, values, analyze)
+        return replace(plan, sql=stmt.text, operators=ops, analyzed=analyze, relational_plan=relational)
+
+    # -- engine steps -----------------------------------------------------------------
+    def _plan(self, text: str, temp: _TempObjects, values: dict[str, Any]) -> Plan:
+        tree = parse(text)
+        models: dict[str, Model] = {}
+        for name in self.catalog.names:
+            if re.search(rf"\b{re.escape(name)}\s*\(", text, re.IGNORECASE):
+                models[name] = self.catalog.get(name)
+        def input_type_of(query: str, names: tuple[str, ...]) -> str:
+            rel = self._guard(lambda: self.con.sql(f"SELECT * FROM ({query}) LIMIT 0",
+                                                   params=_subset(values, names) or None))
+            return str(rel.types[0])
+
+        builder = PlanBuilder(models, self._columns_of, input_type_of, temp.declare)
+        return builder.build(text, tree)
+
+    def _run_operators(self, plan: Plan, values: dict[str, Any], temp: _TempObjects) -> list[dict[str, Any]]:
+        stats = []
+        for op in plan.operators:
+            model = self.catalog.get(op.model)
+            run = self._guard(lambda op=op, model=model: dl_centric.run(
+                self.con, op, model, values, batch_size=op.batch_size or self.batch_size), plan)
+            temp.fill(op, run.table)
+            stats.append(run.stats)
+        return stats
+
+    def _columns_of(self, from_item: str) -> set[str] | None:
+        try:
+            return {c.lower() for c in self.con.sql(f"SELECT * FROM {from_item} LIMIT 0").columns}
+        except duckdb.Error:
+            return None
+
+    def _estimate(self, query: str, values: dict[str, Any]) -> int | None:
+        try:
+            rows = self.con.sql(f"EXPLAIN (FORMAT json) {query}", params=values or None).fetchall()
+            node = json.loads(rows[0][1])[0]
+            while node:
+                est = node.get("extra_info", {}).get("Estimated Cardinality")
+                if est is not None:
+                    return int(est)
+                node = (node.get("children") or [None])[0]
+        except (duckdb.Error, ValueError, KeyError, IndexError, TypeError):
+            return None
+        return None
+
+    def _relational_plan(self, plan: Plan, values: dict[str, Any], analyze: bool) -> str:
+        try:
+            rows = self.con.sql(f"EXPLAIN {plan.final_sql}", params=_subset(values, plan.params) or None).fetchall()
+        except duckdb.Error:
+            return ""
+        return "\n".join(str(r[1]) for r in rows)
+
+    def _duckdb(self, text: str, values: dict[str, Any], plan: Plan | None = None) -> pa.Table:
+        def go() -> pa.Table:
+            rel = self.con.sql(text, params=values or None)
+            if rel is None:
+                return pa.table({})
+            return rel.to_arrow_table()
+
+        return self._guard(go, plan)
+
+    def _guard(self, fn: Callable[[], Any], plan: Plan | None = None) -> Any:
+        """Run `fn`, turning DuckDB errors and interrupts into short workbench errors."""
+        try:
+            return fn()
+        except KeyboardInterrupt:
+            raise QueryInterrupted("query interrupted; nothing was saved") from None
+        except duckdb.Error as exc:
+            raise _translate(exc, plan, self.catalog.names) from None
+
+    def _load_dataset(self, name: Any = None, *rest: Any) -> Result:
+        start = time.perf_counter()
+        if not isinstance(name, str) or rest:
+            raise ParameterError("usage: CALL load_dataset('pydoc' | 'digits')")
+        rows = datasets.load(self, name)
+        msg = f"table {name} loaded ({rows:,} rows)"
+        return Result(pa.table({"status": [msg]}), statement=f"CALL load_dataset('{name}')",
+                      elapsed=time.perf_counter() - start, message=msg)
+
+
+class _TempObjects:
+    """Lookup functions and output tables of one statement; always removed afterwards."""
+
+    def __init__(self, session: Session):
+        self.s = session
+        self.views: list[str] = []
+        self.macros: list[str] = []
+
+    def __enter__(self) -> _TempObjects:
+        return self
+
+    def declare(self, op: ModelOperator, model: Model) -> str:
+        n = next(self.s._temp)
+        view, macro = f"__wb_{self.s._id}_out_{n}", f"__wb_{self.s._id}_lookup_{op.id}"
+        empty = pa.table({"k": pa.array([], type=pa.null()),
+                          "v": pa.array([], type=model.arrow_output_type())})
+        self.s.con.register(view, empty)
+        self.views.append(view)
+        self.s.con.execute(f"CREATE OR REPLACE TEMP MACRO {macro}(x) AS (SELECT v FROM {view} WHERE k = x)")
+        self.macros.append(macro)
+        self._view_of = getattr(self, "_view_of", {})
+        self._view_of[macro] = view
+        return macro
+
+    def fill(self, op: ModelOperator, table: pa.Table) -> None:
+        self.s.con.register(self._view_of[op.lookup], table)
+
+    def __exit__(self, *exc: Any) -> None:
+        for macro in self.macros:
+            try:
+                self.s.con.execute(f"DROP MACRO IF EXISTS {macro}")
+            except duckdb.Error:
+                pass
+        for view in self.views:
+            try:
+                self.s.con.unregister(view)
+            except duckdb.Error:
+                pass
+
+
+def connect(database: str = ":memory:", **options: Any) -> Session:
+    """Open a session on an in-memory database (default) or a DuckDB file."""
+    return Session(database, **options)
+
+
+# -- helpers -------------------------------------------------------------------------------
+def _subset(values: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    return {n: values[n] for n in names if n in values}
+
+
+def _caller_namespace() -> dict[str, Any]:
+    frame = sys._getframe(2)
+    return {**frame.f_globals, **frame.f_locals}
+
+
+def _lookup_var(name: str, params: Mapping[str, Any] | None, namespace: Mapping[str, Any]) -> Any:
+    for scope in (params or {}, namespace):
+        if name in scope:
+            return scope[name]
+    raise ModelLoadError(f"no Python variable '{name}' (define it, or use session.register_model)")
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _translate(exc: duckdb.Error, plan: Plan | None, models: set[str]) -> WorkbenchError:
+    msg = str(exc).strip()
+    if plan is not None:  # show the user's model names, not our lookup functions
+        names = {op.lookup: op.model for op in plan.operators}
+        msg = re.sub(r"__wb_\d+_lookup_\d+", lambda m: names.get(m.group(0), "model"), msg)
+    if isinstance(exc, duckdb.InterruptException) or "interrupted" in msg.lower():
+        return QueryInterrupted("query interrupted; nothing was saved")
+    if isinstance(exc, duckdb.ParserException):
+        return SQLSyntaxError(msg)
+    if isinstance(exc, duckdb.CatalogException):
+        if "Function with name" in msg:
+            msg += f"\n(models: {', '.join(sorted(models))})"
+        return CatalogError(msg)
+    if isinstance(exc, duckdb.BinderException) and ("not found" in msg or "does not exist" in msg):
+        return CatalogError(msg)
+    return ExecutionError(msg)
