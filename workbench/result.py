@@ -32,6 +32,7 @@ class Result:
         self.stats: list[dict[str, Any]] = stats or []
         self.message = message
         self.plan = plan
+        self.display_limit = 20  # rows shown by the text/HTML renderings
 
     def arrow(self) -> pa.Table:
         return self._table
@@ -59,9 +60,9 @@ class Result:
     def __repr__(self) -> str:
         from workbench.display import result_text
 
-        return result_text(self)
+        return result_text(self, self.display_limit)
 
     def _repr_html_(self) -> str:
         from workbench.display import result_html
 
-        return result_html(self)
+        return result_html(self, self.display_limit)

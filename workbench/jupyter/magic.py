@@ -1,0 +1,83 @@
+"""The `%%dlsql` cell magic and `%dlsql` line magic.
+
+Thin on purpose: parse options (command.py), hand the text to the notebook's Session, and
+display the Result. `@no_var_expand` keeps IPython's `{}`/`$` expansion away from SQL;
+`:name` reads a notebook variable as a bound DuckDB parameter.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
+from traitlets import Integer, Unicode
+
+from workbench.errors import WorkbenchError
+from workbench.jupyter import command
+from workbench.session import Session
+
+
+class DlsqlError(Exception):
+    """Shown in the notebook as one short line, without a Python traceback."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{self.kind}: {self}"]
+
+
+@magics_class
+class DlsqlMagic(Magics):
+    display_limit = Integer(20, config=True, help="Rows shown under a %%dlsql cell (all rows stay in -o).")
+    database = Unicode(":memory:", config=True, help="Database of the notebook's session: ':memory:' or a file.")
+    batch_size = Integer(0, config=True, help="Model batch size; 0 picks it by measurement.")
+
+    def __init__(self, shell: Any):
+        super().__init__(shell)
+        self._session: Session | None = None
+
+    def session(self, database: str | None = None) -> Session:
+        wanted = database or self.database
+        if self._session is None or self._session.database != wanted:
+            if self._session is not None:
+                self._session.close()
+            self._session = Session(wanted)
+        self._session.batch_size = self.batch_size or None
+        return self._session
+
+    @no_var_expand
+    @line_cell_magic
+    def dlsql(self, line: str, cell: str | None = None) -> Any:
+        """Run dlsql (DuckDB SQL + model statements). Options: -o NAME, --limit N, --db PATH,
+        --batch-size N, --session."""
+        try:
+            cmd = command.parse(line, cell)
+            session = self.session(cmd.database)
+            if cmd.session:
+                return session
+            if not cmd.sql.strip():
+                raise command.UsageError("nothing to run: write SQL after %dlsql, or under %%dlsql")
+            ns = self.shell.user_ns
+            saved = session.batch_size
+            if cmd.batch_size:
+                session.batch_size = cmd.batch_size
+            try:
+                result = session.sql(cmd.sql, params=ns, namespace=ns)
+            finally:
+                session.batch_size = saved
+        except WorkbenchError as exc:
+            raise DlsqlError(type(exc).__name__, str(exc)) from None
+        except KeyboardInterrupt:
+            raise DlsqlError("QueryInterrupted", "query interrupted; nothing was saved") from None
+        except Exception as exc:  # a bug of ours: still one short line, the kernel lives on
+            raise DlsqlError("InternalError", f"{type(exc).__name__}: {exc}") from None
+        if cmd.output:
+            ns[cmd.output] = result.pl()
+        result.display_limit = cmd.limit or self.display_limit
+        return result
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    ipython.register_magics(DlsqlMagic)
