@@ -124,6 +124,7 @@ class Session:
             return Result(pa.table({"plan": plan.text().splitlines()}), statement=stmt.text,
                           elapsed=time.perf_counter() - start, plan=plan)
         if isinstance(stmt, st.CreateModel):
+            self.catalog.check_name(stmt.name, stmt.replace)
             if stmt.path is not None:
                 model = self.catalog.create(stmt.name, path=stmt.path, options=stmt.options, replace=stmt.replace)
             else:
@@ -338,6 +339,9 @@ def _first_line(exc: BaseException) -> str:
 
 def _translate(exc: duckdb.Error, plan: Plan | None, models: set[str]) -> WorkbenchError:
     msg = str(exc).strip()
+    if "Candidate functions:" in msg:  # DuckDB lists every overload; the first line says it
+        head, _, rest = msg.partition("Candidate functions:")
+        msg = head.rstrip() + f" ({len(rest.strip().splitlines())} candidate signatures)"
     if plan is not None:  # show the user's model names, not our lookup functions
         names = {op.lookup: op.model for op in plan.operators}
         msg = re.sub(r"__wb_\d+_lookup_\d+", lambda m: names.get(m.group(0), "model"), msg)

@@ -71,5 +71,9 @@ def to_model_inputs(op: ModelOperator, model: Model, keys: pa.Array) -> Any:
         flat = keys.flatten()
     if model.input_dim and width != model.input_dim and len(keys):
         raise InputTypeError(f"{op.call}: '{op.model}' expects {model.input_dim} values per input, got {width}")
+    if flat.null_count:
+        raise InputTypeError(f"{op.call}: an input array holds NULL values; '{op.model}' needs numbers")
+    if flat.type != pa.float32():
+        flat = flat.cast(pa.float32())
     values = flat.to_numpy(zero_copy_only=False)  # zero-copy for FLOAT[n] without nulls
-    return np.asarray(values, dtype=np.float32).reshape(len(keys), width)
+    return values.reshape(len(keys), width)

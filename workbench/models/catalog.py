@@ -91,7 +91,7 @@ class Catalog:
         options: dict[str, Any] | None = None,
         replace: bool = False,
     ) -> Model:
-        key = self._check_name(name, replace)
+        key = self.check_name(name, replace)
         options = loading.check_options(name, dict(options or {}))
         if path is not None:
             model = loading.from_path(name, path, options)  # load now: errors show at CREATE
@@ -158,7 +158,7 @@ class Catalog:
         return pa.table({"property": list(facts), "value": [str(v) for v in facts.values()]})
 
     # -- helpers ------------------------------------------------------------------------
-    def _check_name(self, name: str, replace: bool) -> str:
+    def check_name(self, name: str, replace: bool) -> str:
         key = name.lower()
         if not key.isidentifier():
             raise CatalogError(f"'{name}' is not a valid model name (use letters, digits and _)")

@@ -26,7 +26,7 @@ from workbench.models.base import Model
 from workbench.plan.nodes import ModelOperator, Plan
 
 _SCOPES = (exp.Select, exp.Update, exp.Delete)
-_ARRAY_TYPE = re.compile(r"^(?P<elem>[A-Z]+)\[(?P<n>\d*)\]$")
+_ARRAY_TYPE = re.compile(r"^(?P<elem>[A-Z]+)(\(\d+,\s*\d+\))?\[(?P<n>\d*)\]$")
 _NUMERIC = {"FLOAT", "DOUBLE", "REAL", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT",
             "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "DECIMAL"}
 
@@ -105,8 +105,9 @@ class PlanBuilder:
                 )
             arg = call.expressions[0]
             key = (model_name, arg.sql(dialect="duckdb"))
-            query = self._input_query(call, arg, names)
             op = operators.get(key)
+            # a conjunct that reads this very operator's output cannot filter its inputs
+            query = self._input_query(call, arg, names | ({op.lookup.lower()} if op else set()))
             if op is None:
                 op = self._operator(len(operators) + 1, model_name, call_text, query)
                 operators[key] = op

@@ -7,6 +7,10 @@ rewrite the token (not the value) and let DuckDB do the binding.
 
 from __future__ import annotations
 
+import datetime
+import decimal
+import uuid
+
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -59,12 +63,18 @@ def bind(names: list[str], params: Mapping[str, Any] | None) -> dict[str, Any]:
     return values
 
 
+_SCALARS = (type(None), bool, int, float, str, bytes, decimal.Decimal, datetime.date, datetime.time,
+            datetime.timedelta, uuid.UUID)
+
+
 def _plain(value: Any, name: str) -> Any:
-    """Convert numpy/torch scalars and arrays into values DuckDB binds natively."""
-    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+    """Values DuckDB binds natively (numpy/torch arrays and scalars become lists/numbers)."""
+    if hasattr(value, "tolist") and not isinstance(value, _SCALARS):
         value = value.tolist()
-    if callable(value) or hasattr(value, "__dict__") and not isinstance(value, (list, dict)):
-        raise ParameterError(
-            f"parameter :{name} is a {type(value).__name__}, which cannot be bound to SQL"
-        )
-    return value
+    if isinstance(value, _SCALARS):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, name) for v in value]
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {k: _plain(v, name) for k, v in value.items()}
+    raise ParameterError(f"parameter :{name} is a {type(value).__name__}, which cannot be bound to SQL")

@@ -1,0 +1,31 @@
+# The two commands of the README:
+#   make lab    install into .venv and open JupyterLab on notebooks/
+#   make test   install into .venv and run the whole test suite (what .ci/run calls)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: lab test lint unit notebooks bench
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt torch==2.13.0
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[lab,test]"
+	touch $(STAMP)
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
+
+test: lint unit notebooks
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check workbench tests bench
+
+unit: $(STAMP)
+	$(PY) -m pytest tests -p no:cacheprovider
+
+notebooks: $(STAMP)
+	$(PY) -m pytest --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg notebooks -p no:cacheprovider
+
+bench: $(STAMP)
+	$(PY) bench/bench_minilm.py

@@ -1,0 +1,49 @@
+"""Shared fixtures: a real engine session with the real datasets, and a real IPython shell."""
+
+from __future__ import annotations
+
+import pytest
+from IPython.testing.globalipapp import start_ipython
+
+import workbench
+
+
+@pytest.fixture(scope="session")
+def data_session():
+    """One session with pydoc and digits loaded (read-only use in tests)."""
+    s = workbench.connect()
+    s.sql("CALL load_dataset('pydoc'); CALL load_dataset('digits')")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def session():
+    s = workbench.connect()
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="session")
+def _ipython():
+    ip = start_ipython()
+    ip.run_line_magic("load_ext", "workbench")
+    return ip
+
+
+@pytest.fixture
+def shell(_ipython):
+    """The IPython shell with the extension loaded and a fresh in-memory database."""
+    magic = _ipython.magics_manager.registry["DlsqlMagic"]
+    if magic._session is not None:
+        magic._session.close()
+        magic._session = None
+    magic.display_limit, magic.database, magic.batch_size = 20, ":memory:", 0
+    _ipython.run_cell("%%dlsql\nCALL load_dataset('pydoc'); CALL load_dataset('digits')")
+    return _ipython
+
+
+def run(shell, cell: str):
+    """Run a cell; return (success, result value or error)."""
+    r = shell.run_cell(cell, store_history=False)
+    return r.success, (r.result if r.success else r.error_in_exec)
