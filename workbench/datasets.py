@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 
+from workbench.db import run
 from workbench.errors import CatalogError
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ def load(session: Session, name: str) -> int:
     view = f"__wb_dataset_{name}"
     session.con.register(view, table)
     try:
-        session.con.execute(f'CREATE OR REPLACE TABLE "{name}" AS SELECT * FROM {view}')
+        run(session.con, f'CREATE OR REPLACE TABLE "{name}" AS SELECT * FROM {view}')
     finally:
         session.con.unregister(view)
     return table.num_rows

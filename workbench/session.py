@@ -14,6 +14,7 @@ import duckdb
 import pyarrow as pa
 
 from workbench import datasets
+from workbench.db import run
 from workbench.errors import (
     CatalogError,
     ExecutionError,
@@ -288,7 +289,7 @@ class _TempObjects:
                           "v": pa.array([], type=model.arrow_output_type())})
         self.s.con.register(view, empty)
         self.views.append(view)
-        self.s.con.execute(f"CREATE OR REPLACE TEMP MACRO {macro}(x) AS (SELECT v FROM {view} WHERE k = x)")
+        run(self.s.con, f"CREATE OR REPLACE TEMP MACRO {macro}(x) AS (SELECT v FROM {view} WHERE k = x)")
         self.macros.append(macro)
         self._view_of = getattr(self, "_view_of", {})
         self._view_of[macro] = view
@@ -300,7 +301,7 @@ class _TempObjects:
     def __exit__(self, *exc: Any) -> None:
         for macro in self.macros:
             try:
-                self.s.con.execute(f"DROP MACRO IF EXISTS {macro}")
+                run(self.s.con, f"DROP MACRO IF EXISTS {macro}")
             except duckdb.Error:
                 pass
         for view in self.views:

@@ -15,6 +15,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from workbench.db import run, transaction
 from workbench.errors import CatalogError, ModelLoadError, UnknownModelError
 from workbench.models import loading
 from workbench.models.base import Model, ModelInfo
@@ -29,8 +30,8 @@ _LOADED: dict[tuple[str, float, str], Model] = {}
 class Catalog:
     def __init__(self, con: duckdb.DuckDBPyConnection):
         self.con = con
-        con.execute(
-            f"CREATE TABLE IF NOT EXISTS {TABLE} (name VARCHAR PRIMARY KEY, source VARCHAR NOT NULL, "
+        run(
+            con, f"CREATE TABLE IF NOT EXISTS {TABLE} (name VARCHAR PRIMARY KEY, source VARCHAR NOT NULL, "
             "task VARCHAR, options JSON, created_at TIMESTAMP DEFAULT current_timestamp)"
         )
         self._objects: dict[str, Model] = {}  # models from Python objects, this session only
@@ -39,7 +40,7 @@ class Catalog:
 
     # -- lookup -------------------------------------------------------------------------
     def refresh(self) -> None:
-        rows = self.con.execute(f"SELECT name, source, task, options FROM {TABLE}").fetchall()
+        rows = run(self.con, f"SELECT name, source, task, options FROM {TABLE}")
         self._stored = {
             r[0]: ModelInfo(r[0], r[1], r[2] or "", json.loads(r[3]) if r[3] else {}) for r in rows
         }
@@ -102,11 +103,12 @@ class Catalog:
             model = loading.from_python(name, obj, options)
             source = _PYTHON + (var_name or type(obj).__name__)
             self._objects[key] = model
-        self.con.execute(f"DELETE FROM {TABLE} WHERE name = ?", [key])
-        self.con.execute(
-            f"INSERT INTO {TABLE} (name, source, task, options) VALUES (?, ?, ?, ?)",
-            [key, source, model.task, json.dumps(options, default=str)],
-        )
+        with transaction(self.con):  # replace the entry atomically
+            run(self.con, f"DELETE FROM {TABLE} WHERE name = ?", [key])
+            run(
+                self.con, f"INSERT INTO {TABLE} (name, source, task, options) VALUES (?, ?, ?, ?)",
+                [key, source, model.task, json.dumps(options, default=str)],
+            )
         self.refresh()
         return model
 
@@ -118,7 +120,7 @@ class Catalog:
             if if_exists:
                 return False
             raise UnknownModelError(f"unknown model '{name}'{self._hint()}")
-        self.con.execute(f"DELETE FROM {TABLE} WHERE name = ?", [key])
+        run(self.con, f"DELETE FROM {TABLE} WHERE name = ?", [key])
         self._objects.pop(key, None)
         self.refresh()
         return True
@@ -129,8 +131,8 @@ class Catalog:
             raise CatalogError(f"'{name}' is a built-in model and cannot be altered")
         info = self.info(name)
         merged = loading.check_options(name, {**info.options, **options})
-        self.con.execute(
-            f"UPDATE {TABLE} SET options = ? WHERE name = ?", [json.dumps(merged, default=str), key]
+        run(
+            self.con, f"UPDATE {TABLE} SET options = ? WHERE name = ?", [json.dumps(merged, default=str), key]
         )
         model = self._objects.get(key)
         if model is not None and "batch_size" in options:
@@ -166,9 +168,9 @@ class Catalog:
             raise CatalogError(f"'{name}' is a built-in model; choose another name")
         if key in self._stored and not replace:
             raise CatalogError(f"model '{name}' already exists (use CREATE OR REPLACE MODEL)")
-        clash = self.con.execute(
-            "SELECT 1 FROM duckdb_functions() WHERE lower(function_name) = ? LIMIT 1", [key]
-        ).fetchone()
+        clash = run(
+            self.con, "SELECT 1 FROM duckdb_functions() WHERE lower(function_name) = ? LIMIT 1", [key]
+        )
         if clash:
             raise CatalogError(f"'{name}' is already a DuckDB function; choose another model name")
         return key

