@@ -6,6 +6,7 @@ import itertools
 import json
 import re
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -212,10 +213,13 @@ class Session:
         for op in plan.operators:
             model = self.catalog.get(op.model)
             run = self._guard(lambda op=op, model=model: dl_centric.run(
-                self.con, op, model, values, batch_size=op.batch_size or self.batch_size), plan)
+                self._fetch, op, model, values, batch_size=op.batch_size or self.batch_size), plan)
             temp.fill(op, run.table)
             stats.append(run.stats)
         return stats
+
+    def _fetch(self, sql: str, values: dict[str, Any] | None) -> pa.Table:
+        return self._interruptible(lambda: self.con.sql(sql, params=values or None).to_arrow_table())
 
     def _columns_of(self, from_item: str) -> set[str] | None:
         try:
@@ -250,7 +254,37 @@ class Session:
                 return pa.table({})
             return rel.to_arrow_table()
 
-        return self._guard(go, plan)
+        return self._guard(lambda: self._interruptible(go), plan)
+
+    def _interruptible(self, fn: Callable[[], Any]) -> Any:
+        """Run a DuckDB call in a worker thread so Ctrl-C stops it at once.
+
+        DuckDB notices a SIGINT only between result chunks (an Arrow fetch of a long
+        aggregate can run on for many seconds); here the main thread waits, and on a
+        KeyboardInterrupt asks DuckDB to interrupt the running query.
+        """
+        box: dict[str, Any] = {}
+        done = threading.Event()
+
+        def work() -> None:
+            try:
+                box["value"] = fn()
+            except BaseException as exc:  # handed to the caller's thread below
+                box["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=work, name="workbench-duckdb", daemon=True).start()
+        try:
+            while not done.wait(0.1):
+                pass
+        except KeyboardInterrupt:
+            self.con.interrupt()
+            done.wait()
+            raise
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
 
     def _guard(self, fn: Callable[[], Any], plan: Plan | None = None) -> Any:
         """Run `fn`, turning DuckDB errors and interrupts into short workbench errors."""
@@ -258,6 +292,10 @@ class Session:
             return fn()
         except KeyboardInterrupt:
             raise QueryInterrupted("query interrupted; nothing was saved") from None
+        except RuntimeError as exc:  # DuckDB reports an interrupted query as RuntimeError
+            if "interrupted" in str(exc).lower():
+                raise QueryInterrupted("query interrupted; nothing was saved") from None
+            raise
         except duckdb.Error as exc:
             raise _translate(exc, plan, self.catalog.names) from None
 

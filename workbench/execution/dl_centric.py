@@ -1,6 +1,6 @@
 """DL-centric execution of one model operator.
 
-DuckDB computes the operator's distinct inputs, Arrow hands them to torch (numeric arrays
+DuckDB (through `fetch`) computes the operator's distinct inputs, Arrow hands them to torch (numeric arrays
 without a copy), the model runs in tuned batches, and the outputs come back as an Arrow
 table (input -> output) that the final SQL reads through the operator's lookup function.
 """
@@ -11,7 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -29,7 +28,7 @@ class OperatorRun:
 
 
 def run(
-    con: duckdb.DuckDBPyConnection,
+    fetch: Callable[[str, dict[str, Any] | None], pa.Table],
     op: ModelOperator,
     model: Model,
     params: dict[str, Any],
@@ -37,8 +36,7 @@ def run(
     batch_size: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> OperatorRun:
-    rel = con.sql(op.input_sql, params={p: params[p] for p in op.params} or None)
-    keys = rel.to_arrow_table().column(0).combine_chunks()
+    keys = fetch(op.input_sql, {p: params[p] for p in op.params}).column(0).combine_chunks()
     keys = keys.filter(pc.is_valid(keys)) if keys.null_count else keys
     inputs = to_model_inputs(op, model, keys)
     result = batching.run(model, op.model, inputs, batch_size=batch_size or op.batch_size, progress=progress)

@@ -95,6 +95,7 @@ class PlanBuilder:
                 "a view cannot call a model yet (its results are computed per query); "
                 "use CREATE TABLE ... AS SELECT to save them"
             )
+        _name_model_columns(tree, names)
         operators: dict[tuple[str, str], ModelOperator] = {}
         for call in model_calls(tree, names):
             model_name = call.name.lower()
@@ -207,6 +208,20 @@ class PlanBuilder:
 
     def _columns(self, source: _Source) -> set[str] | None:
         return self.columns_of(_source_sql(source))
+
+
+def _name_model_columns(tree: exp.Expression, names: set[str]) -> None:
+    """Give unaliased output columns that call a model the name the user wrote.
+
+    Otherwise DuckDB would name them after our lookup functions.
+    """
+    for select in tree.find_all(exp.Select):
+        for i, proj in enumerate(select.expressions):
+            if isinstance(proj, (exp.Alias, exp.Star)):
+                continue
+            if any(n.name.lower() in names for n in proj.find_all(exp.Anonymous)):
+                text = proj.sql(dialect="duckdb", normalize_functions=False)
+                select.expressions[i].replace(exp.alias_(proj.copy(), text, quoted=True))
 
 
 def _check_input_type(call_text: str, model_name: str, model: Model, got: str) -> None:
