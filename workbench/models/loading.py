@@ -83,7 +83,7 @@ def from_python(name: str, obj: Any, options: dict[str, Any]) -> Model:
         return obj
     if isinstance(obj, (tuple, list)) and len(obj) == 2:
         model, tokenizer = obj
-        if not callable(getattr(tokenizer, "__call__", None)) or not isinstance(model, torch.nn.Module):
+        if not callable(tokenizer) or not isinstance(model, torch.nn.Module):
             raise ModelLoadError(f"model '{name}': expected (transformers model, tokenizer)")
         return _text_model(model, tokenizer, options)
     if isinstance(obj, dict) and {"model", "tokenizer"} <= set(obj):

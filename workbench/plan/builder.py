@@ -173,7 +173,9 @@ class PlanBuilder:
                 raise UnsupportedCall(f"{_call_text(call)}: cannot find the rows its input comes from")
             if any(c.find(exp.Anonymous) is not None and c.find(exp.Anonymous).name.lower() in names
                    for c in (j.args.get("on") for j in scope.args.get("joins") or []) if c is not None):
-                raise UnsupportedCall(f"{_call_text(call)}: this combination of model calls in JOIN ON is not supported")
+                raise UnsupportedCall(
+                    f"{_call_text(call)}: this combination of model calls in JOIN ON is not supported"
+                )
         where_sql = f" WHERE {' AND '.join(c.sql(dialect='duckdb') for c in keep)}" if keep else ""
         group_sql = ""
         if aggregated:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime
 import decimal
 import uuid
-
 from collections.abc import Mapping, Sequence
 from typing import Any
 
