@@ -108,7 +108,7 @@ def test_create_model_from_python_variable(session):
         ("DROP MODEL ghost", UnknownModelError, "ghost"),
         ("CREATE MODEL m FROM '/no/such/dir'", ModelLoadError, "/no/such/dir"),
         ("CREATE MODEL sum FROM PYTHON x", CatalogError, "DuckDB function"),
-        ("SELECT 1/0::INT AS x, 'a'::INT", ExecutionError, "Conversion"),
+        ("SELECT 1/0::INT AS x, 'a'::INT", ExecutionError, "Could not convert"),
     ],
 )
 def test_errors_are_short_and_session_survives(data_session, sql, error, fragment):

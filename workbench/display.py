@@ -39,7 +39,8 @@ def _rows(result: Any, limit: int) -> tuple[list[str], list[list[str]]]:
 def operator_line(s: dict[str, Any]) -> str:
     cache = f", cache {s['cache_hits']}/{s['cache_hits'] + s['cache_misses']} hits" if (
         s.get("cache_hits") or s.get("cache_misses")) else ""
-    return (f"{s.get('call', s['model'])}: {s['paradigm']}, {s['rows']:,} inputs, batch {s['batch_size']}, "
+    inputs = f"{s['rows']:,} input{'' if s['rows'] == 1 else 's'}"
+    return (f"{s.get('call', s['model'])}: {s['paradigm']}, {inputs}, batch {s['batch_size']}, "
             f"{s['device']}, {s['seconds']:.3f} s{cache}")
 
 

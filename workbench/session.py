@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 import re
 import sys
 import threading
@@ -74,8 +73,8 @@ class Session:
         """
         if not isinstance(text, str):
             raise SQLSyntaxError(f"expected SQL text, got {type(text).__name__}")
-        if namespace is None:
-            namespace = _caller_namespace()
+        if namespace is None:  # CREATE MODEL ... FROM PYTHON var looks in the caller's frame
+            namespace = _FrameNamespace(sys._getframe(1))
         statements = st.split(text, frozenset(self.procedures))
         if not statements:
             raise SQLSyntaxError("nothing to run: the text has no SQL statement")
@@ -228,17 +227,13 @@ class Session:
             return None
 
     def _estimate(self, query: str, values: dict[str, Any]) -> int | None:
+        """Rows a model operator will see: an exact count, since its input query runs no model
+        and DuckDB's own estimate for filtered scans can be far off (it says 1 for `id % 5 = 0`)."""
         try:
-            rows = self.con.sql(f"EXPLAIN (FORMAT json) {query}", params=values or None).fetchall()
-            node = json.loads(rows[0][1])[0]
-            while node:
-                est = node.get("extra_info", {}).get("Estimated Cardinality")
-                if est is not None:
-                    return int(est)
-                node = (node.get("children") or [None])[0]
-        except (duckdb.Error, ValueError, KeyError, IndexError, TypeError):
+            return int(self._fetch(f"SELECT count(*) AS n FROM ({query}) WHERE k IS NOT NULL",
+                                   values).column(0)[0].as_py())
+        except duckdb.Error:
             return None
-        return None
 
     def _relational_plan(self, plan: Plan, values: dict[str, Any], analyze: bool) -> str:
         try:
@@ -359,9 +354,23 @@ def _subset(values: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
     return {n: values[n] for n in names if n in values}
 
 
-def _caller_namespace() -> dict[str, Any]:
-    frame = sys._getframe(2)
-    return {**frame.f_globals, **frame.f_locals}
+class _FrameNamespace(Mapping):
+    """The caller's locals then globals, read only when a statement needs a variable."""
+
+    def __init__(self, frame: Any):
+        self.frame = frame
+
+    def __getitem__(self, name: str) -> Any:
+        for scope in (self.frame.f_locals, self.frame.f_globals):
+            if name in scope:
+                return scope[name]
+        raise KeyError(name)
+
+    def __iter__(self):
+        return iter({**self.frame.f_globals, **self.frame.f_locals})
+
+    def __len__(self) -> int:
+        return len({**self.frame.f_globals, **self.frame.f_locals})
 
 
 def _lookup_var(name: str, params: Mapping[str, Any] | None, namespace: Mapping[str, Any]) -> Any:
@@ -377,7 +386,11 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _translate(exc: duckdb.Error, plan: Plan | None, models: set[str]) -> WorkbenchError:
-    msg = str(exc).strip()
+    msg = re.sub(r"^[A-Za-z ]+ Error: ", "", str(exc).strip())  # our error class names the kind
+    # one line per fact, but keep DuckDB's "LINE n:" caret block that points at the position
+    head, sep, caret = msg.partition("\n\nLINE ")
+    msg = " ".join(line.strip() for line in head.splitlines() if line.strip()) + (
+        f"\nLINE {caret}" if sep else "")
     if "Candidate functions:" in msg:  # DuckDB lists every overload; the first line says it
         head, _, rest = msg.partition("Candidate functions:")
         msg = head.rstrip() + f" ({len(rest.strip().splitlines())} candidate signatures)"
@@ -390,7 +403,7 @@ def _translate(exc: duckdb.Error, plan: Plan | None, models: set[str]) -> Workbe
         return SQLSyntaxError(msg)
     if isinstance(exc, duckdb.CatalogException):
         if "Function with name" in msg:
-            msg += f"\n(models: {', '.join(sorted(models))})"
+            msg += f" (models: {', '.join(sorted(models))})"
         return CatalogError(msg)
     if isinstance(exc, duckdb.BinderException) and ("not found" in msg or "does not exist" in msg):
         return CatalogError(msg)

@@ -16,7 +16,7 @@ def make(task="embed"):
 
 def test_outputs_come_back_in_input_order_and_size_is_tuned():
     model = make()
-    x = np.random.default_rng(0).random((5000, 3), dtype=np.float32)
+    x = np.random.default_rng(0).random((20000, 3), dtype=np.float32)
     run = batching.run(model, "m", x)
     ref = model.module(torch.from_numpy(x)).detach().numpy()
     assert np.allclose(np.stack(run.outputs.to_pylist()), ref, atol=1e-6)
@@ -49,3 +49,9 @@ def test_wrong_shape_is_a_model_error():
     model = TensorModel(Bad(), task="embed", input_dim=3, output_dim=3)
     with pytest.raises(ModelError, match="shape"):
         batching.run(model, "bad", np.zeros((4, 3), np.float32))
+
+
+def test_small_runs_do_not_fix_the_batch_size_for_later_runs():
+    model = make()
+    batching.run(model, "m", np.zeros((300, 3), np.float32))
+    assert model.tuned_batch_size is None

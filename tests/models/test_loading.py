@@ -27,7 +27,8 @@ def test_transformers_directory_with_options(session, tmp_path):
     r = session.sql("SELECT minilm('hello world') AS a, enc('hello world') AS b")
     a, b = r.pl().row(0)
     assert len(b) == 384 and abs(sum(x * y for x, y in zip(a, b)) - 1) < 1e-4
-    assert r.stats[1]["batch_size"] == 4
+    many = session.sql("SELECT enc('text ' || i::VARCHAR) AS e FROM range(10) t(i)")
+    assert many.stats[0]["batch_size"] == 4 and many.stats[0]["batches"] == 3
 
 
 def test_pickle_files_are_refused_unless_opted_in(session, tmp_path):

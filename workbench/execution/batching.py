@@ -51,7 +51,14 @@ def run(
     order = np.argsort(keys, kind="stable") if keys is not None else np.arange(n)
     fixed = batch_size or model.batch_size or model.tuned_batch_size
     trials = [] if fixed else [c for c in model.batch_candidates if c <= max(n // 4, 1)]
+    # A decision from a run too small to try every candidate is used once, not remembered.
+    remember = len(trials) == len(model.batch_candidates)
     chosen = fixed or (trials[-1] if trials else max(1, min(n, model.batch_candidates[0])))
+    if trials:
+        # Trial batches come from the middle of the length-sorted inputs, so every
+        # candidate is measured on typical inputs rather than on the shortest ones.
+        mid = n // 2 - sum(trials) // 2
+        order = np.concatenate([order[mid:], order[:mid]])
     # Warm-up batch first (its time is not a measurement), then one batch per candidate.
     plan = ([min(trials[0], n)] if trials else []) + trials
     measured: dict[int, float] = {}
@@ -82,7 +89,8 @@ def run(
             measured[size] = model.work_units(batch) / max(elapsed, 1e-9)
             if batches == len(plan) - 1:
                 chosen = max(measured, key=measured.get)
-                model.tuned_batch_size = chosen
+                if remember:
+                    model.tuned_batch_size = chosen
         pos += len(idx)
         batches += 1
         if progress is not None:

@@ -45,7 +45,7 @@ def run(
         "paradigm": op.paradigm,
         "rows": len(keys),
         "seconds": round(result.seconds, 6),
-        "batch_size": result.batch_size,
+        "batch_size": min(result.batch_size, len(keys)) if len(keys) else result.batch_size,
         "batches": result.batches,
         "device": model.device,
         "cache_hits": 0,

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# huggingface_hub imports tqdm.auto, which warns in kernels without ipywidgets; the warning
+# is about progress bars we switch off anyway.
+warnings.filterwarnings("ignore", message="IProgress not found")
 
 import torch  # noqa: E402
 

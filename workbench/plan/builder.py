@@ -116,7 +116,7 @@ class PlanBuilder:
                 union = f"SELECT k FROM ({op.input_sql}) UNION SELECT k FROM ({query})"
                 operators[key] = op = _replace_input(op, union)
             call.replace(exp.Anonymous(this=op.lookup, expressions=[arg.copy()]))
-        final = tree.sql(dialect="duckdb")
+        final = tree.sql(dialect="duckdb", normalize_functions=False)
         return Plan(
             sql=text, final_sql=final, operators=tuple(operators.values()),
             params=tuple(_params(tree)),
@@ -131,7 +131,7 @@ class PlanBuilder:
         op = ModelOperator(
             id=n, model=model_name, call=call_text, input_sql=query, lookup="",
             input_type=got, output_type=model.output_type, device=model.device,
-            batch_size=model.batch_size, params=params,
+            batch_size=model.batch_size or model.tuned_batch_size, params=params,
         )
         return _with_lookup(op, self.declare(op, model))
 
@@ -244,8 +244,9 @@ def _check_input_type(call_text: str, model_name: str, model: Model, got: str) -
 
 
 def _call_text(call: exp.Expression) -> str:
-    args = ", ".join(a.sql(dialect="duckdb") for a in call.expressions)
-    return f"{call.name.lower()}({args})"
+    """The call as the user wrote it (parameters shown in their `:name` spelling)."""
+    args = ", ".join(a.sql(dialect="duckdb", normalize_functions=False) for a in call.expressions)
+    return re.sub(r"\$(\w+)", r":\1", f"{call.name.lower()}({args})")
 
 
 def _replace_input(op: ModelOperator, query: str) -> ModelOperator:

@@ -1,0 +1,284 @@
+"""The inference cache: model outputs stored in DuckDB, keyed by (fingerprint, input hash).
+
+One table per model, `workbench_cache_<model>`:
+
+    fp VARCHAR, h UHUGEINT, k <input type>, v <output type>, e FLOAT[],
+    bytes INTEGER, last_used TIMESTAMP, PRIMARY KEY (fp, h)
+
+`fp` is the model fingerprint (weights, config, tokenizer, preprocessing, engine format),
+so a changed model never reads an old entry. `h` is md5 of the policy tag and the (possibly
+normalised) input, computed by DuckDB. Lookups are one set-based join of the operator's
+distinct inputs against the table; misses are written back in one transaction, and entries
+are evicted by last use when the model's table grows past its size bound. With a file
+database the cache survives restarts.
+
+Policies (`cache` option of a model):
+    off         never read or write
+    exact       the same input (default for deterministic models)
+    normalized  the same input after trim / case folding / whitespace collapsing
+                (`cache_normalize = 'trim,case,whitespace'`, any subset)
+    semantic    an exact hit, else the stored input whose embedding (minilm for text, the
+                input vector itself for arrays) is nearest, if its cosine similarity is at
+                least `cache_threshold` (default 0.95): faster, approximate, opt-in.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from workbench.db import run, transaction
+from workbench.errors import WorkbenchError
+from workbench.models.base import Model
+
+POLICIES = ("off", "exact", "normalized", "semantic")
+NORMALIZERS = {"trim": "trim({})", "whitespace": "regexp_replace({}, '\\s+', ' ', 'g')", "case": "lower({})"}
+DEFAULT_MAX_MB = 1024
+DEFAULT_THRESHOLD = 0.95
+_views = itertools.count(1)
+
+
+class CacheError(WorkbenchError):
+    """A bad cache setting."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    kind: str = "exact"
+    normalize: tuple[str, ...] = ("trim", "whitespace", "case")
+    threshold: float = DEFAULT_THRESHOLD
+    max_bytes: int = DEFAULT_MAX_MB * 2**20
+
+    @property
+    def tag(self) -> str:
+        """Part of every key hash: entries written under one policy never answer another."""
+        if self.kind == "normalized":
+            return "normalized:" + ",".join(self.normalize) + "|"
+        return "exact|"
+
+    def describe(self) -> str:
+        if self.kind == "semantic":
+            return f"semantic (cosine >= {self.threshold:g})"
+        if self.kind == "normalized":
+            return f"normalized ({', '.join(self.normalize)})"
+        return self.kind
+
+
+def policy_of(options: dict[str, Any], model: Model) -> Policy:
+    kind = str(options.get("cache", "exact" if model.deterministic else "off")).lower()
+    if kind not in POLICIES:
+        raise CacheError(f"cache must be one of {', '.join(POLICIES)}, not {kind!r}")
+    if kind != "off" and not model.deterministic:
+        kind = "off"  # a sampling model's outputs are never reused
+    if kind == "normalized" and model.input_kind != "text":
+        raise CacheError("cache = 'normalized' applies to text models only")
+    steps = options.get("cache_normalize", "trim,whitespace,case")
+    normalize = tuple(s.strip() for s in str(steps).split(",") if s.strip())
+    unknown = [s for s in normalize if s not in NORMALIZERS]
+    if unknown:
+        raise CacheError(f"cache_normalize: unknown step {unknown[0]!r} (steps: trim, whitespace, case)")
+    threshold = float(options.get("cache_threshold", DEFAULT_THRESHOLD))
+    if not -1 <= threshold <= 1:
+        raise CacheError(f"cache_threshold must be a cosine similarity in [-1, 1], not {threshold}")
+    max_mb = float(options.get("cache_max_mb", DEFAULT_MAX_MB))
+    if max_mb < 0:
+        raise CacheError(f"cache_max_mb must be >= 0, not {max_mb}")
+    return Policy(kind, normalize, threshold, int(max_mb * 2**20))
+
+
+@dataclass
+class Lookup:
+    """Distinct inputs split into hits (with their outputs) and misses."""
+
+    hit_index: np.ndarray  # positions of hits among the inputs
+    hit_values: pa.Array
+    miss_index: np.ndarray
+    semantic_hits: int = 0
+
+
+def table_name(model_name: str) -> str:
+    return f"workbench_cache_{model_name.lower()}"
+
+
+class InferenceCache:
+    """Cache tables of one database. `query(sql, params)` runs DuckDB reads (interruptibly)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, query: Callable[[str, dict[str, Any] | None], pa.Table]):
+        self.con = con
+        self.query = query
+
+    # -- tables ------------------------------------------------------------------------
+    def ensure_table(self, model_name: str, model: Model) -> str:
+        table = table_name(model_name)
+        key_type = model.input_type
+        rows = run(self.con, "SELECT column_name, data_type FROM duckdb_columns() "
+                             "WHERE table_name = ? AND schema_name = 'main'", [table])
+        types = dict(rows)
+        if types and (types.get("v") != model.output_type or types.get("k") != key_type):
+            run(self.con, f'DROP TABLE "{table}"')  # the model's shape changed: old entries are stale
+            types = {}
+        if not types:
+            run(self.con, f'CREATE TABLE IF NOT EXISTS "{table}" (fp VARCHAR NOT NULL, h UHUGEINT NOT NULL, '
+                          f"k {key_type}, v {model.output_type}, e FLOAT[], bytes INTEGER, "
+                          "last_used TIMESTAMP, PRIMARY KEY (fp, h))")
+        return table
+
+    def _key_sql(self, column: str, model: Model, policy: Policy) -> str:
+        expr = column
+        if model.input_kind == "text":
+            if policy.kind == "normalized":
+                for step in policy.normalize:
+                    expr = NORMALIZERS[step].format(expr)
+        else:
+            expr = f"CAST({column} AS VARCHAR)"
+        return f"md5_number('{policy.tag}' || {expr})"
+
+    # -- lookup ------------------------------------------------------------------------
+    def lookup(self, model_name: str, model: Model, policy: Policy, fp: str, keys: pa.Array,
+               embed: Callable[[Any], np.ndarray] | None = None) -> Lookup:
+        n = len(keys)
+        if n == 0:
+            return Lookup(np.array([], np.int64), pa.array([], type=model.arrow_output_type()), np.arange(0))
+        table = self.ensure_table(model_name, model)
+        view = f"__wb_cache_in_{next(_views)}"
+        self.con.register(view, pa.table({"i": pa.array(np.arange(n)), "k": keys}))
+        try:
+            found = self.query(
+                f'SELECT i.i, c.v FROM {view} i JOIN "{table}" c '
+                f"ON c.fp = $fp AND c.h = {self._key_sql('i.k', model, policy)}", {"fp": fp})
+        finally:
+            self.con.unregister(view)
+        hit_index = found.column("i").to_numpy().astype(np.int64)
+        values = found.column("v").combine_chunks() if found.num_rows else pa.array([], model.arrow_output_type())
+        is_hit = np.zeros(n, bool)
+        is_hit[hit_index] = True
+        miss_index = np.flatnonzero(~is_hit)
+        result = Lookup(hit_index, values, miss_index)
+        if policy.kind == "semantic" and len(miss_index) and embed is not None:
+            result = self._nearest(table, model, policy, fp, keys, result, embed)
+        return result
+
+    def _nearest(self, table: str, model: Model, policy: Policy, fp: str, keys: pa.Array,
+                 found: Lookup, embed: Callable[[Any], np.ndarray]) -> Lookup:
+        vectors = embed(keys.take(pa.array(found.miss_index)))
+        view = f"__wb_cache_near_{next(_views)}"
+        self.con.register(view, pa.table({
+            "i": pa.array(found.miss_index),
+            "e": pa.array(list(np.asarray(vectors, np.float32)), type=pa.list_(pa.float32())),
+        }))
+        try:
+            near = self.query(
+                f"SELECT m.i, arg_max(c.v, list_cosine_similarity(c.e, m.e)) AS v, "
+                f"max(list_cosine_similarity(c.e, m.e)) AS sim FROM {view} m, \"{table}\" c "
+                f"WHERE c.fp = $fp AND c.e IS NOT NULL GROUP BY m.i HAVING sim >= $t",
+                {"fp": fp, "t": policy.threshold})
+        finally:
+            self.con.unregister(view)
+        if not near.num_rows:
+            return found
+        extra = near.column("i").to_numpy().astype(np.int64)
+        hit_index = np.concatenate([found.hit_index, extra])
+        values = pa.concat_arrays([found.hit_values, near.column("v").combine_chunks().cast(found.hit_values.type)])
+        miss_index = np.setdiff1d(found.miss_index, extra)
+        return Lookup(hit_index, values, miss_index, semantic_hits=len(extra))
+
+    # -- writes ------------------------------------------------------------------------
+    def store(self, model_name: str, model: Model, policy: Policy, fp: str, keys: pa.Array,
+              values: pa.Array, vectors: np.ndarray | None = None, hit_keys: pa.Array | None = None) -> None:
+        """Write misses back and refresh the last use of hits, in one transaction."""
+        table = self.ensure_table(model_name, model)
+        hit_keys = hit_keys if hit_keys is not None else keys.slice(0, 0)
+        if not len(keys) and not len(hit_keys):
+            return
+        columns = {"k": keys, "v": values,
+                   "bytes": pa.array(np.full(len(keys), _row_bytes(keys, values), np.int32))}
+        if vectors is not None:
+            columns["e"] = pa.array(list(np.asarray(vectors, np.float32)), type=pa.list_(pa.float32()))
+        else:
+            columns["e"] = pa.nulls(len(keys), pa.list_(pa.float32()))
+        view = f"__wb_cache_new_{next(_views)}"
+        self.con.register(view, pa.table(columns))
+        touched = f"__wb_cache_hit_{next(_views)}"
+        self.con.register(touched, pa.table({"k": hit_keys}))
+        try:
+            for attempt in (1, 2):  # a concurrent writer of the same keys: retry once
+                try:
+                    with transaction(self.con):
+                        run(self.con,
+                            f'INSERT INTO "{table}" SELECT DISTINCT ON (h) $fp AS fp, '
+                            f"{self._key_sql('n.k', model, policy)} AS h, n.k, n.v, n.e, n.bytes, "
+                            f"now() AS last_used FROM {view} n ON CONFLICT DO NOTHING", {"fp": fp})
+                        if len(hit_keys):
+                            run(self.con, f'UPDATE "{table}" SET last_used = now() WHERE fp = $fp AND h IN '
+                                          f"(SELECT {self._key_sql('t.k', model, policy)} FROM {touched} t)",
+                                {"fp": fp})
+                        self._evict(table, policy.max_bytes)
+                    break
+                except duckdb.TransactionException:
+                    if attempt == 2:
+                        raise
+        finally:
+            self.con.unregister(view)
+            self.con.unregister(touched)
+
+    def _evict(self, table: str, max_bytes: int) -> None:
+        run(self.con,
+            f'DELETE FROM "{table}" WHERE rowid IN (SELECT rowid FROM (SELECT rowid, sum(bytes) OVER '
+            f'(ORDER BY last_used DESC, rowid DESC) AS running FROM "{table}") WHERE running > ?)', [max_bytes])
+
+    # -- views -------------------------------------------------------------------------
+    def expected_hit_ratio(self, model_name: str, model: Model, policy: Policy, fp: str,
+                           input_sql: str, params: dict[str, Any]) -> float | None:
+        table = table_name(model_name)
+        exists = run(self.con, "SELECT 1 FROM duckdb_tables() WHERE table_name = ? AND schema_name = 'main'",
+                     [table])
+        if policy.kind == "off":
+            return None
+        if not exists:
+            return 0.0
+        t = self.query(
+            f"SELECT count(*) AS n, count(c.h) AS hits FROM ({input_sql}) i LEFT JOIN \"{table}\" c "
+            f"ON c.fp = $__fp AND c.h = {self._key_sql('i.k', model, policy)} WHERE i.k IS NOT NULL",
+            {**params, "__fp": fp})
+        n, hits = t.column("n")[0].as_py(), t.column("hits")[0].as_py()
+        return hits / n if n else None
+
+    def stats(self) -> pa.Table:
+        tables = [r[0] for r in run(self.con, "SELECT table_name FROM duckdb_tables() WHERE table_name LIKE "
+                                              "'workbench_cache_%' AND schema_name = 'main' ORDER BY 1")]
+        rows = []
+        for t in tables:
+            n, size, fps, last = run(self.con, f'SELECT count(*), coalesce(sum(bytes), 0), count(DISTINCT fp), '
+                                               f'max(last_used) FROM "{t}"')[0]
+            rows.append((t[len("workbench_cache_"):], n, size, fps, last))
+        return pa.table({
+            "model": [r[0] for r in rows], "entries": pa.array([r[1] for r in rows], pa.int64()),
+            "bytes": pa.array([r[2] for r in rows], pa.int64()),
+            "fingerprints": pa.array([r[3] for r in rows], pa.int64()),
+            "last_used": pa.array([r[4] for r in rows], pa.timestamp("us")),
+        })
+
+    def clear(self, model_name: str | None = None) -> int:
+        if model_name is not None and not re.fullmatch(r"\w+", model_name):
+            raise CacheError(f"not a model name: {model_name!r}")
+        names = [table_name(model_name)] if model_name else [
+            r[0] for r in run(self.con, "SELECT table_name FROM duckdb_tables() WHERE table_name LIKE "
+                                        "'workbench_cache_%' AND schema_name = 'main'")]
+        removed = 0
+        for t in names:
+            if run(self.con, "SELECT 1 FROM duckdb_tables() WHERE table_name = ? AND schema_name = 'main'", [t]):
+                removed += run(self.con, f'SELECT count(*) FROM "{t}"')[0][0]
+                run(self.con, f'DROP TABLE "{t}"')
+        return removed
+
+
+def _row_bytes(keys: pa.Array, values: pa.Array) -> int:
+    n = max(len(keys), 1)
+    return int((keys.nbytes + values.nbytes) / n) + 48
