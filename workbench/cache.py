@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -101,6 +102,7 @@ class Lookup:
     hit_values: pa.Array
     miss_index: np.ndarray
     semantic_hits: int = 0
+    miss_vectors: np.ndarray | None = None  # semantic policy: embeddings of the misses
 
 
 def table_name(model_name: str) -> str:
@@ -121,14 +123,26 @@ class InferenceCache:
         rows = run(self.con, "SELECT column_name, data_type FROM duckdb_columns() "
                              "WHERE table_name = ? AND schema_name = 'main'", [table])
         types = dict(rows)
-        if types and (types.get("v") != model.output_type or types.get("k") != key_type):
+        if types and (types.get("v") != self._canonical(model.output_type)
+                      or types.get("k") != self._canonical(key_type)):
             run(self.con, f'DROP TABLE "{table}"')  # the model's shape changed: old entries are stale
             types = {}
         if not types:
-            run(self.con, f'CREATE TABLE IF NOT EXISTS "{table}" (fp VARCHAR NOT NULL, h UHUGEINT NOT NULL, '
-                          f"k {key_type}, v {model.output_type}, e FLOAT[], bytes INTEGER, "
-                          "last_used TIMESTAMP, PRIMARY KEY (fp, h))")
+            for attempt in range(3):  # another session may be creating the same table
+                try:
+                    run(self.con, f'CREATE TABLE IF NOT EXISTS "{table}" (fp VARCHAR NOT NULL, '
+                                  f"h UHUGEINT NOT NULL, k {key_type}, v {model.output_type}, e FLOAT[], "
+                                  "bytes INTEGER, last_used TIMESTAMP, PRIMARY KEY (fp, h))")
+                    break
+                except duckdb.TransactionException:
+                    if attempt == 2:
+                        raise
+                    time.sleep(0.05)
         return table
+
+    def _canonical(self, type_sql: str) -> str:
+        """DuckDB's own spelling of a type, as duckdb_columns() reports it."""
+        return run(self.con, f"SELECT typeof(NULL::{type_sql})")[0][0]
 
     def _key_sql(self, column: str, model: Model, policy: Policy) -> str:
         expr = column
@@ -182,12 +196,13 @@ class InferenceCache:
         finally:
             self.con.unregister(view)
         if not near.num_rows:
-            return found
+            return Lookup(found.hit_index, found.hit_values, found.miss_index, miss_vectors=vectors)
         extra = near.column("i").to_numpy().astype(np.int64)
         hit_index = np.concatenate([found.hit_index, extra])
         values = pa.concat_arrays([found.hit_values, near.column("v").combine_chunks().cast(found.hit_values.type)])
-        miss_index = np.setdiff1d(found.miss_index, extra)
-        return Lookup(hit_index, values, miss_index, semantic_hits=len(extra))
+        keep = ~np.isin(found.miss_index, extra)
+        return Lookup(hit_index, values, found.miss_index[keep], semantic_hits=len(extra),
+                      miss_vectors=np.asarray(vectors)[keep])
 
     # -- writes ------------------------------------------------------------------------
     def store(self, model_name: str, model: Model, policy: Policy, fp: str, keys: pa.Array,
@@ -221,9 +236,12 @@ class InferenceCache:
                                 {"fp": fp})
                         self._evict(table, policy.max_bytes)
                     break
-                except duckdb.TransactionException:
+                except (duckdb.TransactionException, duckdb.ConstraintException):
+                    # Another session wrote the same keys at the same moment. Its entries are
+                    # as good as ours, so after a second conflict skip this write-back; the
+                    # query's answer does not depend on it.
                     if attempt == 2:
-                        raise
+                        break
         finally:
             self.con.unregister(view)
             self.con.unregister(touched)

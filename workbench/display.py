@@ -37,11 +37,11 @@ def _rows(result: Any, limit: int) -> tuple[list[str], list[list[str]]]:
 
 
 def operator_line(s: dict[str, Any]) -> str:
-    cache = f", cache {s['cache_hits']}/{s['cache_hits'] + s['cache_misses']} hits" if (
+    cache = f", cache {s['cache_hits']:,} hits / {s['cache_misses']:,} misses" if (
         s.get("cache_hits") or s.get("cache_misses")) else ""
     inputs = f"{s['rows']:,} input{'' if s['rows'] == 1 else 's'}"
-    return (f"{s.get('call', s['model'])}: {s['paradigm']}, {inputs}, batch {s['batch_size']}, "
-            f"{s['device']}, {s['seconds']:.3f} s{cache}")
+    ran = f"batch {s['batch_size']}, {s['device']}" if s.get("batches", 1) else "model not run"
+    return f"{s.get('call', s['model'])}: {s['paradigm']}, {inputs}, {ran}, {s['seconds']:.3f} s{cache}"
 
 
 def summary_line(result: Any) -> str:
@@ -87,7 +87,8 @@ def plan_html(plan: Plan) -> str:
         items.append(
             f"<li><b>ModelOperator #{op.id}</b> <code>{html.escape(op.call)}</code> → "
             f"{html.escape(op.output_type)} [{op.paradigm}, {op.device}, batch {op.batch_size or 'auto'}, "
-            f"est. {est} rows{actual}]<br><small>inputs: <code>{html.escape(op.input_sql)}</code></small></li>"
+            f"est. {est} rows{actual}, {html.escape(op.cache_text())}]"
+            f"<br><small>inputs: <code>{html.escape(op.input_sql)}</code></small></li>"
         )
     title = "EXPLAIN ANALYZE" if plan.analyzed else "EXPLAIN"
     return (f"<div class='workbench-plan'><div><b>{title}</b> <code>{html.escape(plan.sql.strip())}</code></div>"

@@ -14,6 +14,7 @@ import duckdb
 import pyarrow as pa
 
 from workbench import datasets
+from workbench.cache import InferenceCache, policy_of
 from workbench.db import run
 from workbench.errors import (
     CatalogError,
@@ -52,10 +53,13 @@ class Session:
         self.database = database
         self.batch_size = batch_size
         self.catalog = Catalog(self.con)
+        self.cache = InferenceCache(self.con, self._fetch)
         self._id = next(_session_ids)
         self._temp = itertools.count(1)
         self.procedures: dict[str, Callable[..., Result]] = {
             "load_dataset": self._load_dataset,
+            "cache_stats": self._cache_stats,
+            "clear_cache": self._clear_cache,
         }
 
     # -- public API ---------------------------------------------------------------------
@@ -184,11 +188,10 @@ class Session:
                 plan = Plan(sql=stmt.text, final_sql=text, params=tuple(values))
             else:
                 plan = self._plan(text, temp, values)
-            ops = tuple(replace(op, estimated_rows=self._estimate(op.input_sql, _subset(values, op.params)))
-                        for op in plan.operators)
+            ops = tuple(self._estimated(op, values) for op in plan.operators)
             if analyze:
                 stats = self._run_operators(plan, values, temp)
-                ops = tuple(op.with_actuals(s["rows"], s["seconds"], s["batch_size"]) for op, s in zip(ops, stats))
+                ops = tuple(op.with_actuals(s) for op, s in zip(ops, stats))
             relational = self._relational_plan(plan, values, analyze)
         return replace(plan, sql=stmt.text, operators=ops, analyzed=analyze, relational_plan=relational)
 
@@ -211,11 +214,29 @@ class Session:
         stats = []
         for op in plan.operators:
             model = self.catalog.get(op.model)
-            run = self._guard(lambda op=op, model=model: dl_centric.run(
-                self._fetch, op, model, values, batch_size=op.batch_size or self.batch_size), plan)
+            use = self._cache_use(op.model, model)
+            batch = self.catalog.batch_size(op.model) or self.batch_size or op.batch_size
+            run = self._guard(lambda op=op, model=model, use=use, batch=batch: dl_centric.run(
+                self._fetch, op, model, values, batch_size=batch, cache=use), plan)
             temp.fill(op, run.table)
             stats.append(run.stats)
         return stats
+
+    def _cache_use(self, name: str, model: Model) -> dl_centric.CacheUse | None:
+        policy = policy_of(self.catalog.info(name).options, model)
+        if policy.kind == "off":
+            return None
+        embed = None
+        if policy.kind == "semantic":
+            embed = self._semantic_embedder(model)
+        return dl_centric.CacheUse(self.cache, policy, model.fingerprint(), embed)
+
+    def _semantic_embedder(self, model: Model) -> Callable[[pa.Array], Any]:
+        """Vectors for nearest-input reuse: minilm embeddings of text, or the input arrays."""
+        if model.input_kind == "text":
+            embedder = self.catalog.get("minilm")
+            return lambda keys: embedder.embed(keys.to_pylist()).numpy()  # type: ignore[attr-defined]
+        return lambda keys: dl_centric.to_model_inputs(_AnyOp, model, keys)
 
     def _fetch(self, sql: str, values: dict[str, Any] | None) -> pa.Table:
         return self._interruptible(lambda: self.con.sql(sql, params=values or None).to_arrow_table())
@@ -225,6 +246,18 @@ class Session:
             return {c.lower() for c in self.con.sql(f"SELECT * FROM {from_item} LIMIT 0").columns}
         except duckdb.Error:
             return None
+
+    def _estimated(self, op: ModelOperator, values: dict[str, Any]) -> ModelOperator:
+        from dataclasses import replace
+
+        model = self.catalog.get(op.model)
+        policy = policy_of(self.catalog.info(op.model).options, model)
+        ratio = None
+        if policy.kind != "off":
+            ratio = self._guard(lambda: self.cache.expected_hit_ratio(
+                op.model, model, policy, model.fingerprint(), op.input_sql, _subset(values, op.params)))
+        return replace(op, estimated_rows=self._estimate(op.input_sql, _subset(values, op.params)),
+                       cache_policy=policy.describe(), expected_hit_ratio=ratio)
 
     def _estimate(self, query: str, values: dict[str, Any]) -> int | None:
         """Rows a model operator will see: an exact count, since its input query runs no model
@@ -294,6 +327,23 @@ class Session:
         except duckdb.Error as exc:
             raise _translate(exc, plan, self.catalog.names) from None
 
+    def _cache_stats(self, *args: Any) -> Result:
+        if args:
+            raise ParameterError("usage: CALL cache_stats()")
+        start = time.perf_counter()
+        return Result(self.cache.stats(), statement="CALL cache_stats()", elapsed=time.perf_counter() - start)
+
+    def _clear_cache(self, name: Any = None, *rest: Any) -> Result:
+        start = time.perf_counter()
+        if rest or (name is not None and not isinstance(name, str)):
+            raise ParameterError("usage: CALL clear_cache() or CALL clear_cache('model')")
+        if name is not None:
+            self.catalog.info(name)  # unknown model: a clear error
+        removed = self.cache.clear(name)
+        msg = f"cache cleared{' for ' + name if name else ''} ({removed:,} entries removed)"
+        return Result(pa.table({"status": [msg]}), statement="CALL clear_cache()",
+                      elapsed=time.perf_counter() - start, message=msg)
+
     def _load_dataset(self, name: Any = None, *rest: Any) -> Result:
         start = time.perf_counter()
         if not isinstance(name, str) or rest:
@@ -350,6 +400,8 @@ def connect(database: str = ":memory:", **options: Any) -> Session:
 
 
 # -- helpers -------------------------------------------------------------------------------
+_AnyOp = ModelOperator(id=0, model="", call="semantic cache", input_sql="", lookup="")
+
 def _subset(values: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
     return {n: values[n] for n in names if n in values}
 

@@ -11,9 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from workbench.cache import InferenceCache, Lookup, Policy
 from workbench.errors import InputTypeError
 from workbench.execution import batching
 from workbench.models.base import Model
@@ -26,6 +28,16 @@ class OperatorRun:
     stats: dict[str, Any]
 
 
+@dataclass
+class CacheUse:
+    """How an operator uses the inference cache."""
+
+    cache: InferenceCache
+    policy: Policy
+    fingerprint: str
+    embed: Callable[[pa.Array], np.ndarray] | None = None  # for the semantic policy
+
+
 def run(
     fetch: Callable[[str, dict[str, Any] | None], pa.Table],
     op: ModelOperator,
@@ -34,24 +46,54 @@ def run(
     *,
     batch_size: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    cache: CacheUse | None = None,
 ) -> OperatorRun:
     keys = fetch(op.input_sql, {p: params[p] for p in op.params}).column(0).combine_chunks()
     keys = keys.filter(pc.is_valid(keys)) if keys.null_count else keys
-    inputs = to_model_inputs(op, model, keys)
+    n = len(keys)
+    if cache is not None:  # one set-based join splits the inputs into hits and misses
+        found = cache.cache.lookup(op.model, model, cache.policy, cache.fingerprint, keys, cache.embed)
+    else:
+        found = Lookup(np.arange(0), pa.array([], type=model.arrow_output_type()), np.arange(n))
+    misses = keys.take(pa.array(found.miss_index)) if len(found.miss_index) != n else keys
+    inputs = to_model_inputs(op, model, misses)
     result = batching.run(model, op.model, inputs, batch_size=batch_size or op.batch_size, progress=progress)
+    if cache is not None:
+        vectors = found.miss_vectors if cache.policy.kind == "semantic" else None
+        cache.cache.store(op.model, model, cache.policy, cache.fingerprint, misses, result.outputs,
+                          vectors=vectors, hit_keys=keys.take(pa.array(found.hit_index)))
+    outputs = _merge(found, result.outputs, n)
     stats = {
         "model": op.model,
         "call": op.call,
         "paradigm": op.paradigm,
-        "rows": len(keys),
+        "rows": n,
         "seconds": round(result.seconds, 6),
-        "batch_size": min(result.batch_size, len(keys)) if len(keys) else result.batch_size,
+        "batch_size": min(result.batch_size, len(misses)) if len(misses) else result.batch_size,
         "batches": result.batches,
         "device": model.device,
-        "cache_hits": 0,
-        "cache_misses": 0,
+        "cache_hits": len(found.hit_index),
+        "cache_misses": len(found.miss_index) if cache is not None else 0,
+        "cache_policy": cache.policy.describe() if cache is not None else "off",
     }
-    return OperatorRun(pa.table({"k": keys, "v": result.outputs}), stats)
+    if found.semantic_hits:
+        stats["cache_semantic_hits"] = found.semantic_hits
+    return OperatorRun(pa.table({"k": keys, "v": outputs}), stats)
+
+
+def _merge(found: Lookup, computed: pa.Array, n: int) -> pa.Array:
+    """Outputs in input order from cached hits and freshly computed misses."""
+    if not len(found.hit_index):
+        return computed
+    if not len(found.miss_index):
+        values = found.hit_values
+        index = found.hit_index
+    else:
+        values = pa.concat_arrays([found.hit_values, computed.cast(found.hit_values.type)])
+        index = np.concatenate([found.hit_index, found.miss_index])
+    inverse = np.empty(n, dtype=np.int64)
+    inverse[index] = np.arange(n)
+    return values.take(pa.array(inverse))
 
 
 def to_model_inputs(op: ModelOperator, model: Model, keys: pa.Array) -> Any:

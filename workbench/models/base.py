@@ -65,6 +65,19 @@ class Model:
         """Keys to group similar inputs into one batch (text length), or None."""
         return None
 
+    def fingerprint(self) -> str:
+        """Hash of everything that changes this model's outputs (see models/fingerprint.py)."""
+        from workbench.models.fingerprint import Fingerprinter
+
+        named, facts = self.fingerprint_parts()
+        if not hasattr(self, "_fingerprinter"):
+            self._fingerprinter = Fingerprinter()
+        return self._fingerprinter(named, {"adapter": type(self).__qualname__, **facts})
+
+    def fingerprint_parts(self) -> tuple[list[tuple[str, Any]], dict[str, Any]]:
+        """(named tensors, other facts) that determine the outputs."""
+        raise NotImplementedError
+
     def describe(self) -> dict[str, Any]:
         return {
             "task": self.task,
@@ -72,6 +85,7 @@ class Model:
             "output_type": self.output_type,
             "device": self.device,
             "batch_size": self.batch_size or self.tuned_batch_size or "auto",
+            "deterministic": self.deterministic,
         }
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from workbench.cache import policy_of
 from workbench.db import run, transaction
 from workbench.errors import CatalogError, ModelLoadError, UnknownModelError
 from workbench.models import loading
@@ -23,6 +24,7 @@ from workbench.models.builtin import BUILTINS
 
 TABLE = "workbench_models"
 _PYTHON = "python:"
+_BUILTIN_ALTERABLE = {"cache", "cache_normalize", "cache_threshold", "cache_max_mb", "batch_size"}
 # Loaded path models are shared by every session of the process (keyed by file and options).
 _LOADED: dict[tuple[str, float, str], Model] = {}
 
@@ -41,9 +43,10 @@ class Catalog:
     # -- lookup -------------------------------------------------------------------------
     def refresh(self) -> None:
         rows = run(self.con, f"SELECT name, source, task, options FROM {TABLE}")
-        self._stored = {
-            r[0]: ModelInfo(r[0], r[1], r[2] or "", json.loads(r[3]) if r[3] else {}) for r in rows
-        }
+        infos = [ModelInfo(r[0], r[1], r[2] or "", json.loads(r[3]) if r[3] else {}) for r in rows]
+        # rows for built-in names only hold option overrides (ALTER MODEL minilm SET ...)
+        self._overrides = {i.name: i.options for i in infos if i.name in BUILTINS}
+        self._stored = {i.name: i for i in infos if i.name not in BUILTINS}
 
     @property
     def names(self) -> set[str]:
@@ -55,7 +58,9 @@ class Catalog:
     def info(self, name: str) -> ModelInfo:
         key = name.lower()
         if key in BUILTINS:
-            return BUILTINS[key][0]
+            base = BUILTINS[key][0]
+            overrides = self._overrides.get(key)
+            return ModelInfo(base.name, base.source, base.task, {**base.options, **overrides}) if overrides else base
         if key in self._stored:
             return self._stored[key]
         raise UnknownModelError(f"unknown model '{name}'{self._hint()}")
@@ -96,11 +101,13 @@ class Catalog:
         options = loading.check_options(name, dict(options or {}))
         if path is not None:
             model = loading.from_path(name, path, options)  # load now: errors show at CREATE
+            policy_of(options, model)
             source = os.path.abspath(os.path.expanduser(path))
             mtime = os.path.getmtime(source)
             _LOADED[(source, mtime, json.dumps(options, sort_keys=True))] = model
         else:
             model = loading.from_python(name, obj, options)
+            policy_of(options, model)
             source = _PYTHON + (var_name or type(obj).__name__)
             self._objects[key] = model
         with transaction(self.con):  # replace the entry atomically
@@ -126,11 +133,25 @@ class Catalog:
         return True
 
     def alter(self, name: str, options: dict[str, Any]) -> None:
+        """Change options; for a built-in model only serving options (cache, batch_size)."""
         key = name.lower()
-        if key in BUILTINS:
-            raise CatalogError(f"'{name}' is a built-in model and cannot be altered")
         info = self.info(name)
+        if key in BUILTINS:
+            fixed = sorted(set(options) - _BUILTIN_ALTERABLE)
+            if fixed:
+                raise CatalogError(f"'{name}' is a built-in model: {fixed[0]} cannot be changed "
+                                   f"(can: {', '.join(sorted(_BUILTIN_ALTERABLE))})")
+            merged = loading.check_options(name, {**self._overrides.get(key, {}), **options})
+            policy_of(merged, self.get(name))
+            with transaction(self.con):
+                run(self.con, f"DELETE FROM {TABLE} WHERE name = ?", [key])
+                run(self.con, f"INSERT INTO {TABLE} (name, source, task, options) VALUES (?, 'builtin', ?, ?)",
+                    [key, info.task, json.dumps(merged, default=str)])
+            self.refresh()
+            return
         merged = loading.check_options(name, {**info.options, **options})
+        if key in self._objects or not info.source.startswith(_PYTHON):
+            policy_of(merged, self.get(name))
         run(
             self.con, f"UPDATE {TABLE} SET options = ? WHERE name = ?", [json.dumps(merged, default=str), key]
         )
@@ -138,6 +159,11 @@ class Catalog:
         if model is not None and "batch_size" in options:
             model.batch_size = options["batch_size"]
         self.refresh()
+
+    def batch_size(self, name: str) -> int | None:
+        """A batch size the user fixed in the catalog (WITH / ALTER MODEL), if any."""
+        value = self.info(name).options.get("batch_size")
+        return int(value) if value else None
 
     # -- views --------------------------------------------------------------------------
     def show(self) -> pa.Table:

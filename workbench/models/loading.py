@@ -32,7 +32,8 @@ TASKS = ("embed", "classify", "regress")
 #: options every model accepts; adapters take the ones that apply
 KNOWN_OPTIONS = {
     "task", "batch_size", "max_length", "normalize", "labels", "input_dim", "output_dim",
-    "allow_pickle", "device",
+    "allow_pickle", "device", "deterministic",
+    "cache", "cache_normalize", "cache_threshold", "cache_max_mb",
 }
 
 
@@ -105,7 +106,7 @@ def from_python(name: str, obj: Any, options: dict[str, Any]) -> Model:
 
 
 def _tensor_model(module: torch.nn.Module, options: dict[str, Any]) -> TensorModel:
-    keep = ("task", "labels", "input_dim", "output_dim", "batch_size")
+    keep = ("task", "labels", "input_dim", "output_dim", "batch_size", "deterministic")
     return TensorModel(module, **{k: v for k, v in options.items() if k in keep})
 
 

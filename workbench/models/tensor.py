@@ -39,6 +39,7 @@ class TensorModel(Model):
         input_dim: int | None = None,
         output_dim: int | None = None,
         batch_size: int | None = None,
+        deterministic: bool = True,
     ):
         if task not in ("classify", "embed", "regress"):
             raise ValueError(f"task must be 'classify', 'embed' or 'regress', not {task!r}")
@@ -47,6 +48,7 @@ class TensorModel(Model):
         self.labels = list(labels) if labels else None
         self.input_dim = int(input_dim) if input_dim else _first_linear_width(module)
         self.batch_size = int(batch_size) if batch_size else None
+        self._declared_deterministic = bool(deterministic)
         params = list(module.parameters())
         self.device = str(params[0].device) if params else "cpu"
         self.dtype = params[0].dtype if params else torch.float32
@@ -96,6 +98,21 @@ class TensorModel(Model):
         if self.task == "regress":
             return pa.array(out[:, 0].cpu().numpy())
         return fixed_size_list(out.cpu().numpy())
+
+    @property
+    def deterministic(self) -> bool:  # type: ignore[override]
+        """False when the user says so, or when dropout is active (module in training mode)."""
+        sampling = any(isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.training
+                       for m in self.module.modules())
+        return self._declared_deterministic and not sampling
+
+    def fingerprint_parts(self) -> tuple[list[tuple[str, Any]], dict[str, Any]]:
+        from workbench.models.fingerprint import module_source, tensors
+
+        facts = {"task": self.task, "labels": self.labels, "input_dim": self.input_dim,
+                 "output_dim": self.output_dim, "architecture": module_source(self.module),
+                 "training": self.module.training}
+        return tensors(self.module), facts
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ class _TextModel(Model):
         self.max_length = int(max_length)
         self.batch_size = int(batch_size) if batch_size else None
         self.device = str(next(model.parameters()).device)
+        self._tokenizer_hash = _tokenizer_hash(tokenizer)
 
     def _encode(self, texts: list[str]) -> dict[str, torch.Tensor]:
         enc = self.tokenizer(
@@ -37,6 +39,23 @@ class _TextModel(Model):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "max_length": self.max_length}
+
+    def fingerprint_parts(self) -> tuple[list[tuple[str, Any]], dict[str, Any]]:
+        from workbench.models.fingerprint import tensors
+
+        config = self.model.config.to_json_string(use_diff=False) if hasattr(self.model, "config") else ""
+        facts = {"task": self.task, "max_length": self.max_length, "config": config,
+                 "tokenizer": self._tokenizer_hash, "vocab_size": len(self.tokenizer),
+                 "normalize": getattr(self, "normalize", None), "pooling": "mean"}
+        return tensors(self.model), facts
+
+
+def _tokenizer_hash(tokenizer: Any) -> str:
+    """Hash of the tokenizer's full definition (vocabulary, normalisers, special tokens)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    text = backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
+    text += repr(getattr(tokenizer, "init_kwargs", {}))
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 class TextEmbedder(_TextModel):

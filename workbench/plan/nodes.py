@@ -26,11 +26,25 @@ class ModelOperator:
     batch_size: int | None = None  # None: tuned by measurement at run time
     estimated_rows: int | None = None
     params: tuple[str, ...] = ()
+    cache_policy: str = "off"
+    expected_hit_ratio: float | None = None  # from the cache table, before running
     actual_rows: int | None = None
     actual_seconds: float | None = None
+    actual_cache_hits: int | None = None
 
-    def with_actuals(self, rows: int, seconds: float, batch_size: int | None) -> ModelOperator:
-        return replace(self, actual_rows=rows, actual_seconds=seconds, batch_size=batch_size)
+    def with_actuals(self, stats: dict[str, Any]) -> ModelOperator:
+        return replace(self, actual_rows=stats["rows"], actual_seconds=stats["seconds"],
+                       batch_size=stats["batch_size"], actual_cache_hits=stats["cache_hits"])
+
+    def cache_text(self) -> str:
+        if self.cache_policy == "off":
+            return "cache off"
+        text = f"cache {self.cache_policy}"
+        if self.expected_hit_ratio is not None:
+            text += f", expected hits {self.expected_hit_ratio:.0%}"
+        if self.actual_cache_hits is not None and self.actual_rows:
+            text += f", actual hits {self.actual_cache_hits / self.actual_rows:.0%}"
+        return text
 
 
 @dataclass(frozen=True)
@@ -53,7 +67,7 @@ class Plan:
             est = "?" if op.estimated_rows is None else f"{op.estimated_rows:,}"
             line = (
                 f"  ModelOperator #{op.id} {op.call} -> {op.output_type}  [{op.paradigm}, "
-                f"{op.device}, batch {op.batch_size or 'auto'}, est. rows {est}"
+                f"{op.device}, batch {op.batch_size or 'auto'}, est. rows {est}, {op.cache_text()}"
             )
             if op.actual_rows is not None:
                 line += f", actual rows {op.actual_rows:,}, {op.actual_seconds:.3f} s"
