@@ -29,3 +29,4 @@ notebooks: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/bench_minilm.py
+	$(PY) bench/bench_cache.py

@@ -16,7 +16,7 @@ def make(task="embed"):
 
 def test_outputs_come_back_in_input_order_and_size_is_tuned():
     model = make()
-    x = np.random.default_rng(0).random((20000, 3), dtype=np.float32)
+    x = np.random.default_rng(0).random((40000, 3), dtype=np.float32)
     run = batching.run(model, "m", x)
     ref = model.module(torch.from_numpy(x)).detach().numpy()
     assert np.allclose(np.stack(run.outputs.to_pylist()), ref, atol=1e-6)

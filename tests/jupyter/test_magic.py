@@ -126,6 +126,9 @@ def test_interrupt_stops_quickly_and_nothing_partial_is_left(shell, capsys, cell
 def test_file_database_persists_across_sessions(shell, tmp_path):
     db = tmp_path / "notebook.duckdb"
     assert run(shell, f"%%dlsql --db {db}\nCREATE TABLE kept AS SELECT 7 AS x")[0]
+    ok, value = run(shell, "%%dlsql\nSELECT x FROM kept")  # --db switches: later cells stay there
+    assert ok and value.pl()["x"][0] == 7
     run(shell, "%%dlsql --db :memory:\nSELECT 1")
+    assert not run(shell, "%%dlsql\nSELECT x FROM kept")[0]
     ok, value = run(shell, f"%%dlsql --db {db}\nSELECT x FROM kept")
     assert ok and value.pl()["x"][0] == 7

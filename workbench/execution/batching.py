@@ -50,18 +50,25 @@ def run(
     keys = model.sort_keys(inputs)
     order = np.argsort(keys, kind="stable") if keys is not None else np.arange(n)
     fixed = batch_size or model.batch_size or model.tuned_batch_size
-    trials = [] if fixed else [c for c in model.batch_candidates if c <= max(n // 4, 1)]
+    top = max(model.batch_candidates)
+    # Each candidate runs on about `top` inputs (8 batches of 16, 1 of 128...), so every
+    # measurement covers the same work and one noisy batch cannot decide.
+    trial_rows = top * len(model.batch_candidates)
+    trials = [] if fixed else [c for c in model.batch_candidates if c * max(1, top // c) <= n // 2]
     # A decision from a run too small to try every candidate is used once, not remembered.
-    remember = len(trials) == len(model.batch_candidates)
+    remember = len(trials) == len(model.batch_candidates) and n >= 2 * trial_rows
     chosen = fixed or (trials[-1] if trials else max(1, min(n, model.batch_candidates[0])))
+    plan: list[int] = []
     if trials:
         # Trial batches come from the middle of the length-sorted inputs, so every
         # candidate is measured on typical inputs rather than on the shortest ones.
-        mid = n // 2 - sum(trials) // 2
+        mid = max(0, n // 2 - min(trial_rows, n) // 2)
         order = np.concatenate([order[mid:], order[:mid]])
-    # Warm-up batch first (its time is not a measurement), then one batch per candidate.
-    plan = ([min(trials[0], n)] if trials else []) + trials
-    measured: dict[int, float] = {}
+        plan = [min(trials[0], n)]  # warm-up batch: its time is not a measurement
+        for c in trials:
+            plan += [c] * max(1, top // c)
+    work: dict[int, float] = {}
+    spent: dict[int, float] = {}
     outputs: list[pa.Array] = []
     pos = batches = 0
     expected = model.arrow_output_type()
@@ -86,9 +93,10 @@ def run(
                 ) from None
         outputs.append(out)
         if trial and batches > 0:
-            measured[size] = model.work_units(batch) / max(elapsed, 1e-9)
+            work[size] = work.get(size, 0.0) + model.work_units(batch)
+            spent[size] = spent.get(size, 0.0) + elapsed
             if batches == len(plan) - 1:
-                chosen = max(measured, key=measured.get)
+                chosen = max(work, key=lambda c: work[c] / max(spent[c], 1e-9))
                 if remember:
                     model.tuned_batch_size = chosen
         pos += len(idx)

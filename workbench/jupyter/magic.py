@@ -37,9 +37,16 @@ class DlsqlMagic(Magics):
     def __init__(self, shell: Any):
         super().__init__(shell)
         self._session: Session | None = None
+        self._configured: str | None = None  # the `database` setting the session was opened for
 
     def session(self, database: str | None = None) -> Session:
-        wanted = database or self.database
+        """The notebook's session. `--db PATH` switches it (and later cells stay there);
+        a new `%config DlsqlMagic.database` takes effect on the next cell."""
+        wanted = database
+        if wanted is None:
+            configured_changed = self._configured != self.database
+            wanted = self.database if (self._session is None or configured_changed) else self._session.database
+        self._configured = self.database
         if self._session is None or self._session.database != wanted:
             if self._session is not None:
                 self._session.close()
