@@ -47,3 +47,21 @@ def run(shell, cell: str):
     """Run a cell; return (success, result value or error)."""
     r = shell.run_cell(cell, store_history=False)
     return r.success, (r.result if r.success else r.error_in_exec)
+
+
+# -- figures of the reliability suite, printed at the end of the run ---------------------------
+FIGURES: dict[str, list] = {}
+
+
+@pytest.fixture
+def figures():
+    return FIGURES
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not FIGURES:
+        return
+    terminalreporter.section("reliability figures")
+    terminalreporter.write_line(f"{'case':<40} {'trials':>7} {'failures':>9}  figure")
+    for name, (trials, failures, figure) in FIGURES.items():
+        terminalreporter.write_line(f"{name:<40} {trials:>7} {failures:>9}  {figure}")

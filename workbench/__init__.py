@@ -15,6 +15,7 @@ from workbench.errors import (
     InputTypeError,
     ModelError,
     ModelLoadError,
+    OutOfMemoryBudget,
     ParameterError,
     QueryInterrupted,
     SQLSyntaxError,
@@ -29,7 +30,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CatalogError", "ExecutionError", "InputTypeError", "ModelError", "ModelLoadError",
-    "ModelOperator", "ParameterError", "Plan", "QueryInterrupted", "Result", "SQLSyntaxError",
+    "ModelOperator", "OutOfMemoryBudget", "ParameterError", "Plan", "QueryInterrupted", "Result", "SQLSyntaxError",
     "Session", "UnknownModelError", "WorkbenchError", "connect", "datasets",
     "load_ipython_extension",
 ]

@@ -6,6 +6,16 @@ Python traceback, and the Python API raises them as ordinary exceptions.
 
 from __future__ import annotations
 
+#: longest message we show; longer ones (a 10 KB identifier echoed back) are cut in the middle
+MAX_MESSAGE = 1000
+
+
+def shorten(message: str, limit: int = MAX_MESSAGE) -> str:
+    if len(message) <= limit:
+        return message
+    half = limit // 2 - 10
+    return f"{message[:half]} … ({len(message) - 2 * half:,} characters cut) … {message[-half:]}"
+
 
 class WorkbenchError(Exception):
     """Base of every error the workbench raises on purpose."""
@@ -45,3 +55,7 @@ class ExecutionError(WorkbenchError):
 
 class QueryInterrupted(WorkbenchError):
     """The user interrupted the query (Ctrl-C, kernel interrupt). Nothing partial was kept."""
+
+
+class OutOfMemoryBudget(WorkbenchError):
+    """A query needed more memory than the session's budget (SET memory_budget_cpu) allows."""

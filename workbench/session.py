@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import duckdb
@@ -20,21 +21,25 @@ from workbench.errors import (
     CatalogError,
     ExecutionError,
     ModelLoadError,
+    OutOfMemoryBudget,
     ParameterError,
     QueryInterrupted,
     SQLSyntaxError,
     WorkbenchError,
 )
-from workbench.execution import dl_centric
+from workbench.execution import batching, dl_centric
 from workbench.models.base import Model
 from workbench.models.catalog import Catalog
 from workbench.plan.builder import PlanBuilder, parse
 from workbench.plan.nodes import ModelOperator, Plan
 from workbench.result import Result
+from workbench.runtime.memory import DUCKDB_SHARE, MemoryGuard, parse_size
 from workbench.sql import params as sql_params
 from workbench.sql import statements as st
 
 _session_ids = itertools.count(1)
+#: SET statements the workbench handles itself (all others go to DuckDB)
+SETTINGS = frozenset({"memory_budget_cpu"})
 _LOOKUP = re.compile(r"__wb_\d+_lookup_(\d+)")
 
 
@@ -45,14 +50,29 @@ class Session:
     `Result`; `explain(text)` returns the `Plan` of a query without running its models.
     """
 
-    def __init__(self, database: str = ":memory:", *, batch_size: int | None = None):
+    def __init__(
+        self,
+        database: str = ":memory:",
+        *,
+        batch_size: int | None = None,
+        memory_budget: str | int | None = None,
+        safe: bool = False,
+    ):
         try:
             self.con = duckdb.connect(database)
         except duckdb.Error as exc:
-            raise ExecutionError(f"cannot open database {database!r}: {_first_line(exc)}") from None
+            msg = _first_line(exc)
+            if "lock" in msg.lower():
+                msg = f"it is open in another process ({msg})"
+            raise ExecutionError(f"cannot open database {database!r}: {msg}") from None
         self.database = database
         self.batch_size = batch_size
+        self.memory_budget: int | None = None
         self.catalog = Catalog(self.con)
+        if memory_budget is not None:
+            self._set_memory_budget(memory_budget)
+        if safe:
+            self._lock_down()
         self.cache = InferenceCache(self.con, self._fetch)
         self._id = next(_session_ids)
         self._temp = itertools.count(1)
@@ -79,7 +99,7 @@ class Session:
             raise SQLSyntaxError(f"expected SQL text, got {type(text).__name__}")
         if namespace is None:  # CREATE MODEL ... FROM PYTHON var looks in the caller's frame
             namespace = _FrameNamespace(sys._getframe(1))
-        statements = st.split(text, frozenset(self.procedures))
+        statements = st.split(text, frozenset(self.procedures), SETTINGS)
         if not statements:
             raise SQLSyntaxError("nothing to run: the text has no SQL statement")
         result: Result | None = None
@@ -90,7 +110,7 @@ class Session:
 
     def explain(self, text: str, params: Mapping[str, Any] | None = None, *, analyze: bool = False) -> Plan:
         """The plan of one query; with `analyze=True` it runs and carries actual figures."""
-        statements = st.split(text, frozenset(self.procedures))
+        statements = st.split(text, frozenset(self.procedures), SETTINGS)
         if len(statements) != 1:
             raise SQLSyntaxError(f"explain() takes one statement, got {len(statements)}")
         stmt = statements[0]
@@ -151,6 +171,10 @@ class Session:
             return self._message(f"model {stmt.name} altered", stmt, start)
         if isinstance(stmt, st.Call):
             return self.procedures[stmt.procedure.lower()](*stmt.args)
+        if isinstance(stmt, st.Setting):
+            self._set_memory_budget(stmt.value)
+            shown = "none" if self.memory_budget is None else f"{self.memory_budget / 2**20:,.0f} MB"
+            return self._message(f"{stmt.name} = {shown}", stmt, start)
         raise SQLSyntaxError(f"unsupported statement: {stmt.text}")  # pragma: no cover
 
     def _message(self, text: str, stmt: st.Statement, start: float) -> Result:
@@ -173,16 +197,17 @@ class Session:
         if not self._calls_models(stmt):
             table = self._duckdb(text, values)
             return Result(table, statement=stmt.text, elapsed=time.perf_counter() - start)
+        guard = MemoryGuard(self.memory_budget) if self.memory_budget else None
         with _TempObjects(self) as temp:
             plan = self._plan(text, temp, values)
-            stats = self._run_operators(plan, values, temp)
+            stats = self._run_operators(plan, values, temp, guard)
             table = self._duckdb(plan.final_sql, _subset(values, plan.params), plan)
+            if guard is not None:
+                guard.check("the final query")
         return Result(table, statement=stmt.text, elapsed=time.perf_counter() - start, stats=stats)
 
     def _explain(self, stmt: st.Sql, params: Mapping[str, Any] | None, analyze: bool) -> Plan:
         text, values = self._bind(stmt, params)
-        from dataclasses import replace
-
         with _TempObjects(self) as temp:
             if not self._calls_models(stmt):
                 plan = Plan(sql=stmt.text, final_sql=text, params=tuple(values))
@@ -197,11 +222,18 @@ class Session:
 
     # -- engine steps -----------------------------------------------------------------
     def _plan(self, text: str, temp: _TempObjects, values: dict[str, Any]) -> Plan:
+        try:
+            return self._build_plan(text, temp, values)
+        except RecursionError:
+            raise SQLSyntaxError("the statement is nested too deeply to plan") from None
+
+    def _build_plan(self, text: str, temp: _TempObjects, values: dict[str, Any]) -> Plan:
         tree = parse(text)
         models: dict[str, Model] = {}
         for name in self.catalog.names:
             if re.search(rf"\b{re.escape(name)}\s*\(", text, re.IGNORECASE):
                 models[name] = self.catalog.get(name)
+
         def input_type_of(query: str, names: tuple[str, ...]) -> str:
             rel = self._guard(lambda: self.con.sql(f"SELECT * FROM ({query}) LIMIT 0",
                                                    params=_subset(values, names) or None))
@@ -210,14 +242,16 @@ class Session:
         builder = PlanBuilder(models, self._columns_of, input_type_of, temp.declare)
         return builder.build(text, tree)
 
-    def _run_operators(self, plan: Plan, values: dict[str, Any], temp: _TempObjects) -> list[dict[str, Any]]:
+    def _run_operators(
+        self, plan: Plan, values: dict[str, Any], temp: _TempObjects, guard: MemoryGuard | None = None
+    ) -> list[dict[str, Any]]:
         stats = []
         for op in plan.operators:
             model = self.catalog.get(op.model)
             use = self._cache_use(op.model, model)
             batch = self.catalog.batch_size(op.model) or self.batch_size or op.batch_size
             run = self._guard(lambda op=op, model=model, use=use, batch=batch: dl_centric.run(
-                self._fetch, op, model, values, batch_size=batch, cache=use), plan)
+                self._fetch, op, model, values, batch_size=batch, cache=use, guard=guard), plan)
             temp.fill(op, run.table)
             stats.append(run.stats)
         return stats
@@ -235,7 +269,12 @@ class Session:
         """Vectors for nearest-input reuse: minilm embeddings of text, or the input arrays."""
         if model.input_kind == "text":
             embedder = self.catalog.get("minilm")
-            return lambda keys: embedder.embed(keys.to_pylist()).numpy()  # type: ignore[attr-defined]
+
+            def embed(keys: pa.Array) -> Any:
+                vectors = batching.run(embedder, "minilm", keys.to_pylist()).outputs
+                return vectors.flatten().to_numpy().reshape(len(keys), -1)
+
+            return embed
         return lambda keys: dl_centric.to_model_inputs(_AnyOp, model, keys)
 
     def _fetch(self, sql: str, values: dict[str, Any] | None) -> pa.Table:
@@ -248,8 +287,6 @@ class Session:
             return None
 
     def _estimated(self, op: ModelOperator, values: dict[str, Any]) -> ModelOperator:
-        from dataclasses import replace
-
         model = self.catalog.get(op.model)
         policy = policy_of(self.catalog.info(op.model).options, model)
         ratio = None
@@ -326,6 +363,25 @@ class Session:
             raise
         except duckdb.Error as exc:
             raise _translate(exc, plan, self.catalog.names) from None
+
+    def _set_memory_budget(self, value: Any) -> None:
+        """`SET memory_budget_cpu = '512MB'` (or 'none'): DuckDB gets a share as its own
+        memory_limit and spills beyond it; model batches are watched by a MemoryGuard."""
+        if value is None or str(value).lower() in ("none", "off", "default"):
+            self.memory_budget = None
+            run(self.con, "RESET memory_limit")
+            return
+        budget = parse_size(value)
+        run(self.con, f"SET memory_limit = '{int(budget * DUCKDB_SHARE) // 2**20}MiB'")
+        self.memory_budget = budget
+
+    def _lock_down(self) -> None:
+        """Safe mode for shared deployments: no file, network or extension access from SQL,
+        and the configuration cannot be changed back by a query."""
+        for setting in ("enable_external_access = false", "autoinstall_known_extensions = false",
+                        "autoload_known_extensions = false", "allow_community_extensions = false",
+                        "lock_configuration = true"):
+            run(self.con, f"SET {setting}")
 
     def _cache_stats(self, *args: Any) -> Result:
         if args:
@@ -443,19 +499,25 @@ def _translate(exc: duckdb.Error, plan: Plan | None, models: set[str]) -> Workbe
     head, sep, caret = msg.partition("\n\nLINE ")
     msg = " ".join(line.strip() for line in head.splitlines() if line.strip()) + (
         f"\nLINE {caret}" if sep else "")
+    if "Possible solutions:" in msg:  # DuckDB's tuning advice; our message says what to do
+        msg = msg.split("Possible solutions:")[0].rstrip()
     if "Candidate functions:" in msg:  # DuckDB lists every overload; the first line says it
         head, _, rest = msg.partition("Candidate functions:")
         msg = head.rstrip() + f" ({len(rest.strip().splitlines())} candidate signatures)"
-    if plan is not None:  # show the user's model names, not our lookup functions
-        names = {op.lookup: op.model for op in plan.operators}
-        msg = re.sub(r"__wb_\d+_lookup_\d+", lambda m: names.get(m.group(0), "model"), msg)
+    names = {op.lookup: op.model for op in plan.operators} if plan is not None else {}
+    # show the user's model names, never our lookup functions
+    msg = re.sub(r"__wb_\d+_lookup_\d+", lambda m: names.get(m.group(0), "<model call>"), msg)
     if isinstance(exc, duckdb.InterruptException) or "interrupted" in msg.lower():
         return QueryInterrupted("query interrupted; nothing was saved")
+    if isinstance(exc, duckdb.OutOfMemoryException):
+        return OutOfMemoryBudget(f"out of memory budget in DuckDB: {msg} (SET memory_budget_cpu = ... to raise "
+                                 "the budget, or select fewer rows)")
     if isinstance(exc, duckdb.ParserException):
         return SQLSyntaxError(msg)
     if isinstance(exc, duckdb.CatalogException):
         if "Function with name" in msg:
-            msg += f" (models: {', '.join(sorted(models))})"
+            names = sorted(models)
+            msg += f" (models: {', '.join(names[:12])}{', …' if len(names) > 12 else ''})"
         return CatalogError(msg)
     if isinstance(exc, duckdb.BinderException) and ("not found" in msg or "does not exist" in msg):
         return CatalogError(msg)

@@ -16,9 +16,11 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from workbench.errors import ModelError
 from workbench.models.base import Model
+from workbench.runtime.memory import MemoryGuard
 
 
 @dataclass
@@ -42,6 +44,7 @@ def run(
     *,
     batch_size: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    guard: MemoryGuard | None = None,
 ) -> BatchRun:
     n = len(inputs)
     start = time.perf_counter()
@@ -91,6 +94,13 @@ def run(
                 raise ModelError(
                     f"model '{name}' returned {out.type} in batch {batches + 1}, expected {expected}"
                 ) from None
+        if _has_nan(out):
+            raise ModelError(
+                f"model '{name}' returned NaN in batch {batches + 1} (rows {pos + 1}-{pos + len(idx)}); "
+                "NaN outputs are not stored or returned"
+            )
+        if guard is not None:
+            guard.check(f"model '{name}', batch {batches + 1}")
         outputs.append(out)
         if trial and batches > 0:
             work[size] = work.get(size, 0.0) + model.work_units(batch)
@@ -107,6 +117,18 @@ def run(
     inverse = np.empty(n, dtype=np.int64)
     inverse[order] = np.arange(n)
     return BatchRun(ordered.take(pa.array(inverse)), chosen, batches, time.perf_counter() - start)
+
+
+def _has_nan(arr: pa.Array) -> bool:
+    """Whether a float output (or a float field/element of one) holds NaN."""
+    t = arr.type
+    if pa.types.is_floating(t):
+        return bool(pc.any(pc.is_nan(arr)).as_py())
+    if pa.types.is_list(t) or pa.types.is_fixed_size_list(t) or pa.types.is_large_list(t):
+        return _has_nan(arr.flatten())
+    if pa.types.is_struct(t):
+        return any(_has_nan(arr.field(i)) for i in range(t.num_fields))
+    return False
 
 
 def _predict(model: Model, name: str, batch: Any, number: int, first_row: int) -> pa.Array:

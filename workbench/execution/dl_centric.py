@@ -20,6 +20,7 @@ from workbench.errors import InputTypeError
 from workbench.execution import batching
 from workbench.models.base import Model
 from workbench.plan.nodes import ModelOperator
+from workbench.runtime.memory import MemoryGuard
 
 
 @dataclass
@@ -47,6 +48,7 @@ def run(
     batch_size: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     cache: CacheUse | None = None,
+    guard: MemoryGuard | None = None,
 ) -> OperatorRun:
     keys = fetch(op.input_sql, {p: params[p] for p in op.params}).column(0).combine_chunks()
     keys = keys.filter(pc.is_valid(keys)) if keys.null_count else keys
@@ -57,7 +59,8 @@ def run(
         found = Lookup(np.arange(0), pa.array([], type=model.arrow_output_type()), np.arange(n))
     misses = keys.take(pa.array(found.miss_index)) if len(found.miss_index) != n else keys
     inputs = to_model_inputs(op, model, misses)
-    result = batching.run(model, op.model, inputs, batch_size=batch_size or op.batch_size, progress=progress)
+    result = batching.run(model, op.model, inputs, batch_size=batch_size or op.batch_size, progress=progress,
+                          guard=guard)
     if cache is not None:
         vectors = found.miss_vectors if cache.policy.kind == "semantic" else None
         cache.cache.store(op.model, model, cache.policy, cache.fingerprint, misses, result.outputs,

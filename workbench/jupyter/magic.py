@@ -12,7 +12,7 @@ from typing import Any
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from traitlets import Integer, Unicode
 
-from workbench.errors import WorkbenchError
+from workbench.errors import WorkbenchError, shorten
 from workbench.jupyter import command
 from workbench.session import Session
 
@@ -75,11 +75,11 @@ class DlsqlMagic(Magics):
             finally:
                 session.batch_size = saved
         except WorkbenchError as exc:
-            raise DlsqlError(type(exc).__name__, str(exc)) from None
+            raise DlsqlError(type(exc).__name__, shorten(str(exc))) from None
         except KeyboardInterrupt:
             raise DlsqlError("QueryInterrupted", "query interrupted; nothing was saved") from None
         except Exception as exc:  # a bug of ours: still one short line, the kernel lives on
-            raise DlsqlError("InternalError", f"{type(exc).__name__}: {exc}") from None
+            raise DlsqlError("InternalError", shorten(f"{type(exc).__name__}: {exc}")) from None
         if cmd.output:
             ns[cmd.output] = result.pl()
         result.display_limit = cmd.limit or self.display_limit

@@ -89,10 +89,27 @@ class Model:
         }
 
 
+#: widest output stored as a fixed-size ARRAY; DuckDB allocates a whole vector of 2,048
+#: arrays at once, so FLOAT[8192] would take 64 MB per vector: wider outputs are lists
+MAX_ARRAY_WIDTH = 1024
+
+
+def vector_types(width: int) -> tuple[str, pa.DataType]:
+    """(DuckDB type, Arrow type) of a model output of `width` floats."""
+    if width <= MAX_ARRAY_WIDTH:
+        return f"FLOAT[{width}]", pa.list_(pa.float32(), width)
+    return "FLOAT[]", pa.list_(pa.float32())
+
+
 def fixed_size_list(matrix: np.ndarray) -> pa.Array:
-    """A 2-D float array as an Arrow fixed-size list (DuckDB reads it as FLOAT[n])."""
+    """A 2-D float array as FLOAT[n] (a fixed-size list), or FLOAT[] beyond MAX_ARRAY_WIDTH."""
     matrix = np.ascontiguousarray(matrix, dtype=np.float32)
-    return pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1)), matrix.shape[1])
+    width = matrix.shape[1]
+    values = pa.array(matrix.reshape(-1))
+    if width <= MAX_ARRAY_WIDTH:
+        return pa.FixedSizeListArray.from_arrays(values, width)
+    offsets = pa.array(np.arange(0, (len(matrix) + 1) * width, width, dtype=np.int32))
+    return pa.ListArray.from_arrays(offsets, values)
 
 
 def label_score(labels: list[Any] | np.ndarray, scores: np.ndarray, label_type: pa.DataType) -> pa.Array:

@@ -17,12 +17,13 @@ import pyarrow as pa
 
 from workbench.cache import policy_of
 from workbench.db import run, transaction
-from workbench.errors import CatalogError, ModelLoadError, UnknownModelError
+from workbench.errors import CatalogError, ModelLoadError, UnknownModelError, shorten
 from workbench.models import loading
 from workbench.models.base import Model, ModelInfo
 from workbench.models.builtin import BUILTINS
 
 TABLE = "workbench_models"
+MAX_NAME = 64
 _PYTHON = "python:"
 _BUILTIN_ALTERABLE = {"cache", "cache_normalize", "cache_threshold", "cache_max_mb", "batch_size"}
 # Loaded path models are shared by every session of the process (keyed by file and options).
@@ -188,8 +189,10 @@ class Catalog:
     # -- helpers ------------------------------------------------------------------------
     def check_name(self, name: str, replace: bool) -> str:
         key = name.lower()
-        if not key.isidentifier():
-            raise CatalogError(f"'{name}' is not a valid model name (use letters, digits and _)")
+        if not key.isidentifier() or len(key) > MAX_NAME:
+            raise CatalogError(
+                f"'{shorten(name, 80)}' is not a valid model name (letters, digits and _, at most {MAX_NAME})"
+            )
         if key in BUILTINS:
             raise CatalogError(f"'{name}' is a built-in model; choose another name")
         if key in self._stored and not replace:
@@ -202,4 +205,6 @@ class Catalog:
         return key
 
     def _hint(self) -> str:
-        return f" (models: {', '.join(sorted(self.names))})"
+        names = sorted(self.names)
+        more = f", … {len(names) - 12} more" if len(names) > 12 else ""
+        return f" (models: {', '.join(names[:12])}{more})"

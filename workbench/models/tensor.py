@@ -9,7 +9,7 @@ import pyarrow as pa
 import torch
 
 from workbench.errors import ModelError
-from workbench.models.base import Model, fixed_size_list, label_score
+from workbench.models.base import Model, fixed_size_list, label_score, vector_types
 
 
 def _first_linear_width(module: torch.nn.Module) -> int | None:
@@ -67,14 +67,14 @@ class TensorModel(Model):
             return f"STRUCT(label {'VARCHAR' if self.labels else 'INTEGER'}, score FLOAT)"
         if self.task == "regress":
             return "FLOAT"
-        return f"FLOAT[{self.output_dim}]"
+        return vector_types(self.output_dim)[0]
 
     def arrow_output_type(self) -> pa.DataType:
         if self.task == "classify":
             return pa.struct([("label", pa.string() if self.labels else pa.int32()), ("score", pa.float32())])
         if self.task == "regress":
             return pa.float32()
-        return pa.list_(pa.float32(), self.output_dim)
+        return vector_types(self.output_dim)[1]
 
     def predict(self, batch: np.ndarray) -> pa.Array:
         x = torch.from_numpy(batch).to(device=self.device, dtype=self.dtype)

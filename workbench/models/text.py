@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from workbench.models.base import Model, fixed_size_list, label_score
+from workbench.models.base import Model, fixed_size_list, label_score, vector_types
 
 
 class _TextModel(Model):
@@ -70,10 +70,10 @@ class TextEmbedder(_TextModel):
 
     @property
     def output_type(self) -> str:
-        return f"FLOAT[{self.dim}]"
+        return vector_types(self.dim)[0]
 
     def arrow_output_type(self) -> pa.DataType:
-        return pa.list_(pa.float32(), self.dim)
+        return vector_types(self.dim)[1]
 
     def embed(self, texts: list[str]) -> torch.Tensor:
         enc = self._encode(texts)

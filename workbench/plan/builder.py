@@ -100,6 +100,9 @@ class PlanBuilder:
         for call in model_calls(tree, names):
             model_name = call.name.lower()
             call_text = _call_text(call)
+            if isinstance(call.parent, (exp.Table, exp.From, exp.Join)):
+                raise UnsupportedCall(f"{call_text}: model '{model_name}' is a function, not a table; "
+                                      "call it in SELECT, WHERE, ORDER BY...")
             if len(call.expressions) != 1:
                 raise InputTypeError(
                     f"{call_text}: model '{model_name}' takes one input, got {len(call.expressions)}"

@@ -81,6 +81,14 @@ class Explain(Statement):
 
 
 @dataclass(frozen=True)
+class Setting(Statement):
+    """SET of a workbench setting (e.g. `SET memory_budget_cpu = '512MB'`)."""
+
+    name: str = ""
+    value: Any = None
+
+
+@dataclass(frozen=True)
 class Call(Statement):
     """CALL of a workbench procedure (e.g. `CALL load_dataset('pydoc')`)."""
 
@@ -110,8 +118,14 @@ def tokenize(text: str, offset: int = 0) -> list[Token]:
     return tokens
 
 
-def split(text: str, procedures: frozenset[str] = frozenset()) -> list[Statement]:
-    """Split `text` at top-level semicolons and classify each statement."""
+def split(
+    text: str, procedures: frozenset[str] = frozenset(), settings: frozenset[str] = frozenset()
+) -> list[Statement]:
+    """Split `text` at top-level semicolons and classify each statement.
+
+    `procedures` and `settings` name the workbench's own CALL procedures and SET settings;
+    other CALLs and SETs are DuckDB's.
+    """
     tokens = tokenize(text)
     statements: list[Statement] = []
     current: list[Token] = []
@@ -119,7 +133,7 @@ def split(text: str, procedures: frozenset[str] = frozenset()) -> list[Statement
         if tok is None or tok.token_type == TokenType.SEMICOLON:
             if current:
                 start, end = current[0].start, current[-1].end + 1
-                statements.append(classify(text[start:end], start, current, procedures))
+                statements.append(classify(text[start:end], start, current, procedures, settings))
             current = []
         else:
             current.append(tok)
@@ -127,7 +141,11 @@ def split(text: str, procedures: frozenset[str] = frozenset()) -> list[Statement
 
 
 def classify(
-    text: str, start: int, tokens: list[Token], procedures: frozenset[str] = frozenset()
+    text: str,
+    start: int,
+    tokens: list[Token],
+    procedures: frozenset[str] = frozenset(),
+    settings: frozenset[str] = frozenset(),
 ) -> Statement:
     words = [_word(t) for t in tokens[:4]]
     if words[:1] == ["explain"]:
@@ -136,7 +154,7 @@ def classify(
         if not rest:
             raise SQLSyntaxError("EXPLAIN needs a statement to explain")
         inner_start = rest[0].start
-        inner = classify(text[inner_start - start :], inner_start, rest, procedures)
+        inner = classify(text[inner_start - start :], inner_start, rest, procedures, settings)
         return Explain(text, start, analyze=analyze, statement=inner)
     parser = _ModelStatementParser(text, start, tokens)
     if words[:2] == ["create", "model"] or words[:4] == ["create", "or", "replace", "model"]:
@@ -152,6 +170,8 @@ def classify(
         return parser.alter_model()
     if words[:1] == ["call"] and len(words) > 1 and words[1] in procedures:
         return parser.call()
+    if words[:1] == ["set"] and len(words) > 1 and words[1] in settings:
+        return parser.setting()
     return Sql(text, start, tokens=tuple(tokens))
 
 
@@ -222,6 +242,16 @@ class _ModelStatementParser:
         self.symbol(TokenType.R_PAREN, ")")
         self.expect_end()
         return Call(self.text, self.start, procedure=proc, args=tuple(args))
+
+    def setting(self) -> Setting:
+        self.i = 1
+        name = self.name("setting name").lower()
+        tok = self.next("'=' or TO")
+        if tok.token_type != TokenType.EQ and tok.text.lower() != "to":
+            self.fail(tok, "'=' or TO")
+        value = self.value()
+        self.expect_end()
+        return Setting(self.text, self.start, name=name, value=value)
 
     # -- pieces -----------------------------------------------------------------------
     def with_options(self) -> dict[str, Any]:

@@ -1,0 +1,50 @@
+"""Interrupts the way Jupyter sends them (SIGINT to the kernel), 20 trials per kind."""
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from tests.conftest import run
+
+TRIALS = 20
+
+
+def _interrupt_after(seconds):
+    threading.Thread(target=lambda: (time.sleep(seconds), os.kill(os.getpid(), signal.SIGINT)),
+                     daemon=True).start()
+
+
+@pytest.mark.parametrize("kind, cell", [
+    ("relational", "%%dlsql\nCREATE TABLE r AS SELECT count(*) AS n FROM range(100000000000) a"),
+    ("inference", "%%dlsql\nCREATE TABLE r AS SELECT minilm(body || :salt) FROM pydoc"),
+])
+def test_interrupt_p95_under_a_second_and_nothing_partial(shell, figures, kind, cell):
+    run(shell, "%%dlsql\nSELECT minilm('warm up')")
+    rng = np.random.default_rng(3)
+    latencies, failures = [], 0
+    for trial in range(TRIALS):
+        shell.user_ns["salt"] = f" {trial}"  # new inputs each time: the model really runs
+        delay = float(rng.uniform(0.3, 1.0))
+        _interrupt_after(delay)
+        start = time.perf_counter()
+        ok, err = run(shell, cell)
+        latencies.append(time.perf_counter() - start - delay)
+        if ok or "interrupted" not in str(err):
+            failures += 1
+        ok, value = run(shell, "%%dlsql\nSELECT count(*) AS n FROM duckdb_tables() WHERE table_name = 'r'")
+        if not ok or value.pl()["n"][0] != 0:
+            failures += 1
+    p95 = float(np.percentile(latencies, 95))
+    figures[f"interrupts ({kind})"] = (TRIALS, failures, f"p95 time to stop {p95 * 1000:.0f} ms")
+    assert failures == 0 and p95 <= 1.0
+    # nothing half-written in the cache: every stored embedding is a complete, correct row
+    ok, value = run(shell, "%%dlsql\nSELECT count(*) AS n FROM duckdb_tables() "
+                           "WHERE table_name = 'workbench_cache_minilm'")
+    if ok and value.pl()["n"][0]:
+        ok, bad = run(shell, "%%dlsql\nSELECT count(*) AS n FROM workbench_cache_minilm "
+                             "WHERE v IS NULL OR len(v) <> 384")
+        assert ok and bad.pl()["n"][0] == 0

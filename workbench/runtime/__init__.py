@@ -1,0 +1,1 @@
+"""Runtime services shared by executors: memory budgets (and, later, offloading)."""

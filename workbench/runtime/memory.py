@@ -1,0 +1,59 @@
+"""Memory budgets: keep a query's memory growth under the user's budget, or stop it clearly.
+
+`SET memory_budget_cpu = '512MB'` gives a session a budget. DuckDB gets part of it as its
+own `memory_limit` (it spills to disk beyond that), and a `MemoryGuard` samples the
+process's resident memory between model batches and DuckDB steps: when the growth since the
+query began passes the budget, the query stops with `OutOfMemoryBudget` instead of letting
+the operating system kill the kernel.
+"""
+
+from __future__ import annotations
+
+import re
+
+import psutil
+
+from workbench.errors import OutOfMemoryBudget
+
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+#: share of the budget DuckDB may use for its own operators before spilling
+DUCKDB_SHARE = 0.5
+
+
+def parse_size(value: object) -> int:
+    """'512MB', '1.5GB', '800MiB' or a number of bytes -> bytes."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        size = int(value)
+    else:
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", str(value))
+        if not m or m.group(2).upper() not in _UNITS:
+            raise OutOfMemoryBudget(f"cannot read memory size {value!r} (examples: '512MB', '2GB')")
+        size = int(float(m.group(1)) * _UNITS[m.group(2).upper()])
+    if size < 16 * 2**20:
+        raise OutOfMemoryBudget(f"a memory budget below 16 MB cannot hold a query: {value!r}")
+    return size
+
+
+def rss() -> int:
+    return psutil.Process().memory_info().rss
+
+
+class MemoryGuard:
+    """Measures growth of resident memory from the start of a query against a budget."""
+
+    def __init__(self, budget: int):
+        self.budget = budget
+        self.baseline = rss()
+        self.peak = self.baseline
+
+    def check(self, where: str) -> None:
+        now = rss()
+        self.peak = max(self.peak, now)
+        grown = now - self.baseline
+        if grown > self.budget:
+            raise OutOfMemoryBudget(
+                f"out of memory budget at {where}: the query grew memory by {grown / 2**20:,.0f} MB, "
+                f"over the budget of {self.budget / 2**20:,.0f} MB (SET memory_budget_cpu = ... to "
+                "raise it, or select fewer rows or a smaller model output)"
+            )
