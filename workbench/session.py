@@ -34,12 +34,13 @@ from workbench.plan.builder import PlanBuilder, parse
 from workbench.plan.nodes import ModelOperator, Plan
 from workbench.result import Result
 from workbench.runtime.memory import DUCKDB_SHARE, MemoryGuard, parse_size
+from workbench.scheduler import POLICIES, QueryFuture, Scheduler
 from workbench.sql import params as sql_params
 from workbench.sql import statements as st
 
 _session_ids = itertools.count(1)
 #: SET statements the workbench handles itself (all others go to DuckDB)
-SETTINGS = frozenset({"memory_budget_cpu"})
+SETTINGS = frozenset({"memory_budget_cpu", "sla_policy"})
 _LOOKUP = re.compile(r"__wb_\d+_lookup_(\d+)")
 
 
@@ -57,23 +58,33 @@ class Session:
         batch_size: int | None = None,
         memory_budget: str | int | None = None,
         safe: bool = False,
+        workers: int = 2,
     ):
         try:
-            self.con = duckdb.connect(database)
+            con = duckdb.connect(database)
         except duckdb.Error as exc:
             msg = _first_line(exc)
             if "lock" in msg.lower():
                 msg = f"it is open in another process ({msg})"
             raise ExecutionError(f"cannot open database {database!r}: {msg}") from None
-        self.database = database
-        self.batch_size = batch_size
-        self.memory_budget: int | None = None
-        self.catalog = Catalog(self.con)
+        self._setup(con, database, Catalog(con), batch_size)
+        self.workers = workers
         if memory_budget is not None:
             self._set_memory_budget(memory_budget)
         if safe:
             self._lock_down()
-        self.cache = InferenceCache(self.con, self._fetch)
+
+    def _setup(self, con: duckdb.DuckDBPyConnection, database: str, catalog: Catalog,
+               batch_size: int | None) -> None:
+        self.con = con
+        self.database = database
+        self.batch_size = batch_size
+        self.memory_budget: int | None = None
+        self.catalog = catalog
+        self.cache = InferenceCache(con, self._fetch)
+        self.sla_policy = "fifo"
+        self.workers = 2
+        self._scheduler: Scheduler | None = None
         self._id = next(_session_ids)
         self._temp = itertools.count(1)
         self.procedures: dict[str, Callable[..., Result]] = {
@@ -82,7 +93,40 @@ class Session:
             "clear_cache": self._clear_cache,
         }
 
+    def _cursor_session(self) -> Session:
+        """A session on its own DuckDB cursor of the same database, for a worker thread.
+        It shares the catalog's loaded Python models with this session."""
+        child = object.__new__(Session)
+        cursor = self.con.cursor()
+        child._setup(cursor, self.database, self.catalog.on_connection(cursor), self.batch_size)
+        child.memory_budget = self.memory_budget
+        return child
+
     # -- public API ---------------------------------------------------------------------
+    def submit(
+        self, sql: str, params: Mapping[str, Any] | None = None, *, deadline_ms: float | None = None
+    ) -> QueryFuture:
+        """Queue `sql` for the worker pool; returns a future (status done / late / failed /
+        dropped, estimated_ms, actual_ms). The policy is `SET sla_policy = ...`."""
+        values = self._snapshot_params(sql, params)
+        return self.scheduler.submit(sql, values, deadline_ms)
+
+    @property
+    def scheduler(self) -> Scheduler:
+        if self._scheduler is None:
+            self._scheduler = Scheduler(self, workers=self.workers)
+            self._scheduler.policy = self.sla_policy
+        return self._scheduler
+
+    def _snapshot_params(self, sql: str, params: Mapping[str, Any] | None) -> dict[str, Any] | None:
+        """The values the statements use, taken now (a notebook variable may change later)."""
+        names: list[str] = []
+        for stmt in st.split(sql, frozenset(self.procedures), SETTINGS):
+            inner = stmt.statement if isinstance(stmt, st.Explain) else stmt
+            if isinstance(inner, st.Sql):
+                names += sql_params.rewrite(inner.text, inner.start, inner.tokens)[1]
+        return sql_params.bind(list(dict.fromkeys(names)), params) or None
+
     def sql(
         self,
         text: str,
@@ -125,6 +169,8 @@ class Session:
         self.catalog.create(name, obj=obj, var_name=name, options=options, replace=replace)
 
     def close(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
         self.con.close()
 
     def __enter__(self) -> Session:
@@ -172,9 +218,7 @@ class Session:
         if isinstance(stmt, st.Call):
             return self.procedures[stmt.procedure.lower()](*stmt.args)
         if isinstance(stmt, st.Setting):
-            self._set_memory_budget(stmt.value)
-            shown = "none" if self.memory_budget is None else f"{self.memory_budget / 2**20:,.0f} MB"
-            return self._message(f"{stmt.name} = {shown}", stmt, start)
+            return self._message(self._apply_setting(stmt.name, stmt.value), stmt, start)
         raise SQLSyntaxError(f"unsupported statement: {stmt.text}")  # pragma: no cover
 
     def _message(self, text: str, stmt: st.Statement, start: float) -> Result:
@@ -363,6 +407,21 @@ class Session:
             raise
         except duckdb.Error as exc:
             raise _translate(exc, plan, self.catalog.names) from None
+
+    def _apply_setting(self, name: str, value: Any) -> str:
+        if name == "memory_budget_cpu":
+            self._set_memory_budget(value)
+            shown = "none" if self.memory_budget is None else f"{self.memory_budget / 2**20:,.0f} MB"
+            return f"{name} = {shown}"
+        if name == "sla_policy":
+            policy = str(value).lower()
+            if policy not in POLICIES:
+                raise ParameterError(f"sla_policy must be one of {', '.join(POLICIES)}, not {value!r}")
+            self.sla_policy = policy
+            if self._scheduler is not None:
+                self._scheduler.policy = policy
+            return f"sla_policy = {policy}"
+        raise ParameterError(f"unknown setting {name}")  # pragma: no cover - SETTINGS guards it
 
     def _set_memory_budget(self, value: Any) -> None:
         """`SET memory_budget_cpu = '512MB'` (or 'none'): DuckDB gets a share as its own

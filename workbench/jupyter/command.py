@@ -3,6 +3,8 @@
     %%dlsql [-o NAME] [--limit N] [--db PATH] [--batch-size N]
     <dlsql text>
 
+    %%dlsql --deadline 500ms --async     submit to the worker pool; returns a QueryFuture
+
     %dlsql [options] <dlsql text on one line>
     %dlsql --session            the Session object of this notebook
 """
@@ -27,10 +29,12 @@ class Command:
     database: str | None = None
     batch_size: int | None = None
     session: bool = False
+    deadline_ms: float | None = None
+    run_async: bool = False
 
 
 _VALUED = {"-o": "output", "--out": "output", "--limit": "limit", "--db": "database",
-           "--batch-size": "batch_size"}
+           "--batch-size": "batch_size", "--deadline": "deadline_ms"}
 _INTS = {"limit", "batch_size"}
 
 
@@ -43,13 +47,13 @@ def parse(line: str, cell: str | None = None) -> Command:
         if "=" in head and head.split("=", 1)[0] in _VALUED:
             head, value = head.split("=", 1)
             tail = f"{shlex.quote(value)} {tail}"
-        if head in ("--session", "-s"):
-            values["session"] = True
+        if head in ("--session", "-s", "--async"):
+            values["run_async" if head == "--async" else "session"] = True
             rest = tail.strip()
             continue
         if head not in _VALUED:
             raise UsageError(f"unknown option {head} (options: -o NAME, --limit N, --db PATH, "
-                             "--batch-size N, --session)")
+                             "--batch-size N, --deadline 500ms, --async, --session)")
         try:
             parts = shlex.split(tail, posix=True)
         except ValueError as exc:
@@ -63,6 +67,8 @@ def parse(line: str, cell: str | None = None) -> Command:
             values[key] = int(raw)
         elif key == "output" and not raw.isidentifier():
             raise UsageError(f"-o needs a Python variable name, got {raw!r}")
+        elif key == "deadline_ms":
+            values[key] = _duration_ms(raw)
         else:
             values[key] = raw
         # drop the value token from the raw text (keep the SQL exactly as typed)
@@ -71,3 +77,13 @@ def parse(line: str, cell: str | None = None) -> Command:
         rest = tail.strip()
     sql = rest if cell is None else (rest + "\n" + cell if rest else cell)
     return Command(sql=sql, **values)  # type: ignore[arg-type]
+
+
+def _duration_ms(text: str) -> float:
+    """'500ms', '2s', '1.5s' or a number of milliseconds."""
+    import re
+
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s)?", text.strip().lower())
+    if not m or float(m.group(1)) <= 0:
+        raise UsageError(f"--deadline needs a duration like 500ms or 2s, got {text!r}")
+    return float(m.group(1)) * (1000 if m.group(2) == "s" else 1)

@@ -67,6 +67,15 @@ class DlsqlMagic(Magics):
             if not cmd.sql.strip():
                 raise command.UsageError("nothing to run: write SQL after %dlsql, or under %%dlsql")
             ns = self.shell.user_ns
+            if cmd.run_async or cmd.deadline_ms is not None:
+                future = session.submit(cmd.sql, params=ns, deadline_ms=cmd.deadline_ms)
+                if cmd.run_async:
+                    return future
+                result = future.result()
+                if cmd.output:
+                    ns[cmd.output] = result.pl()
+                result.display_limit = cmd.limit or self.display_limit
+                return result
             saved = session.batch_size
             if cmd.batch_size:
                 session.batch_size = cmd.batch_size

@@ -41,6 +41,15 @@ class Catalog:
         self._stored: dict[str, ModelInfo] = {}
         self.refresh()
 
+    def on_connection(self, con: duckdb.DuckDBPyConnection) -> Catalog:
+        """The same catalog read through another connection (a worker's cursor), sharing the
+        models registered from Python objects."""
+        other = object.__new__(Catalog)
+        other.con = con
+        other._objects = self._objects
+        other.refresh()
+        return other
+
     # -- lookup -------------------------------------------------------------------------
     def refresh(self) -> None:
         rows = run(self.con, f"SELECT name, source, task, options FROM {TABLE}")

@@ -1,0 +1,138 @@
+"""Predict a query's latency before it runs, and learn from every query that ran.
+
+    latency = overhead(statement) + sum over model operators of misses x seconds-per-input(model)
+
+`misses` comes from the plan: the exact count of distinct inputs times (1 - the expected
+cache hit ratio read from the cache table). Seconds per input start from a small probe run of
+the model (the calibration) and then follow the measured per-operator times (an exponential
+moving average); the overhead of each statement shape (its text without parameter values)
+follows the measured remainder. Every observation is stored in `workbench_query_history`, and
+a new estimator starts from that history, so estimates improve across restarts.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from workbench.db import run
+
+if TYPE_CHECKING:
+    from workbench.session import Session
+
+HISTORY = "workbench_query_history"
+ALPHA = 0.3  # weight of the newest observation
+DEFAULT_OVERHEAD = 0.003  # seconds, before any history
+_PROBE = ("The quick brown fox jumps over the lazy dog while the database plans a query. " * 6)[:480]
+
+
+def statement_key(sql: str) -> str:
+    """The shape of a statement: whitespace collapsed, literals and parameters kept as written."""
+    return re.sub(r"\s+", " ", sql.strip()).lower()[:500]
+
+
+class LatencyEstimator:
+    def __init__(self, session: Session):
+        self.session = session
+        self.rates: dict[str, float] = {}  # model -> seconds per computed input
+        self.overheads: dict[str, float] = {}  # statement shape -> seconds besides model time
+        self.errors: list[float] = []  # relative errors of finished queries
+        self._lock = threading.Lock()
+        run(session.con, f"CREATE TABLE IF NOT EXISTS {HISTORY} (finished_at TIMESTAMP DEFAULT current_timestamp, "
+                         "shape VARCHAR, operators JSON, estimated_ms DOUBLE, actual_ms DOUBLE, status VARCHAR)")
+        self._learn_history()
+
+    # -- estimating ---------------------------------------------------------------------
+    def features(self, sql: str, params: dict[str, Any] | None) -> list[dict[str, Any]]:
+        """Per model operator: model and expected misses (from the plan, no model runs)."""
+        plan = self.session.explain(sql, params)
+        feats = []
+        for op in plan.operators:
+            rows = op.estimated_rows or 0
+            misses = rows * (1 - (op.expected_hit_ratio or 0.0))
+            feats.append({"model": op.model, "misses": float(misses)})
+        return feats
+
+    def estimate_seconds(self, sql: str, feats: list[dict[str, Any]]) -> float:
+        total = self.overheads.get(statement_key(sql), self._default_overhead())
+        for f in feats:
+            total += f["misses"] * self.rate(f["model"])
+        return total
+
+    def rate(self, model: str) -> float:
+        if model not in self.rates:
+            self.rates[model] = self._calibrate(model)
+        return self.rates[model]
+
+    def _default_overhead(self) -> float:
+        return statistics.median(self.overheads.values()) if self.overheads else DEFAULT_OVERHEAD
+
+    def _calibrate(self, name: str) -> float:
+        """Seconds per input from a probe batch: the starting point before any history."""
+        model = self.session.catalog.get(name)
+        n = 16
+        if model.input_kind == "text":
+            batch: Any = [_PROBE] * n
+        else:
+            batch = np.zeros((n, model.input_dim or 1), np.float32)
+        model.predict(batch[:2])  # warm-up
+        start = time.perf_counter()
+        model.predict(batch)
+        return (time.perf_counter() - start) / n
+
+    # -- learning -----------------------------------------------------------------------
+    def observe(self, sql: str, feats: list[dict[str, Any]], estimated_s: float | None,
+                run_s: float, stats: list[dict[str, Any]], status: str) -> None:
+        with self._lock:
+            model_s = 0.0
+            for s in stats:
+                computed = s.get("cache_misses") or (s["rows"] if s.get("cache_policy", "off") == "off" else 0)
+                if computed:
+                    per = s["seconds"] / computed
+                    old = self.rates.get(s["model"])
+                    self.rates[s["model"]] = per if old is None else ALPHA * per + (1 - ALPHA) * old
+                model_s += s["seconds"]
+            key = statement_key(sql)
+            rest = max(run_s - model_s, 0.0)
+            old = self.overheads.get(key)
+            self.overheads[key] = rest if old is None else ALPHA * rest + (1 - ALPHA) * old
+            if estimated_s is not None and run_s > 0:
+                self.errors.append(abs(estimated_s - run_s) / run_s)
+        try:
+            ops = [{"model": s["model"], "computed": s.get("cache_misses") or s["rows"], "seconds": s["seconds"]}
+                   for s in stats]
+            run(self.session.con.cursor(), f"INSERT INTO {HISTORY} (shape, operators, estimated_ms, actual_ms, "
+                                           "status) VALUES (?, ?, ?, ?, ?)",
+                [statement_key(sql), json.dumps(ops), None if estimated_s is None else estimated_s * 1000,
+                 run_s * 1000, status])
+        except Exception:  # history is a help, never a reason for a query to fail
+            pass
+
+    def _learn_history(self) -> None:
+        rows = run(self.session.con, f"SELECT shape, operators, actual_ms FROM {HISTORY} ORDER BY finished_at")
+        for shape, ops_json, actual_ms in rows:
+            ops = json.loads(ops_json) if ops_json else []
+            model_s = 0.0
+            for op in ops:
+                if op.get("computed"):
+                    per = op["seconds"] / op["computed"]
+                    old = self.rates.get(op["model"])
+                    self.rates[op["model"]] = per if old is None else ALPHA * per + (1 - ALPHA) * old
+                model_s += op["seconds"]
+            rest = max(actual_ms / 1000 - model_s, 0.0)
+            old = self.overheads.get(shape)
+            self.overheads[shape] = rest if old is None else ALPHA * rest + (1 - ALPHA) * old
+
+    def error(self) -> dict[str, float | int]:
+        """Median and p90 relative error of estimates against actual execution time."""
+        with self._lock:
+            errs = list(self.errors)
+        if not errs:
+            return {"queries": 0, "median": float("nan"), "p90": float("nan")}
+        return {"queries": len(errs), "median": float(np.median(errs)), "p90": float(np.percentile(errs, 90))}
