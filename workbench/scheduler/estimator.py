@@ -4,9 +4,10 @@
 
 `misses` comes from the plan: the exact count of distinct inputs times (1 - the expected
 cache hit ratio read from the cache table). Seconds per input start from a small probe run of
-the model (the calibration) and then follow the measured per-operator times (an exponential
-moving average); the overhead of each statement shape (its text without parameter values)
-follows the measured remainder. Every observation is stored in `workbench_query_history`, and
+the model (the calibration) and then follow the median of the last measured per-operator
+rates; the overhead of each statement shape (its text with parameters as placeholders)
+follows the median of its last measured remainders. Medians, not means: a query slowed once
+by a busy machine should not move the next estimates much. Every observation is stored in `workbench_query_history`, and
 a new estimator starts from that history, so estimates improve across restarts.
 """
 
@@ -17,6 +18,7 @@ import re
 import statistics
 import threading
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
     from workbench.session import Session
 
 HISTORY = "workbench_query_history"
-ALPHA = 0.3  # weight of the newest observation
+WINDOW = 15  # observations a median is taken over
 DEFAULT_OVERHEAD = 0.003  # seconds, before any history
 _PROBE = ("The quick brown fox jumps over the lazy dog while the database plans a query. " * 6)[:480]
 
@@ -40,8 +42,8 @@ def statement_key(sql: str) -> str:
 class LatencyEstimator:
     def __init__(self, session: Session):
         self.session = session
-        self.rates: dict[str, float] = {}  # model -> seconds per computed input
-        self.overheads: dict[str, float] = {}  # statement shape -> seconds besides model time
+        self._rates: dict[str, deque[float]] = {}  # model -> recent seconds per computed input
+        self._overheads: dict[str, deque[float]] = {}  # statement shape -> recent seconds besides models
         self.errors: list[float] = []  # relative errors of finished queries
         self._lock = threading.Lock()
         run(session.con, f"CREATE TABLE IF NOT EXISTS {HISTORY} (finished_at TIMESTAMP DEFAULT current_timestamp, "
@@ -59,19 +61,33 @@ class LatencyEstimator:
             feats.append({"model": op.model, "misses": float(misses)})
         return feats
 
+    @property
+    def rates(self) -> dict[str, float]:
+        return {m: statistics.median(v) for m, v in self._rates.items()}
+
+    @property
+    def overheads(self) -> dict[str, float]:
+        return {k: statistics.median(v) for k, v in self._overheads.items()}
+
     def estimate_seconds(self, sql: str, feats: list[dict[str, Any]]) -> float:
-        total = self.overheads.get(statement_key(sql), self._default_overhead())
+        recent = self._overheads.get(statement_key(sql))
+        total = statistics.median(recent) if recent else self._default_overhead()
         for f in feats:
             total += f["misses"] * self.rate(f["model"])
         return total
 
     def rate(self, model: str) -> float:
-        if model not in self.rates:
-            self.rates[model] = self._calibrate(model)
-        return self.rates[model]
+        if model not in self._rates:
+            self._add(self._rates, model, self._calibrate(model))
+        return statistics.median(self._rates[model])
 
     def _default_overhead(self) -> float:
-        return statistics.median(self.overheads.values()) if self.overheads else DEFAULT_OVERHEAD
+        values = [statistics.median(v) for v in self._overheads.values()]
+        return statistics.median(values) if values else DEFAULT_OVERHEAD
+
+    @staticmethod
+    def _add(table: dict[str, deque[float]], key: str, value: float) -> None:
+        table.setdefault(key, deque(maxlen=WINDOW)).append(value)
 
     def _calibrate(self, name: str) -> float:
         """Seconds per input from a probe batch: the starting point before any history."""
@@ -94,14 +110,9 @@ class LatencyEstimator:
             for s in stats:
                 computed = s.get("cache_misses") or (s["rows"] if s.get("cache_policy", "off") == "off" else 0)
                 if computed:
-                    per = s["seconds"] / computed
-                    old = self.rates.get(s["model"])
-                    self.rates[s["model"]] = per if old is None else ALPHA * per + (1 - ALPHA) * old
+                    self._add(self._rates, s["model"], s["seconds"] / computed)
                 model_s += s["seconds"]
-            key = statement_key(sql)
-            rest = max(run_s - model_s, 0.0)
-            old = self.overheads.get(key)
-            self.overheads[key] = rest if old is None else ALPHA * rest + (1 - ALPHA) * old
+            self._add(self._overheads, statement_key(sql), max(run_s - model_s, 0.0))
             if estimated_s is not None and run_s > 0:
                 self.errors.append(abs(estimated_s - run_s) / run_s)
         try:
@@ -121,13 +132,9 @@ class LatencyEstimator:
             model_s = 0.0
             for op in ops:
                 if op.get("computed"):
-                    per = op["seconds"] / op["computed"]
-                    old = self.rates.get(op["model"])
-                    self.rates[op["model"]] = per if old is None else ALPHA * per + (1 - ALPHA) * old
+                    self._add(self._rates, op["model"], op["seconds"] / op["computed"])
                 model_s += op["seconds"]
-            rest = max(actual_ms / 1000 - model_s, 0.0)
-            old = self.overheads.get(shape)
-            self.overheads[shape] = rest if old is None else ALPHA * rest + (1 - ALPHA) * old
+            self._add(self._overheads, shape, max(actual_ms / 1000 - model_s, 0.0))
 
     def error(self) -> dict[str, float | int]:
         """Median and p90 relative error of estimates against actual execution time."""
