@@ -30,3 +30,4 @@ notebooks: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/bench_minilm.py
 	$(PY) bench/bench_cache.py
+	$(PY) bench/bench_sla.py

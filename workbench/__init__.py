@@ -24,14 +24,15 @@ from workbench.errors import (
 )
 from workbench.plan import ModelOperator, Plan
 from workbench.result import Result
+from workbench.scheduler import QueryDropped, QueryFuture
 from workbench.session import Session, connect
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "CatalogError", "ExecutionError", "InputTypeError", "ModelError", "ModelLoadError",
-    "ModelOperator", "OutOfMemoryBudget", "ParameterError", "Plan", "QueryInterrupted", "Result", "SQLSyntaxError",
-    "Session", "UnknownModelError", "WorkbenchError", "connect", "datasets",
+    "CatalogError", "ExecutionError", "InputTypeError", "ModelError", "ModelLoadError", "ModelOperator",
+    "OutOfMemoryBudget", "ParameterError", "Plan", "QueryDropped", "QueryFuture", "QueryInterrupted",
+    "Result", "SQLSyntaxError", "Session", "UnknownModelError", "WorkbenchError", "connect", "datasets",
     "load_ipython_extension",
 ]
 
