@@ -1,4 +1,4 @@
-"""Small helpers over a DuckDB connection.
+"""Small helpers over a DuckDB connection, and DuckDB errors turned into workbench errors.
 
 DuckDB 2.0 keeps a statement's result open until it is fetched, and refuses new work on the
 connection meanwhile; `run` always fetches, so side-effect statements never leave one open.
@@ -6,11 +6,24 @@ connection meanwhile; `run` always fetches, so side-effect statements never leav
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
+
+from workbench.errors import (
+    CatalogError,
+    ExecutionError,
+    OutOfMemoryBudget,
+    QueryInterrupted,
+    SQLSyntaxError,
+    WorkbenchError,
+)
+
+if TYPE_CHECKING:
+    from workbench.plan.nodes import Plan
 
 
 def run(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> list:
@@ -26,3 +39,39 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
         run(con, "ROLLBACK")
         raise
     run(con, "COMMIT")
+
+
+def first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def translate_error(exc: duckdb.Error, plan: Plan | None, models: set[str]) -> WorkbenchError:
+    msg = re.sub(r"^[A-Za-z ]+ Error: ", "", str(exc).strip())  # our error class names the kind
+    # one line per fact, but keep DuckDB's "LINE n:" caret block that points at the position
+    head, sep, caret = msg.partition("\n\nLINE ")
+    msg = " ".join(line.strip() for line in head.splitlines() if line.strip()) + (
+        f"\nLINE {caret}" if sep else "")
+    if "Possible solutions:" in msg:  # DuckDB's tuning advice; our message says what to do
+        msg = msg.split("Possible solutions:")[0].rstrip()
+    if "Candidate functions:" in msg:  # DuckDB lists every overload; the first line says it
+        head, _, rest = msg.partition("Candidate functions:")
+        msg = head.rstrip() + f" ({len(rest.strip().splitlines())} candidate signatures)"
+    names = {op.lookup: op.model for op in plan.operators} if plan is not None else {}
+    # show the user's model names, never our lookup functions
+    msg = re.sub(r"__wb_\d+_lookup_\d+", lambda m: names.get(m.group(0), "<model call>"), msg)
+    if isinstance(exc, duckdb.InterruptException) or "interrupted" in msg.lower():
+        return QueryInterrupted("query interrupted; nothing was saved")
+    if isinstance(exc, duckdb.OutOfMemoryException):
+        return OutOfMemoryBudget(f"out of memory budget in DuckDB: {msg} (SET memory_budget_cpu = ... to raise "
+                                 "the budget, or select fewer rows)")
+    if isinstance(exc, duckdb.ParserException):
+        return SQLSyntaxError(msg)
+    if isinstance(exc, duckdb.CatalogException):
+        if "Function with name" in msg:
+            names = sorted(models)
+            msg += f" (models: {', '.join(names[:12])}{', …' if len(names) > 12 else ''})"
+        return CatalogError(msg)
+    if isinstance(exc, duckdb.BinderException) and ("not found" in msg or "does not exist" in msg):
+        return CatalogError(msg)
+    return ExecutionError(msg)

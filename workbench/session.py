@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 import sys
@@ -14,34 +15,29 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from workbench import datasets
+from workbench import settings
 from workbench.cache import InferenceCache, policy_of
-from workbench.db import run
+from workbench.db import first_line, translate_error
 from workbench.errors import (
-    CatalogError,
     ExecutionError,
     ModelLoadError,
-    OutOfMemoryBudget,
-    ParameterError,
     QueryInterrupted,
     SQLSyntaxError,
-    WorkbenchError,
 )
 from workbench.execution import batching, dl_centric
+from workbench.execution.lookups import Lookups
 from workbench.models.base import Model
 from workbench.models.catalog import Catalog
 from workbench.plan.builder import PlanBuilder, parse
 from workbench.plan.nodes import ModelOperator, Plan
+from workbench.procedures import PROCEDURES
 from workbench.result import Result
-from workbench.runtime.memory import DUCKDB_SHARE, MemoryGuard, parse_size
-from workbench.scheduler import POLICIES, QueryFuture, Scheduler
+from workbench.runtime.memory import MemoryGuard
+from workbench.scheduler import QueryFuture, Scheduler
 from workbench.sql import params as sql_params
 from workbench.sql import statements as st
 
 _session_ids = itertools.count(1)
-#: SET statements the workbench handles itself (all others go to DuckDB)
-SETTINGS = frozenset({"memory_budget_cpu", "sla_policy"})
-_LOOKUP = re.compile(r"__wb_\d+_lookup_(\d+)")
 
 
 class Session:
@@ -63,16 +59,16 @@ class Session:
         try:
             con = duckdb.connect(database)
         except duckdb.Error as exc:
-            msg = _first_line(exc)
+            msg = first_line(exc)
             if "lock" in msg.lower():
                 msg = f"it is open in another process ({msg})"
             raise ExecutionError(f"cannot open database {database!r}: {msg}") from None
         self._setup(con, database, Catalog(con), batch_size)
         self.workers = workers
         if memory_budget is not None:
-            self._set_memory_budget(memory_budget)
+            settings.set_memory_budget(self, memory_budget)
         if safe:
-            self._lock_down()
+            settings.lock_down(self.con)
 
     def _setup(self, con: duckdb.DuckDBPyConnection, database: str, catalog: Catalog,
                batch_size: int | None) -> None:
@@ -88,10 +84,7 @@ class Session:
         self._id = next(_session_ids)
         self._temp = itertools.count(1)
         self.procedures: dict[str, Callable[..., Result]] = {
-            "load_dataset": self._load_dataset,
-            "cache_stats": self._cache_stats,
-            "clear_cache": self._clear_cache,
-        }
+            name: functools.partial(proc, self) for name, proc in PROCEDURES.items()}
 
     def _cursor_session(self) -> Session:
         """A session on its own DuckDB cursor of the same database, for a worker thread.
@@ -121,7 +114,7 @@ class Session:
     def _snapshot_params(self, sql: str, params: Mapping[str, Any] | None) -> dict[str, Any] | None:
         """The values the statements use, taken now (a notebook variable may change later)."""
         names: list[str] = []
-        for stmt in st.split(sql, frozenset(self.procedures), SETTINGS):
+        for stmt in st.split(sql, frozenset(self.procedures), settings.SETTINGS):
             inner = stmt.statement if isinstance(stmt, st.Explain) else stmt
             if isinstance(inner, st.Sql):
                 names += sql_params.rewrite(inner.text, inner.start, inner.tokens)[1]
@@ -143,7 +136,7 @@ class Session:
             raise SQLSyntaxError(f"expected SQL text, got {type(text).__name__}")
         if namespace is None:  # CREATE MODEL ... FROM PYTHON var looks in the caller's frame
             namespace = _FrameNamespace(sys._getframe(1))
-        statements = st.split(text, frozenset(self.procedures), SETTINGS)
+        statements = st.split(text, frozenset(self.procedures), settings.SETTINGS)
         if not statements:
             raise SQLSyntaxError("nothing to run: the text has no SQL statement")
         result: Result | None = None
@@ -154,7 +147,7 @@ class Session:
 
     def explain(self, text: str, params: Mapping[str, Any] | None = None, *, analyze: bool = False) -> Plan:
         """The plan of one query; with `analyze=True` it runs and carries actual figures."""
-        statements = st.split(text, frozenset(self.procedures), SETTINGS)
+        statements = st.split(text, frozenset(self.procedures), settings.SETTINGS)
         if len(statements) != 1:
             raise SQLSyntaxError(f"explain() takes one statement, got {len(statements)}")
         stmt = statements[0]
@@ -218,7 +211,7 @@ class Session:
         if isinstance(stmt, st.Call):
             return self.procedures[stmt.procedure.lower()](*stmt.args)
         if isinstance(stmt, st.Setting):
-            return self._message(self._apply_setting(stmt.name, stmt.value), stmt, start)
+            return self._message(settings.apply(self, stmt.name, stmt.value), stmt, start)
         raise SQLSyntaxError(f"unsupported statement: {stmt.text}")  # pragma: no cover
 
     def _message(self, text: str, stmt: st.Statement, start: float) -> Result:
@@ -242,7 +235,7 @@ class Session:
             table = self._duckdb(text, values)
             return Result(table, statement=stmt.text, elapsed=time.perf_counter() - start)
         guard = MemoryGuard(self.memory_budget) if self.memory_budget else None
-        with _TempObjects(self) as temp:
+        with Lookups(self) as temp:
             plan = self._plan(text, temp, values)
             stats = self._run_operators(plan, values, temp, guard)
             table = self._duckdb(plan.final_sql, _subset(values, plan.params), plan)
@@ -252,7 +245,7 @@ class Session:
 
     def _explain(self, stmt: st.Sql, params: Mapping[str, Any] | None, analyze: bool) -> Plan:
         text, values = self._bind(stmt, params)
-        with _TempObjects(self) as temp:
+        with Lookups(self) as temp:
             if not self._calls_models(stmt):
                 plan = Plan(sql=stmt.text, final_sql=text, params=tuple(values))
             else:
@@ -265,13 +258,13 @@ class Session:
         return replace(plan, sql=stmt.text, operators=ops, analyzed=analyze, relational_plan=relational)
 
     # -- engine steps -----------------------------------------------------------------
-    def _plan(self, text: str, temp: _TempObjects, values: dict[str, Any]) -> Plan:
+    def _plan(self, text: str, temp: Lookups, values: dict[str, Any]) -> Plan:
         try:
             return self._build_plan(text, temp, values)
         except RecursionError:
             raise SQLSyntaxError("the statement is nested too deeply to plan") from None
 
-    def _build_plan(self, text: str, temp: _TempObjects, values: dict[str, Any]) -> Plan:
+    def _build_plan(self, text: str, temp: Lookups, values: dict[str, Any]) -> Plan:
         tree = parse(text)
         models: dict[str, Model] = {}
         for name in self.catalog.names:
@@ -287,7 +280,7 @@ class Session:
         return builder.build(text, tree)
 
     def _run_operators(
-        self, plan: Plan, values: dict[str, Any], temp: _TempObjects, guard: MemoryGuard | None = None
+        self, plan: Plan, values: dict[str, Any], temp: Lookups, guard: MemoryGuard | None = None
     ) -> list[dict[str, Any]]:
         stats = []
         for op in plan.operators:
@@ -406,108 +399,7 @@ class Session:
                 raise QueryInterrupted("query interrupted; nothing was saved") from None
             raise
         except duckdb.Error as exc:
-            raise _translate(exc, plan, self.catalog.names) from None
-
-    def _apply_setting(self, name: str, value: Any) -> str:
-        if name == "memory_budget_cpu":
-            self._set_memory_budget(value)
-            shown = "none" if self.memory_budget is None else f"{self.memory_budget / 2**20:,.0f} MB"
-            return f"{name} = {shown}"
-        if name == "sla_policy":
-            policy = str(value).lower()
-            if policy not in POLICIES:
-                raise ParameterError(f"sla_policy must be one of {', '.join(POLICIES)}, not {value!r}")
-            self.sla_policy = policy
-            if self._scheduler is not None:
-                self._scheduler.policy = policy
-            return f"sla_policy = {policy}"
-        raise ParameterError(f"unknown setting {name}")  # pragma: no cover - SETTINGS guards it
-
-    def _set_memory_budget(self, value: Any) -> None:
-        """`SET memory_budget_cpu = '512MB'` (or 'none'): DuckDB gets a share as its own
-        memory_limit and spills beyond it; model batches are watched by a MemoryGuard."""
-        if value is None or str(value).lower() in ("none", "off", "default"):
-            self.memory_budget = None
-            run(self.con, "RESET memory_limit")
-            return
-        budget = parse_size(value)
-        run(self.con, f"SET memory_limit = '{int(budget * DUCKDB_SHARE) // 2**20}MiB'")
-        self.memory_budget = budget
-
-    def _lock_down(self) -> None:
-        """Safe mode for shared deployments: no file, network or extension access from SQL,
-        and the configuration cannot be changed back by a query."""
-        for setting in ("enable_external_access = false", "autoinstall_known_extensions = false",
-                        "autoload_known_extensions = false", "allow_community_extensions = false",
-                        "lock_configuration = true"):
-            run(self.con, f"SET {setting}")
-
-    def _cache_stats(self, *args: Any) -> Result:
-        if args:
-            raise ParameterError("usage: CALL cache_stats()")
-        start = time.perf_counter()
-        return Result(self.cache.stats(), statement="CALL cache_stats()", elapsed=time.perf_counter() - start)
-
-    def _clear_cache(self, name: Any = None, *rest: Any) -> Result:
-        start = time.perf_counter()
-        if rest or (name is not None and not isinstance(name, str)):
-            raise ParameterError("usage: CALL clear_cache() or CALL clear_cache('model')")
-        if name is not None:
-            self.catalog.info(name)  # unknown model: a clear error
-        removed = self.cache.clear(name)
-        msg = f"cache cleared{' for ' + name if name else ''} ({removed:,} entries removed)"
-        return Result(pa.table({"status": [msg]}), statement="CALL clear_cache()",
-                      elapsed=time.perf_counter() - start, message=msg)
-
-    def _load_dataset(self, name: Any = None, *rest: Any) -> Result:
-        start = time.perf_counter()
-        if not isinstance(name, str) or rest:
-            raise ParameterError("usage: CALL load_dataset('pydoc' | 'digits')")
-        rows = datasets.load(self, name)
-        msg = f"table {name} loaded ({rows:,} rows)"
-        return Result(pa.table({"status": [msg]}), statement=f"CALL load_dataset('{name}')",
-                      elapsed=time.perf_counter() - start, message=msg)
-
-
-class _TempObjects:
-    """Lookup functions and output tables of one statement; always removed afterwards."""
-
-    def __init__(self, session: Session):
-        self.s = session
-        self.views: list[str] = []
-        self.macros: list[str] = []
-
-    def __enter__(self) -> _TempObjects:
-        return self
-
-    def declare(self, op: ModelOperator, model: Model) -> str:
-        n = next(self.s._temp)
-        view, macro = f"__wb_{self.s._id}_out_{n}", f"__wb_{self.s._id}_lookup_{op.id}"
-        empty = pa.table({"k": pa.array([], type=pa.null()),
-                          "v": pa.array([], type=model.arrow_output_type())})
-        self.s.con.register(view, empty)
-        self.views.append(view)
-        run(self.s.con, f"CREATE OR REPLACE TEMP MACRO {macro}(x) AS (SELECT v FROM {view} WHERE k = x)")
-        self.macros.append(macro)
-        self._view_of = getattr(self, "_view_of", {})
-        self._view_of[macro] = view
-        return macro
-
-    def fill(self, op: ModelOperator, table: pa.Table) -> None:
-        self.s.con.register(self._view_of[op.lookup], table)
-
-    def __exit__(self, *exc: Any) -> None:
-        for macro in self.macros:
-            try:
-                run(self.s.con, f"DROP MACRO IF EXISTS {macro}")
-            except duckdb.Error:
-                pass
-        for view in self.views:
-            try:
-                self.s.con.unregister(view)
-            except duckdb.Error:
-                pass
-
+            raise translate_error(exc, plan, self.catalog.names) from None
 
 def connect(database: str = ":memory:", **options: Any) -> Session:
     """Open a session on an in-memory database (default) or a DuckDB file."""
@@ -547,37 +439,3 @@ def _lookup_var(name: str, params: Mapping[str, Any] | None, namespace: Mapping[
     raise ModelLoadError(f"no Python variable '{name}' (define it, or use session.register_model)")
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
-
-
-def _translate(exc: duckdb.Error, plan: Plan | None, models: set[str]) -> WorkbenchError:
-    msg = re.sub(r"^[A-Za-z ]+ Error: ", "", str(exc).strip())  # our error class names the kind
-    # one line per fact, but keep DuckDB's "LINE n:" caret block that points at the position
-    head, sep, caret = msg.partition("\n\nLINE ")
-    msg = " ".join(line.strip() for line in head.splitlines() if line.strip()) + (
-        f"\nLINE {caret}" if sep else "")
-    if "Possible solutions:" in msg:  # DuckDB's tuning advice; our message says what to do
-        msg = msg.split("Possible solutions:")[0].rstrip()
-    if "Candidate functions:" in msg:  # DuckDB lists every overload; the first line says it
-        head, _, rest = msg.partition("Candidate functions:")
-        msg = head.rstrip() + f" ({len(rest.strip().splitlines())} candidate signatures)"
-    names = {op.lookup: op.model for op in plan.operators} if plan is not None else {}
-    # show the user's model names, never our lookup functions
-    msg = re.sub(r"__wb_\d+_lookup_\d+", lambda m: names.get(m.group(0), "<model call>"), msg)
-    if isinstance(exc, duckdb.InterruptException) or "interrupted" in msg.lower():
-        return QueryInterrupted("query interrupted; nothing was saved")
-    if isinstance(exc, duckdb.OutOfMemoryException):
-        return OutOfMemoryBudget(f"out of memory budget in DuckDB: {msg} (SET memory_budget_cpu = ... to raise "
-                                 "the budget, or select fewer rows)")
-    if isinstance(exc, duckdb.ParserException):
-        return SQLSyntaxError(msg)
-    if isinstance(exc, duckdb.CatalogException):
-        if "Function with name" in msg:
-            names = sorted(models)
-            msg += f" (models: {', '.join(names[:12])}{', …' if len(names) > 12 else ''})"
-        return CatalogError(msg)
-    if isinstance(exc, duckdb.BinderException) and ("not found" in msg or "does not exist" in msg):
-        return CatalogError(msg)
-    return ExecutionError(msg)

@@ -1,0 +1,59 @@
+"""The workbench's own `CALL` procedures (other CALLs go to DuckDB).
+
+    CALL load_dataset('pydoc' | 'digits')
+    CALL cache_stats()
+    CALL clear_cache() / CALL clear_cache('model')
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from workbench import datasets
+from workbench.errors import ParameterError
+from workbench.result import Result
+
+if TYPE_CHECKING:
+    from workbench.session import Session
+
+
+def _message(msg: str, statement: str, start: float) -> Result:
+    return Result(pa.table({"status": [msg]}), statement=statement, elapsed=time.perf_counter() - start,
+                  message=msg)
+
+
+def load_dataset(session: Session, name: Any = None, *rest: Any) -> Result:
+    start = time.perf_counter()
+    if not isinstance(name, str) or rest:
+        raise ParameterError("usage: CALL load_dataset('pydoc' | 'digits')")
+    rows = datasets.load(session, name)
+    return _message(f"table {name} loaded ({rows:,} rows)", f"CALL load_dataset('{name}')", start)
+
+
+def cache_stats(session: Session, *args: Any) -> Result:
+    if args:
+        raise ParameterError("usage: CALL cache_stats()")
+    start = time.perf_counter()
+    return Result(session.cache.stats(), statement="CALL cache_stats()", elapsed=time.perf_counter() - start)
+
+
+def clear_cache(session: Session, name: Any = None, *rest: Any) -> Result:
+    start = time.perf_counter()
+    if rest or (name is not None and not isinstance(name, str)):
+        raise ParameterError("usage: CALL clear_cache() or CALL clear_cache('model')")
+    if name is not None:
+        session.catalog.info(name)  # unknown model: a clear error
+    removed = session.cache.clear(name)
+    return _message(f"cache cleared{' for ' + name if name else ''} ({removed:,} entries removed)",
+                    "CALL clear_cache()", start)
+
+
+PROCEDURES: dict[str, Callable[..., Result]] = {
+    "load_dataset": load_dataset,
+    "cache_stats": cache_stats,
+    "clear_cache": clear_cache,
+}
