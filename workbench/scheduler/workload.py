@@ -106,7 +106,8 @@ class Report:
     queries: int
     violations: int  # late + dropped + failed
     drops: int
-    throughput: float  # completed queries per second
+    throughput: float  # completed queries (on time or late) per second
+    goodput: float  # queries completed by their deadline per second
     p50_ms: float
     p99_ms: float
     est_median: float
@@ -137,6 +138,7 @@ def replay(session: Session, arrivals: list[Arrival], policy: str, load: float) 
         violations=sum(f.status in ("late", "dropped", "failed") for f in futures),
         drops=sum(f.status == "dropped" for f in futures),
         throughput=len(completed) / makespan if makespan > 0 else float("nan"),
+        goodput=sum(f.status == "done" for f in futures) / makespan if makespan > 0 else float("nan"),
         p50_ms=statistics.median(latencies), p99_ms=latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
         est_median=statistics.median(errors), est_p90=sorted(errors)[int(0.9 * (len(errors) - 1))],
         futures=futures,
