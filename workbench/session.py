@@ -23,6 +23,7 @@ from workbench.errors import (
     ModelLoadError,
     QueryInterrupted,
     SQLSyntaxError,
+    WorkbenchError,
 )
 from workbench.execution import batching, dl_centric
 from workbench.execution.lookups import Lookups
@@ -328,8 +329,11 @@ class Session:
         policy = policy_of(self.catalog.info(op.model).options, model)
         ratio = None
         if policy.kind != "off":
-            ratio = self._guard(lambda: self.cache.expected_hit_ratio(
-                op.model, model, policy, model.fingerprint(), op.input_sql, _subset(values, op.params)))
+            try:
+                ratio = self._guard(lambda: self.cache.expected_hit_ratio(
+                    op.model, model, policy, model.fingerprint(), op.input_sql, _subset(values, op.params)))
+            except WorkbenchError:  # e.g. another session is creating the cache table right now
+                ratio = None
         return replace(op, estimated_rows=self._estimate(op.input_sql, _subset(values, op.params)),
                        cache_policy=policy.describe(), expected_hit_ratio=ratio)
 

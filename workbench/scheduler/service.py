@@ -60,12 +60,15 @@ class Scheduler:
         if deadline_ms is not None and deadline_ms <= 0:
             raise ParameterError(f"deadline_ms must be positive, not {deadline_ms}")
         future = QueryFuture(sql, params, deadline_ms, next(self._seq))
-        try:
-            with self._estimate_lock:  # estimation reads through the submitting session
-                future._features = self.estimator.features(sql, params)
-                future.estimated_ms = self.estimator.estimate_seconds(sql, future._features) * 1000
-        except Exception:  # a query that cannot be planned fails when it runs, with its own error
-            future._features = []
+        future._features = []
+        for attempt in (1, 2):  # a second try rides out a moment of catalog contention
+            try:
+                with self._estimate_lock:  # estimation reads through the submitting session
+                    future._features = self.estimator.features(sql, params)
+                    future.estimated_ms = self.estimator.estimate_seconds(sql, future._features) * 1000
+                break
+            except Exception:  # a query that cannot be planned fails when it runs, with its own error
+                time.sleep(0.01 * attempt)
         with self._cond:
             reason = self._admission(future)
             if reason:
@@ -132,14 +135,16 @@ class Scheduler:
             except BaseException as exc:  # any failure resolves the future, never the worker
                 error = exc
             run_s = time.perf_counter() - start
+            # Learn before resolving: whoever waits on the future sees an estimator that knows it.
+            status = "failed" if error is not None else ("late" if time.perf_counter() > f.deadline else "done")
+            stats = result.stats if result is not None else []
+            est = f.estimated_ms / 1000 if f.estimated_ms is not None else None
+            self.estimator.observe(f.sql, getattr(f, "_features", []), est, run_s, stats, status)
             with self._cond:
                 self._running.pop(f.seq, None)
                 f._finish(result, error, run_ms=run_s * 1000)
                 self.finished.append(f)
                 self._cond.notify_all()
-            stats = result.stats if result is not None else []
-            est = f.estimated_ms / 1000 if f.estimated_ms is not None else None
-            self.estimator.observe(f.sql, getattr(f, "_features", []), est, run_s, stats, f.status)
 
     # -- life cycle ---------------------------------------------------------------------
     def pending(self) -> int:
