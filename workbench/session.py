@@ -255,7 +255,7 @@ class Session:
             if analyze:
                 stats = self._run_operators(plan, values, temp)
                 ops = tuple(op.with_actuals(s) for op, s in zip(ops, stats))
-            relational = self._relational_plan(plan, values, analyze)
+            relational = self._relational_plan(plan, values)
         return replace(plan, sql=stmt.text, operators=ops, analyzed=analyze, relational_plan=relational)
 
     # -- engine steps -----------------------------------------------------------------
@@ -313,7 +313,7 @@ class Session:
                 return vectors.flatten().to_numpy().reshape(len(keys), -1)
 
             return embed
-        return lambda keys: dl_centric.to_model_inputs(_AnyOp, model, keys)
+        return lambda keys: dl_centric.to_model_inputs("semantic cache", "input vectors", model, keys)
 
     def _fetch(self, sql: str, values: dict[str, Any] | None) -> pa.Table:
         return self._interruptible(lambda: self.con.sql(sql, params=values or None).to_arrow_table())
@@ -346,7 +346,7 @@ class Session:
         except duckdb.Error:
             return None
 
-    def _relational_plan(self, plan: Plan, values: dict[str, Any], analyze: bool) -> str:
+    def _relational_plan(self, plan: Plan, values: dict[str, Any]) -> str:
         try:
             rows = self.con.sql(f"EXPLAIN {plan.final_sql}", params=_subset(values, plan.params) or None).fetchall()
         except duckdb.Error:
@@ -411,7 +411,6 @@ def connect(database: str = ":memory:", **options: Any) -> Session:
 
 
 # -- helpers -------------------------------------------------------------------------------
-_AnyOp = ModelOperator(id=0, model="", call="semantic cache", input_sql="", lookup="")
 
 def _subset(values: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
     return {n: values[n] for n in names if n in values}

@@ -58,7 +58,7 @@ def run(
     else:
         found = Lookup(np.arange(0), pa.array([], type=model.arrow_output_type()), np.arange(n))
     misses = keys.take(pa.array(found.miss_index)) if len(found.miss_index) != n else keys
-    inputs = to_model_inputs(op, model, misses)
+    inputs = to_model_inputs(op.call, op.model, model, misses)
     result = batching.run(model, op.model, inputs, batch_size=batch_size or op.batch_size, progress=progress,
                           guard=guard)
     if cache is not None:
@@ -99,7 +99,8 @@ def _merge(found: Lookup, computed: pa.Array, n: int) -> pa.Array:
     return values.take(pa.array(inverse))
 
 
-def to_model_inputs(op: ModelOperator, model: Model, keys: pa.Array) -> Any:
+def to_model_inputs(call: str, name: str, model: Model, keys: pa.Array) -> Any:
+    """Distinct inputs as the model takes them: a list of texts, or a 2-D float32 array."""
     if model.input_kind == "text":
         return keys.to_pylist()
     if isinstance(keys.type, pa.FixedSizeListType):
@@ -109,12 +110,12 @@ def to_model_inputs(op: ModelOperator, model: Model, keys: pa.Array) -> Any:
         lengths = pc.list_value_length(keys).to_numpy(zero_copy_only=False)
         width = int(lengths[0]) if len(lengths) else (model.input_dim or 0)
         if len(lengths) and (lengths != width).any():
-            raise InputTypeError(f"{op.call}: inputs have different lengths; '{op.model}' needs {model.input_dim}")
+            raise InputTypeError(f"{call}: inputs have different lengths; '{name}' needs {model.input_dim}")
         flat = keys.flatten()
     if model.input_dim and width != model.input_dim and len(keys):
-        raise InputTypeError(f"{op.call}: '{op.model}' expects {model.input_dim} values per input, got {width}")
+        raise InputTypeError(f"{call}: '{name}' expects {model.input_dim} values per input, got {width}")
     if flat.null_count:
-        raise InputTypeError(f"{op.call}: an input array holds NULL values; '{op.model}' needs numbers")
+        raise InputTypeError(f"{call}: an input array holds NULL values; '{name}' needs numbers")
     if flat.type != pa.float32():
         flat = flat.cast(pa.float32())
     values = flat.to_numpy(zero_copy_only=False)  # zero-copy for FLOAT[n] without nulls
