@@ -25,15 +25,21 @@ from workbench.errors import (
     SQLSyntaxError,
     WorkbenchError,
 )
-from workbench.execution import batching, dl_centric
+from workbench.execution import batching, dl_centric, hybrid, relation_centric
 from workbench.execution.lookups import Lookups
+from workbench.execution.udf_centric import UdfOperator, original_error
 from workbench.models.base import Model
 from workbench.models.catalog import Catalog
+from workbench.optimizer import calibration, hints
+from workbench.optimizer.context import Context
+from workbench.optimizer.cost import CostModel, Facts
+from workbench.optimizer.optimize import optimize
 from workbench.plan.builder import PlanBuilder, parse
-from workbench.plan.nodes import ModelOperator, Plan
+from workbench.plan.nodes import ModelOperator, Plan, union_sql
 from workbench.procedures import PROCEDURES
 from workbench.result import Result
 from workbench.runtime.memory import MemoryGuard
+from workbench.runtime.threads import torch_threads
 from workbench.scheduler import QueryFuture, Scheduler
 from workbench.sql import params as sql_params
 from workbench.sql import statements as st
@@ -80,6 +86,8 @@ class Session:
         self.catalog = catalog
         self.cache = InferenceCache(con, self._fetch)
         self.sla_policy = "fifo"
+        self.disabled_rules: frozenset[str] = frozenset()
+        self._constants: dict[str, float] | None = None
         self.workers = 2
         self._scheduler: Scheduler | None = None
         self._id = next(_session_ids)
@@ -94,6 +102,7 @@ class Session:
         cursor = self.con.cursor()
         child._setup(cursor, self.database, self.catalog.on_connection(cursor), self.batch_size)
         child.memory_budget = self.memory_budget
+        child.disabled_rules = self.disabled_rules
         return child
 
     # -- public API ---------------------------------------------------------------------
@@ -127,12 +136,16 @@ class Session:
         params: Mapping[str, Any] | None = None,
         *,
         namespace: Mapping[str, Any] | None = None,
+        paradigm: str | None = None,
     ) -> Result:
         """Run dlsql `text`; `:name` / `$name` placeholders are bound from `params`.
 
         `namespace` is where `CREATE MODEL ... FROM PYTHON var` finds `var` (the notebook's
-        namespace in the magic; the caller's globals by default).
+        namespace in the magic; the caller's globals by default). `paradigm` forces how every
+        model call runs ('dl_centric', 'udf_centric', 'relation_centric', 'hybrid') instead
+        of the optimizer's choice; `/*+ paradigm(model, NAME) */` forces one model.
         """
+        paradigm = hints.check(paradigm)
         if not isinstance(text, str):
             raise SQLSyntaxError(f"expected SQL text, got {type(text).__name__}")
         if namespace is None:  # CREATE MODEL ... FROM PYTHON var looks in the caller's frame
@@ -142,12 +155,14 @@ class Session:
             raise SQLSyntaxError("nothing to run: the text has no SQL statement")
         result: Result | None = None
         for stmt in statements:
-            result = self._run(stmt, params, namespace)
+            result = self._run(stmt, params, namespace, paradigm)
         assert result is not None
         return result
 
-    def explain(self, text: str, params: Mapping[str, Any] | None = None, *, analyze: bool = False) -> Plan:
+    def explain(self, text: str, params: Mapping[str, Any] | None = None, *, analyze: bool = False,
+                paradigm: str | None = None) -> Plan:
         """The plan of one query; with `analyze=True` it runs and carries actual figures."""
+        paradigm = hints.check(paradigm)
         statements = st.split(text, frozenset(self.procedures), settings.SETTINGS)
         if len(statements) != 1:
             raise SQLSyntaxError(f"explain() takes one statement, got {len(statements)}")
@@ -156,7 +171,7 @@ class Session:
             analyze, stmt = analyze or stmt.analyze, stmt.statement
         if not isinstance(stmt, st.Sql):
             raise SQLSyntaxError("only SQL queries can be explained")
-        return self._explain(stmt, params, analyze)
+        return self._explain(stmt, params, analyze, paradigm)
 
     def register_model(self, name: str, obj: Any, *, replace: bool = True, **options: Any) -> None:
         """Register a Python object (torch module, (model, tokenizer) pair) as model `name`."""
@@ -177,15 +192,16 @@ class Session:
         return f"<workbench.Session database={self.database!r} models={sorted(self.catalog.names)}>"
 
     # -- statements -------------------------------------------------------------------
-    def _run(self, stmt: st.Statement, params: Mapping[str, Any] | None, namespace: Mapping[str, Any]) -> Result:
+    def _run(self, stmt: st.Statement, params: Mapping[str, Any] | None, namespace: Mapping[str, Any],
+             paradigm: str | None = None) -> Result:
         start = time.perf_counter()
         if isinstance(stmt, st.Sql):
-            return self._run_sql(stmt, params, start)
+            return self._run_sql(stmt, params, start, paradigm)
         if isinstance(stmt, st.Explain):
             inner = stmt.statement
             if not isinstance(inner, st.Sql):
                 raise SQLSyntaxError("EXPLAIN works on SQL queries, not on model statements")
-            plan = self._explain(inner, params, stmt.analyze)
+            plan = self._explain(inner, params, stmt.analyze, paradigm)
             return Result(pa.table({"plan": plan.text().splitlines()}), statement=stmt.text,
                           elapsed=time.perf_counter() - start, plan=plan)
         if isinstance(stmt, st.CreateModel):
@@ -230,40 +246,51 @@ class Session:
             toks[i].text.lower() in names and toks[i + 1].text == "(" for i in range(len(toks) - 1)
         )
 
-    def _run_sql(self, stmt: st.Sql, params: Mapping[str, Any] | None, start: float) -> Result:
+    def _run_sql(self, stmt: st.Sql, params: Mapping[str, Any] | None, start: float,
+                 paradigm: str | None = None) -> Result:
         text, values = self._bind(stmt, params)
         if not self._calls_models(stmt):
             table = self._duckdb(text, values)
             return Result(table, statement=stmt.text, elapsed=time.perf_counter() - start)
         guard = MemoryGuard(self.memory_budget) if self.memory_budget else None
         with Lookups(self) as temp:
-            plan = self._plan(text, temp, values)
-            stats = self._run_operators(plan, values, temp, guard)
-            table = self._duckdb(plan.final_sql, _subset(values, plan.params), plan)
+            plan = self._plan(text, temp, values, self._hints(stmt, paradigm))
+            stats, udfs = self._run_operators(plan, values, temp, guard)
+            table = self._final(plan, values, udfs)
             if guard is not None:
                 guard.check("the final query")
+            stats = self._udf_stats(stats, udfs)
         return Result(table, statement=stmt.text, elapsed=time.perf_counter() - start, stats=stats)
 
-    def _explain(self, stmt: st.Sql, params: Mapping[str, Any] | None, analyze: bool) -> Plan:
+    def _explain(self, stmt: st.Sql, params: Mapping[str, Any] | None, analyze: bool,
+                 paradigm: str | None = None) -> Plan:
         text, values = self._bind(stmt, params)
         with Lookups(self) as temp:
             if not self._calls_models(stmt):
                 plan = Plan(sql=stmt.text, final_sql=text, params=tuple(values))
             else:
-                plan = self._plan(text, temp, values)
-            ops = tuple(self._estimated(op, values) for op in plan.operators)
+                plan = self._plan(text, temp, values, self._hints(stmt, paradigm))
+            ops = plan.operators
             if analyze:
-                stats = self._run_operators(plan, values, temp)
+                stats, udfs = self._run_operators(plan, values, temp)
+                self._final(plan, values, udfs)  # ANALYZE runs the whole statement
+                stats = self._udf_stats(stats, udfs)
                 ops = tuple(op.with_actuals(s) for op, s in zip(ops, stats))
             relational = self._relational_plan(plan, values)
         return replace(plan, sql=stmt.text, operators=ops, analyzed=analyze, relational_plan=relational)
 
+    def _hints(self, stmt: st.Sql, paradigm: str | None) -> hints.Hints:
+        return hints.parse((c for tok in stmt.tokens for c in (tok.comments or ())), paradigm)
+
     # -- engine steps -----------------------------------------------------------------
-    def _plan(self, text: str, temp: Lookups, values: dict[str, Any]) -> Plan:
+    def _plan(self, text: str, temp: Lookups, values: dict[str, Any], hint: hints.Hints | None = None) -> Plan:
+        """Build the logical plan, then let the optimizer rules rewrite it and pick how each
+        model operator runs."""
         try:
-            return self._build_plan(text, temp, values)
+            logical = self._build_plan(text, temp, values)
         except RecursionError:
             raise SQLSyntaxError("the statement is nested too deeply to plan") from None
+        return optimize(logical, self._context(values, hint or hints.Hints()), disabled=self.disabled_rules)
 
     def _build_plan(self, text: str, temp: Lookups, values: dict[str, Any]) -> Plan:
         tree = parse(text)
@@ -280,19 +307,130 @@ class Session:
         builder = PlanBuilder(models, self._columns_of, input_type_of, temp.declare)
         return builder.build(text, tree)
 
+    def cost_model(self) -> CostModel:
+        """The cost model with this machine's calibration (measured on first use)."""
+        if self._constants is None:
+            self._constants = self._guard(lambda: calibration.constants(self.con))
+        return CostModel(self._constants, memory_budget=self.memory_budget,
+                         weights_stored=lambda fp: relation_centric.stored(self.con, fp))
+
+    def _context(self, values: dict[str, Any], hint: hints.Hints) -> Context:
+        known: dict[str, Facts] = {}
+
+        def facts(op: ModelOperator) -> Facts:
+            if op.lookup not in known:
+                known[op.lookup] = self._facts(op, values, known)
+            return known[op.lookup]
+
+        return Context(cost=self.cost_model(), facts=facts, model=self.catalog.get, hints=hint)
+
+    def _facts(self, op: ModelOperator, values: dict[str, Any], known: dict[str, Facts]) -> Facts:
+        """Exact counts of an operator's inputs (its input query runs no model, so counting
+        is cheap); a call nested in another's input, or filtered by another's output, is
+        estimated from that operator's figures since its outputs do not exist yet."""
+        model = self.catalog.get(op.model)
+        text = model.input_kind == "text"
+        params = _subset(values, op.params)
+        others = [lk for lk in known if lk != op.lookup]
+        nested = [known[lk] for lk in others if any(lk in q.key for q in op.inputs)]
+        stripped = 0
+        inputs = []
+        for q in op.inputs:
+            keep = tuple(f for f in q.filters if not any(lk in f for lk in others))
+            stripped += len(q.filters) - len(keep)
+            inputs.append(replace(q, filters=keep))
+        share = 0.5 ** stripped
+        policy = policy_of(self.catalog.info(op.model).options, model)
+        width = model.input_dim or 1
+        if nested:
+            rows, total, chars = nested[0].rows, nested[0].rows, 0.0
+        else:
+            length = ", avg(length(k)) AS c" if text else ", 0 AS c"
+            try:
+                counted = self._fetch(f"SELECT count(k) AS n, count(DISTINCT k) AS d{length} "
+                                      f"FROM ({union_sql(tuple(inputs), distinct=False)})", params)
+                total, rows, chars = (counted.column(i)[0].as_py() or 0 for i in range(3))
+            except (duckdb.Error, WorkbenchError):
+                total, rows, chars = 1000, 1000, 200.0
+        rows, total = max(1, int(rows * share)), max(1, int(total * share))
+        ratio = 0.0
+        if policy.kind != "off" and not others:
+            try:
+                ratio = self._guard(lambda: self.cache.expected_hit_ratio(
+                    op.model, model, policy, model.fingerprint(), op.input_sql, params)) or 0.0
+            except WorkbenchError:  # e.g. another session is creating the cache table right now
+                ratio = 0.0
+        return Facts(rows=rows, input_rows=total, key_bytes=float(chars or 1.0) if text else 4.0 * width,
+                     avg_chars=float(chars or 0.0), hit_ratio=ratio, cache_on=policy.kind != "off",
+                     cache_policy=policy.describe())
+
     def _run_operators(
         self, plan: Plan, values: dict[str, Any], temp: Lookups, guard: MemoryGuard | None = None
-    ) -> list[dict[str, Any]]:
-        stats = []
+    ) -> tuple[list[dict[str, Any] | None], list[UdfOperator]]:
+        """Run the materializing operators in order; register the UDF ones (they run inside
+        the final statement). Returns per-operator stats (None for UDFs, filled later)."""
+        stats: list[dict[str, Any] | None] = []
+        udfs: list[UdfOperator] = []
         for op in plan.operators:
             model = self.catalog.get(op.model)
-            use = self._cache_use(op.model, model)
             batch = self.catalog.batch_size(op.model) or self.batch_size or op.batch_size
-            run = self._guard(lambda op=op, model=model, use=use, batch=batch: dl_centric.run(
-                self._fetch, op, model, values, batch_size=batch, cache=use, guard=guard), plan)
-            temp.fill(op, run.table)
+            if op.paradigm == "udf_centric":
+                udf = UdfOperator(self.con, op, model, batch_size=batch, guard=guard)
+                udf.register()
+                temp.keep(udf)
+                udfs.append(udf)
+                stats.append(None)
+                continue
+            use = self._cache_use(op.model, model)
+            infer = self._infer(op, model, batch, guard)
+            with torch_threads(op.threads[1] if op.threads else None):
+                run = self._guard(lambda op=op, model=model, use=use, batch=batch, infer=infer: dl_centric.run(
+                    self._fetch, op, model, values, batch_size=batch, cache=use, guard=guard, infer=infer), plan)
+            distinct = all(q.distinct for q in op.inputs)
+            temp.fill(op, run.table, distinct=distinct)
+            if op.paradigm == "dl_centric":
+                misses = run.stats["rows"] - run.stats["cache_hits"]
+                self.cost_model().observe(model, misses, run.stats["seconds"],
+                                          run.stats["batch_size"] or max(model.batch_candidates))
             stats.append(run.stats)
-        return stats
+        return stats, udfs
+
+    def _infer(self, op: ModelOperator, model: Model, batch: int | None,
+               guard: MemoryGuard | None) -> Callable[[pa.Array], batching.BatchRun] | None:
+        if op.paradigm == "relation_centric":
+            def rel(keys: pa.Array) -> batching.BatchRun:
+                t0 = time.perf_counter()
+                relation_centric.store_weights(self.con, op.model, model.fingerprint(),
+                                               relation_centric.layer_chain(model.module)[0])
+                out = relation_centric.infer(self.con, self._fetch, model, keys)
+                return batching.BatchRun(out, 0, 1, time.perf_counter() - t0)
+            return rel
+        if op.paradigm == "hybrid":
+            def mixed(keys: pa.Array) -> batching.BatchRun:
+                t0 = time.perf_counter()
+                relation_centric.store_weights(self.con, op.model, model.fingerprint(),
+                                               relation_centric.layer_chain(model.module)[0])
+                run = hybrid.infer(self.con, self._fetch, model, op.model, keys, batch_size=batch, guard=guard)
+                return replace(run, seconds=time.perf_counter() - t0)
+            return mixed
+        return None
+
+    def _final(self, plan: Plan, values: dict[str, Any], udfs: list[UdfOperator]) -> pa.Table:
+        """Run the statement itself (UDF operators run inside it)."""
+        torch_n = max((u.op.threads[1] for u in udfs if u.op.threads), default=None)
+        try:
+            with torch_threads(torch_n):
+                return self._duckdb(plan.final_sql, _subset(values, plan.params), plan)
+        except WorkbenchError:
+            error = original_error(udfs)
+            if error is not None:
+                raise error from None
+            raise
+
+    @staticmethod
+    def _udf_stats(stats: list[dict[str, Any] | None], udfs: list[UdfOperator]) -> list[dict[str, Any]]:
+        filled = iter(u.stats() for u in udfs)
+        return [s if s is not None else next(filled) for s in stats]
 
     def _cache_use(self, name: str, model: Model) -> dl_centric.CacheUse | None:
         policy = policy_of(self.catalog.info(name).options, model)
@@ -321,28 +459,6 @@ class Session:
     def _columns_of(self, from_item: str) -> set[str] | None:
         try:
             return {c.lower() for c in self.con.sql(f"SELECT * FROM {from_item} LIMIT 0").columns}
-        except duckdb.Error:
-            return None
-
-    def _estimated(self, op: ModelOperator, values: dict[str, Any]) -> ModelOperator:
-        model = self.catalog.get(op.model)
-        policy = policy_of(self.catalog.info(op.model).options, model)
-        ratio = None
-        if policy.kind != "off":
-            try:
-                ratio = self._guard(lambda: self.cache.expected_hit_ratio(
-                    op.model, model, policy, model.fingerprint(), op.input_sql, _subset(values, op.params)))
-            except WorkbenchError:  # e.g. another session is creating the cache table right now
-                ratio = None
-        return replace(op, estimated_rows=self._estimate(op.input_sql, _subset(values, op.params)),
-                       cache_policy=policy.describe(), expected_hit_ratio=ratio)
-
-    def _estimate(self, query: str, values: dict[str, Any]) -> int | None:
-        """Rows a model operator will see: an exact count, since its input query runs no model
-        and DuckDB's own estimate for filtered scans can be far off (it says 1 for `id % 5 = 0`)."""
-        try:
-            return int(self._fetch(f"SELECT count(*) AS n FROM ({query}) WHERE k IS NOT NULL",
-                                   values).column(0)[0].as_py())
         except duckdb.Error:
             return None
 

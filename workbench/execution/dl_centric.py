@@ -1,4 +1,5 @@
-"""DL-centric execution of one model operator.
+"""DL-centric execution of one model operator (and the frame the other materializing
+paradigms share: relation-centric and hybrid plug in their own `infer`).
 
 DuckDB (through `fetch`) computes the operator's distinct inputs, Arrow hands them to torch (numeric arrays
 without a copy), the model runs in tuned batches, and the outputs come back as an Arrow
@@ -49,7 +50,11 @@ def run(
     progress: Callable[[int, int], None] | None = None,
     cache: CacheUse | None = None,
     guard: MemoryGuard | None = None,
+    infer: Callable[[pa.Array], batching.BatchRun] | None = None,
 ) -> OperatorRun:
+    """Run one operator: fetch its inputs, split cache hits from misses, run the misses
+    (torch in tuned batches, or `infer` for the relation-centric and hybrid paradigms),
+    store them in the cache, and return (input, output) in input order."""
     keys = fetch(op.input_sql, {p: params[p] for p in op.params}).column(0).combine_chunks()
     keys = keys.filter(pc.is_valid(keys)) if keys.null_count else keys
     n = len(keys)
@@ -58,9 +63,12 @@ def run(
     else:
         found = Lookup(np.arange(0), pa.array([], type=model.arrow_output_type()), np.arange(n))
     misses = keys.take(pa.array(found.miss_index)) if len(found.miss_index) != n else keys
-    inputs = to_model_inputs(op.call, op.model, model, misses)
-    result = batching.run(model, op.model, inputs, batch_size=batch_size or op.batch_size, progress=progress,
-                          guard=guard)
+    if infer is not None:
+        result = infer(misses)
+    else:
+        inputs = to_model_inputs(op.call, op.model, model, misses)
+        result = batching.run(model, op.model, inputs, batch_size=batch_size or op.batch_size, progress=progress,
+                              guard=guard)
     if cache is not None:
         vectors = found.miss_vectors if cache.policy.kind == "semantic" else None
         cache.cache.store(op.model, model, cache.policy, cache.fingerprint, misses, result.outputs,
@@ -72,7 +80,7 @@ def run(
         "paradigm": op.paradigm,
         "rows": n,
         "seconds": round(result.seconds, 6),
-        "batch_size": min(result.batch_size, len(misses)) if len(misses) else result.batch_size,
+        "batch_size": (min(result.batch_size, len(misses)) if len(misses) else result.batch_size) or None,
         "batches": result.batches,
         "device": model.device,
         "cache_hits": len(found.hit_index),

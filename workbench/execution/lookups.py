@@ -28,6 +28,7 @@ class Lookups:
         self._view_of: dict[str, str] = {}
         self.views: list[str] = []
         self.macros: list[str] = []
+        self.udfs: list[Any] = []  # UDF operators, referenced until the statement finished
 
     def __enter__(self) -> Lookups:
         return self
@@ -44,10 +45,19 @@ class Lookups:
         self._view_of[macro] = view
         return macro
 
-    def fill(self, op: ModelOperator, table: pa.Table) -> None:
-        self.s.con.register(self._view_of[op.lookup], table)
+    def fill(self, op: ModelOperator, table: pa.Table, *, distinct: bool = True) -> None:
+        view = self._view_of[op.lookup]
+        if not distinct:  # inputs were not deduplicated: the lookup needs one row per input
+            self.s.con.register(view, table)
+            table = self.s._fetch(f"SELECT DISTINCT ON (k) k, v FROM {view}", None)
+        self.s.con.register(view, table)
+
+    def keep(self, udf: Any) -> None:
+        self.udfs.append(udf)
 
     def __exit__(self, *exc: Any) -> None:
+        for udf in self.udfs:
+            udf.remove()
         for macro in self.macros:
             try:
                 run(self.s.con, f"DROP MACRO IF EXISTS {macro}")

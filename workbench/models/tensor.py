@@ -77,9 +77,13 @@ class TensorModel(Model):
         return vector_types(self.output_dim)[1]
 
     def predict(self, batch: np.ndarray) -> pa.Array:
+        return self.predict_with(self.module, batch)
+
+    def predict_with(self, module: torch.nn.Module, batch: np.ndarray) -> pa.Array:
+        """Outputs of `module` (the whole model, or its tail in a hybrid plan) through this model's head."""
         x = torch.from_numpy(batch).to(device=self.device, dtype=self.dtype)
         with torch.inference_mode():
-            out = self.module(x)
+            out = module(x)
         if not isinstance(out, torch.Tensor):
             raise ModelError(f"returned {type(out).__name__}, expected a tensor")
         out = out.float()

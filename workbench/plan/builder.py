@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sqlglot
 from sqlglot import exp
@@ -23,7 +23,7 @@ from sqlglot.errors import ParseError
 
 from workbench.errors import InputTypeError, SQLSyntaxError, WorkbenchError
 from workbench.models.base import Model
-from workbench.plan.nodes import ModelOperator, Plan
+from workbench.plan.nodes import InputQuery, ModelOperator, Plan
 
 _SCOPES = (exp.Select, exp.Update, exp.Delete)
 _ARRAY_TYPE = re.compile(r"^(?P<elem>[A-Z]+)(\(\d+,\s*\d+\))?\[(?P<n>\d*)\]$")
@@ -97,6 +97,7 @@ class PlanBuilder:
             )
         _name_model_columns(tree, names)
         operators: dict[tuple[str, str], ModelOperator] = {}
+        scopes: list[tuple[tuple[str, str], InputQuery, exp.Expression, _Source]] = []
         for call in model_calls(tree, names):
             model_name = call.name.lower()
             call_text = _call_text(call)
@@ -110,44 +111,69 @@ class PlanBuilder:
             arg = call.expressions[0]
             key = (model_name, arg.sql(dialect="duckdb"))
             op = operators.get(key)
-            # a conjunct that reads this very operator's output cannot filter its inputs
-            query = self._input_query(call, arg, names | ({op.lookup.lower()} if op else set()))
+            query, scope, owner = self._input_query(call, arg, names)
             if op is None:
                 op = self._operator(len(operators) + 1, model_name, call_text, query)
                 operators[key] = op
-            elif query not in op.input_sql:
-                union = f"SELECT k FROM ({op.input_sql}) UNION SELECT k FROM ({query})"
-                operators[key] = op = _replace_input(op, union)
+            elif query not in op.inputs:
+                operators[key] = op = replace(op, inputs=(*op.inputs, query),
+                                              params=tuple(dict.fromkeys((*op.params, *_params(parse(query.sql()))))))
+            if scope is not None and owner is not None:
+                scopes.append((key, query, scope, owner))
             call.replace(exp.Anonymous(this=op.lookup, expressions=[arg.copy()]))
+        for key, query, scope, owner in scopes:  # conjuncts on other calls' outputs, in their final form
+            found = self._model_filters(scope, owner, operators[key].lookup)
+            if found:
+                op = operators[key]
+                inputs = tuple(replace(q, model_filters=found) if q == query else q for q in op.inputs)
+                operators[key] = replace(op, inputs=inputs)
         final = tree.sql(dialect="duckdb", normalize_functions=False)
         return Plan(
             sql=text, final_sql=final, operators=tuple(operators.values()),
             params=tuple(_params(tree)),
         )
 
+    def _model_filters(self, scope: exp.Expression, owner: _Source, own_lookup: str) -> tuple[tuple[str, str], ...]:
+        where = scope.args.get("where")
+        if where is None:
+            return ()
+        sources = _sources(scope)
+        own_cols = self._columns(owner)
+        found = []
+        for c in _conjuncts(where.this):
+            lookups = sorted({n.name for n in c.find_all(exp.Anonymous) if _is_lookup(n.name)})
+            if not lookups or own_lookup in lookups or not _pushable(c, set(), allow_lookups=True):
+                continue
+            if _only_from(c, owner, own_cols, len(sources) == 1):
+                found.append((",".join(lookups), c.sql(dialect="duckdb", normalize_functions=False)))
+        return tuple(found)
+
     # -- one operator ------------------------------------------------------------------
-    def _operator(self, n: int, model_name: str, call_text: str, query: str) -> ModelOperator:
+    def _operator(self, n: int, model_name: str, call_text: str, query: InputQuery) -> ModelOperator:
         model = self.models[model_name]
-        params = tuple(_params(parse(query)))
-        got = self.input_type_of(query, params)
+        params = tuple(_params(parse(query.sql())))
+        got = self.input_type_of(query.sql(), params)
         _check_input_type(call_text, model_name, model, got)
         op = ModelOperator(
-            id=n, model=model_name, call=call_text, input_sql=query, lookup="",
+            id=n, model=model_name, call=call_text, inputs=(query,), lookup="",
             input_type=got, output_type=model.output_type, device=model.device,
             batch_size=model.batch_size or model.tuned_batch_size, params=params,
         )
-        return _with_lookup(op, self.declare(op, model))
+        return replace(op, lookup=self.declare(op, model))
 
-    def _input_query(self, call: exp.Expression, arg: exp.Expression, names: set[str]) -> str:
+    def _input_query(
+        self, call: exp.Expression, arg: exp.Expression, names: set[str]
+    ) -> tuple[InputQuery, exp.Expression | None, _Source | None]:
+        """The logical input query of one call (no filter pushed yet, not deduplicated), the
+        scope it reads from and the single source owning its columns (if there is one)."""
         withs = _enclosing_withs(call)
-        prefix = " ".join(w.sql(dialect="duckdb") for w in withs) + (" " if withs else "")
+        with_sql = " ".join(w.sql(dialect="duckdb") for w in withs)
         expr_sql = arg.sql(dialect="duckdb")
         cols = _own_columns(arg)
         scope = call.find_ancestor(*_SCOPES)
         if not cols or scope is None:
-            if any(isinstance(n, exp.Select) for n in arg.walk()):
-                return f"{prefix}SELECT DISTINCT {expr_sql} AS k"
-            return f"{prefix}SELECT {expr_sql} AS k"
+            sub = any(isinstance(n, exp.Select) for n in arg.walk())
+            return InputQuery(key=expr_sql, with_sql=with_sql, subquery_key=sub), None, None
         # find the scope whose sources own the columns (walking out for correlated calls)
         while scope is not None:
             sources = _sources(scope)
@@ -160,8 +186,10 @@ class PlanBuilder:
             raise UnsupportedCall(f"{_call_text(call)}: cannot tell which table its input comes from")
         where = scope.args.get("where")
         all_conjuncts = _conjuncts(where.this) if where is not None else []
-        conjuncts = [c for c in all_conjuncts if _pushable(c, names)]
         aggregated = any(isinstance(n, (exp.AggFunc, exp.Window)) for n in arg.walk())
+        # an aggregate input must see exactly the filtered rows, so conjuncts on outputs of
+        # calls already planned are part of its meaning, not an optimization
+        conjuncts = [c for c in all_conjuncts if _pushable(c, names, allow_lookups=aggregated)]
 
         owner = None if aggregated else self._single_source(sources, cols)
         if owner is not None:
@@ -179,16 +207,15 @@ class PlanBuilder:
                 raise UnsupportedCall(
                     f"{_call_text(call)}: this combination of model calls in JOIN ON is not supported"
                 )
-        where_sql = f" WHERE {' AND '.join(c.sql(dialect='duckdb') for c in keep)}" if keep else ""
-        group_sql = ""
+        keep_sql = tuple(c.sql(dialect="duckdb") for c in keep)
         if aggregated:
-            if len(keep) != len(all_conjuncts):  # aggregates must see exactly the filtered rows
+            if len(keep) != len(all_conjuncts):
                 raise UnsupportedCall(f"{_call_text(call)}: an aggregate input with a model in WHERE is not supported")
             group = scope.args.get("group")
-            group_sql = f" {group.sql(dialect='duckdb')}" if group is not None else ""
-            inner = f"{prefix}SELECT {expr_sql} AS k FROM {from_sql}{where_sql}{group_sql}"
-            return f"SELECT DISTINCT k FROM ({inner}) WHERE k IS NOT NULL"
-        return f"{prefix}SELECT DISTINCT {expr_sql} AS k FROM {from_sql}{where_sql}"
+            return InputQuery(key=expr_sql, source=from_sql, with_sql=with_sql, filters=keep_sql,
+                              group=group.sql(dialect="duckdb") if group is not None else "",
+                              aggregated=True), None, None
+        return InputQuery(key=expr_sql, source=from_sql, with_sql=with_sql, pushable=keep_sql), scope, owner
 
     def _single_source(self, sources: list[_Source], cols: list[exp.Column]) -> _Source | None:
         qualifiers = {c.table.lower() for c in cols if c.table}
@@ -252,16 +279,9 @@ def _call_text(call: exp.Expression) -> str:
     return re.sub(r"\$(\w+)", r":\1", f"{call.name.lower()}({args})")
 
 
-def _replace_input(op: ModelOperator, query: str) -> ModelOperator:
-    from dataclasses import replace
-
-    return replace(op, input_sql=query, params=tuple(dict.fromkeys((*op.params, *_params(parse(query))))))
-
-
-def _with_lookup(op: ModelOperator, lookup: str) -> ModelOperator:
-    from dataclasses import replace
-
-    return replace(op, lookup=lookup)
+def _is_lookup(name: str) -> bool:
+    """Lookup functions (workbench/execution/lookups.py) are named __wb_<session>_lookup_<n>."""
+    return name.startswith("__wb_") and "_lookup_" in name
 
 
 def _params(tree: exp.Expression) -> list[str]:
@@ -293,11 +313,14 @@ def _conjuncts(condition: exp.Expression) -> list[exp.Expression]:
     return [condition]
 
 
-def _pushable(conjunct: exp.Expression, names: set[str]) -> bool:
+def _pushable(conjunct: exp.Expression, names: set[str], *, allow_lookups: bool = False) -> bool:
+    """Whether a conjunct can filter a call's input rows: no subquery or aggregate, no model
+    call, and no other call's output unless `allow_lookups`."""
     if any(isinstance(n, (exp.Subquery, exp.Exists, exp.Select, exp.AggFunc, exp.Window))
            for n in conjunct.walk()):
         return False
-    return not any(n.name.lower() in names for n in conjunct.find_all(exp.Anonymous))
+    return not any(n.name.lower() in names or (_is_lookup(n.name) and not allow_lookups)
+                   for n in conjunct.find_all(exp.Anonymous))
 
 
 def _only_from(conjunct: exp.Expression, source: _Source, own: set[str] | None, sole: bool) -> bool:

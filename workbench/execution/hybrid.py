@@ -1,0 +1,52 @@
+"""Hybrid execution: the first Linear layer (and its activation) relation-centric in
+DuckDB, the rest of the model DL-centric in torch, joined by the hidden vectors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from workbench.execution import batching, relation_centric
+from workbench.models.base import Model
+from workbench.models.layers import split_after_first_linear
+from workbench.models.tensor import TensorModel
+
+
+class _Tail(Model):
+    """The model from its second Linear layer on, with the same output head."""
+
+    input_kind = "tensor"
+
+    def __init__(self, model: TensorModel, tail: Any, width: int):
+        self.model, self.tail = model, tail
+        self.input_dim = width
+        self.batch_candidates = model.batch_candidates
+        self.batch_size, self.tuned_batch_size = model.batch_size, model.tuned_batch_size
+        self.device = model.device
+
+    @property
+    def output_type(self) -> str:
+        return self.model.output_type
+
+    def arrow_output_type(self) -> pa.DataType:
+        return self.model.arrow_output_type()
+
+    def predict(self, batch: np.ndarray) -> pa.Array:
+        return self.model.predict_with(self.tail, batch)
+
+
+def infer(con: Any, fetch: Any, model: TensorModel, name: str, keys: pa.Array, *,
+          batch_size: int | None = None, guard: Any = None) -> batching.BatchRun:
+    split = split_after_first_linear(model.module)
+    if split is None:  # pragma: no cover - the cost model offers hybrid only with a split
+        raise ValueError("no hybrid split")
+    _, tail = split
+    if not len(keys):
+        return batching.BatchRun(pa.array([], type=model.arrow_output_type()), batch_size or 0, 0, 0.0)
+    hidden = relation_centric.infer(con, fetch, model, keys, hidden_only=True)
+    width = len(hidden[0]) if len(hidden) else 0
+    values = hidden.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    matrix = values.reshape(len(hidden), width) if len(hidden) else np.zeros((0, width), np.float32)
+    return batching.run(_Tail(model, tail, width), name, matrix, batch_size=batch_size, guard=guard)

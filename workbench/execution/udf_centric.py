@@ -1,0 +1,120 @@
+"""UDF-centric execution: the model as a vectorized DuckDB function inside the pipeline.
+
+The operator's function is registered with `create_function(type='arrow')`: DuckDB hands
+it one vector of inputs at a time (up to 2,048 rows) wherever the statement calls it, so a
+LIMIT without ORDER BY stops inference early and no input is computed ahead. Each vector is
+deduplicated before the model runs. DuckDB passes NULL inputs through as NULL outputs
+itself (default null handling). Errors are not swallowed: a model error stops the query,
+and the original error is kept so the session can report it instead of DuckDB's wrapper.
+
+The function object stays referenced by the executor until the statement finished, then
+the function is removed. The inference cache is not used here (the statement is running;
+writing to the database from inside it is not possible).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from workbench.errors import WorkbenchError
+from workbench.execution import batching
+from workbench.execution.dl_centric import to_model_inputs
+from workbench.models.base import Model
+from workbench.plan.nodes import ModelOperator
+from workbench.runtime.memory import MemoryGuard
+
+
+class UdfOperator:
+    def __init__(self, con: Any, op: ModelOperator, model: Model, *, batch_size: int | None = None,
+                 guard: MemoryGuard | None = None):
+        self.con, self.op, self.model = con, op, model
+        self.batch_size = batch_size
+        self.guard = guard
+        self.name = op.lookup
+        self.error: BaseException | None = None
+        self.rows = self.calls = self.inferred = 0
+        self.seconds = 0.0
+        self._stats_lock = threading.Lock()
+        # a text model's tokenizer is not thread-safe: its calls take turns
+        self._model_lock = threading.Lock() if model.input_kind == "text" else None
+
+    def register(self) -> None:
+        self.con.create_function(self.name, self, [self.op.input_type], self.model.output_type, type="arrow")
+
+    def remove(self) -> None:
+        try:
+            self.con.remove_function(self.name)
+        except Exception:  # noqa: BLE001 - already gone with the connection
+            pass
+
+    def __call__(self, column: pa.ChunkedArray | pa.Array) -> pa.Array:
+        try:
+            return self._run(column)
+        except BaseException as exc:
+            self.error = exc  # DuckDB wraps it; the session re-raises this one
+            raise
+
+    def _run(self, column: pa.ChunkedArray | pa.Array) -> pa.Array:
+        start = time.perf_counter()
+        keys = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        n = len(keys)
+        valid = pc.is_valid(keys)
+        if keys.null_count:  # only with non-default null handling; kept for safety
+            present = keys.filter(valid)
+        else:
+            present = keys
+        unique, inverse = _unique(present)
+        inputs = to_model_inputs(self.op.call, self.op.model, self.model, unique)
+        if self._model_lock is not None:
+            with self._model_lock:
+                result = batching.run(self.model, self.op.model, inputs, batch_size=self.batch_size, guard=self.guard)
+        else:
+            result = batching.run(self.model, self.op.model, inputs, batch_size=self.batch_size, guard=self.guard)
+        out = result.outputs.take(pa.array(inverse))
+        if keys.null_count:
+            positions = np.cumsum(np.asarray(valid.to_numpy(zero_copy_only=False), dtype=np.int64)) - 1
+            mask = ~np.asarray(valid.to_numpy(zero_copy_only=False))
+            out = out.take(pa.array(np.where(mask, 0, positions), mask=mask))
+        with self._stats_lock:
+            self.rows += n
+            self.inferred += len(unique)
+            self.calls += 1
+            self.seconds += time.perf_counter() - start
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "model": self.op.model, "call": self.op.call, "paradigm": "udf_centric", "rows": self.inferred,
+            "input_rows": self.rows, "seconds": round(self.seconds, 6), "batch_size": self.batch_size,
+            "batches": self.calls, "device": self.model.device, "cache_hits": 0, "cache_misses": 0,
+            "cache_policy": "bypassed (udf_centric)" if self.op.cache_policy != "off" else "off",
+        }
+
+
+def _unique(keys: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """Distinct values of a vector and, per row, the index of its value."""
+    if pa.types.is_string(keys.type) or pa.types.is_large_string(keys.type) or pa.types.is_primitive(keys.type):
+        unique = pc.unique(keys)
+        return unique, pc.index_in(keys, value_set=unique).to_numpy(zero_copy_only=False)
+    flat = keys.flatten().to_numpy(zero_copy_only=False)
+    width = len(flat) // max(len(keys), 1)
+    if width * len(keys) != len(flat) or not len(keys):  # ragged lists: leave them to the model's checks
+        return keys, np.arange(len(keys))
+    rows = np.ascontiguousarray(flat.reshape(len(keys), width))
+    view = rows.view(np.dtype((np.void, rows.dtype.itemsize * width)))
+    _, first, inverse = np.unique(view, return_index=True, return_inverse=True)
+    return keys.take(pa.array(first)), inverse.reshape(-1)
+
+
+def original_error(udfs: list[UdfOperator]) -> BaseException | None:
+    """The model error behind DuckDB's 'Python exception occurred while executing the UDF'."""
+    for udf in udfs:
+        if isinstance(udf.error, (WorkbenchError, KeyboardInterrupt, MemoryError)):
+            return udf.error
+    return None

@@ -1,0 +1,99 @@
+"""The layer chain of a torch module, when it is one the relational engine can run.
+
+Relation-centric execution compiles a model to SQL layer by layer, so it needs the model
+as a straight chain of supported layers: Linear (with or without bias), ReLU, GELU, Tanh,
+Identity and Dropout in eval mode (a no-op). Anything else (attention, convolutions, a
+custom forward) makes `chain` return the reason it cannot, which EXPLAIN shows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+_ACTIVATIONS = {torch.nn.ReLU: "relu", torch.nn.Tanh: "tanh"}
+
+
+@dataclass(frozen=True)
+class Linear:
+    weight: np.ndarray  # (out, in) float32
+    bias: np.ndarray  # (out,) float32, zeros when the layer has none
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.weight.shape  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Activation:
+    name: str  # relu | tanh | gelu | gelu_tanh
+
+
+Layer = Linear | Activation
+
+
+def _leaves(module: torch.nn.Module) -> list[torch.nn.Module] | None:
+    """Leaf modules in call order, or None when the order is not the registration order."""
+    if isinstance(module, torch.nn.Sequential):
+        out: list[torch.nn.Module] = []
+        for child in module:
+            leaves = _leaves(child)
+            if leaves is None:
+                return None
+            out += leaves
+        return out
+    if type(module).forward is not torch.nn.Module.forward and not list(module.children()):
+        return [module]  # a leaf layer with its own forward (Linear, ReLU...)
+    return None
+
+
+def chain(module: torch.nn.Module) -> tuple[list[Layer], str]:
+    """(layers, '') for a supported chain, or ([], reason) when it is not one."""
+    leaves = _leaves(module)
+    if leaves is None:
+        return [], f"{type(module).__name__} is not a Sequential chain of layers"
+    layers: list[Layer] = []
+    for leaf in leaves:
+        if isinstance(leaf, torch.nn.Linear):
+            w = leaf.weight.detach().float().cpu().numpy()
+            b = leaf.bias.detach().float().cpu().numpy() if leaf.bias is not None else np.zeros(w.shape[0], np.float32)
+            layers.append(Linear(np.ascontiguousarray(w), np.ascontiguousarray(b)))
+        elif type(leaf) in _ACTIVATIONS:
+            layers.append(Activation(_ACTIVATIONS[type(leaf)]))
+        elif isinstance(leaf, torch.nn.GELU):
+            layers.append(Activation("gelu_tanh" if leaf.approximate == "tanh" else "gelu"))
+        elif isinstance(leaf, torch.nn.Identity) or (isinstance(leaf, torch.nn.Dropout) and not leaf.training):
+            continue
+        else:
+            return [], f"layer {type(leaf).__name__} has no relational form (supported: Linear, ReLU, GELU, Tanh)"
+    if not any(isinstance(layer, Linear) for layer in layers):
+        return [], "the model has no Linear layer"
+    return layers, ""
+
+
+def split_after_first_linear(module: torch.nn.Module) -> tuple[int, torch.nn.Module] | None:
+    """(number of leading leaves, the rest as a module) for the hybrid paradigm: the first
+    Linear layer and the activations right after it run relationally, the rest in torch."""
+    leaves = _leaves(module)
+    if leaves is None:
+        return None
+    kept = [m for m in leaves if not isinstance(m, (torch.nn.Identity, torch.nn.Dropout))]
+    if not kept or not isinstance(kept[0], torch.nn.Linear):
+        return None
+    n = 1
+    while n < len(kept) and not isinstance(kept[n], torch.nn.Linear):
+        n += 1
+    if n == len(kept):
+        return None  # one Linear layer only: nothing would be left for torch
+    return n, torch.nn.Sequential(*kept[n:])
+
+
+def macs(layers: list[Layer]) -> int:
+    """Multiply-adds per input row."""
+    return sum(int(np.prod(layer.shape)) for layer in layers if isinstance(layer, Linear))
+
+
+def weight_bytes(module: torch.nn.Module) -> int:
+    return sum(p.numel() * p.element_size() for p in module.parameters())

@@ -1,0 +1,1 @@
+"""The optimizer: cost model, calibration, hints, and rules (one per module)."""

@@ -1,0 +1,102 @@
+"""Pick the paradigm of each model operator by estimated cost (or by the user's hint).
+
+Every paradigm's estimate is kept on the operator (`alternatives`) with the reason for the
+choice, so EXPLAIN shows why. A hint forces a paradigm; a forced paradigm that cannot run
+(no relational form, weights over the memory budget) is an error, not a silent fallback.
+With the inference cache on, udf_centric is taken only when forced or when a LIMIT lets it
+stop early: it runs inside DuckDB's pipeline where the cache is neither read nor filled.
+
+A udf_centric operator is called by the statement itself: its lookup function is renamed
+to the UDF the executor registers.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+from workbench.errors import OutOfMemoryBudget, ParameterError
+from workbench.optimizer.context import Context
+from workbench.optimizer.cost import Estimate
+from workbench.optimizer.rules.lazy_limit import in_where
+from workbench.plan.nodes import InputQuery, ModelOperator, Plan
+
+NAME = "choose_paradigm"
+#: LIMIT over a model predicate: share of rows assumed to pass it
+PREDICATE_SELECTIVITY = 0.5
+
+
+def apply(plan: Plan, ctx: Context) -> Plan:
+    ops = list(plan.operators)
+    for i, op in enumerate(ops):
+        model = ctx.model(op.model)
+        facts = ctx.facts(op)
+        limit_rows = None
+        if op.limit is not None:
+            share = PREDICATE_SELECTIVITY if in_where(plan.final_sql, op.lookup) else 1.0
+            limit_rows = min(facts.input_rows, int(op.limit / share) + 1)
+        estimates = ctx.cost.estimates(model, facts, batch=model.batch_size, limit_rows=limit_rows)
+        by_name = {e.paradigm: e for e in estimates}
+        forced = ctx.hints.forced(op.model)
+        if forced is not None:
+            chosen = by_name[forced]
+            if chosen.seconds is None:
+                error = OutOfMemoryBudget if "memory budget" in chosen.note else ParameterError
+                raise error(f"{op.call}: cannot run {forced}: {chosen.note}")
+            reason = f"forced by a hint ({forced})"
+        else:
+            # with the cache on, inference stays materialized so its results are kept, unless
+            # a LIMIT lets a streaming UDF stop early
+            eligible = [e for e in estimates if e.seconds is not None
+                        and not (facts.cache_on and op.limit is None and e.paradigm == "udf_centric")]
+            chosen = min(eligible, key=lambda e: e.seconds)  # dl_centric is always eligible or budget-blocked
+            reason = _why(chosen, eligible, estimates, facts.cache_on, op.limit)
+        ops[i] = replace(
+            op, paradigm=chosen.paradigm, forced=forced is not None, parts=chosen.parts,
+            alternatives=tuple((e.paradigm, e.seconds) for e in estimates), reason=reason,
+            estimated_seconds=chosen.seconds, estimated_rows=facts.rows, estimated_input_rows=facts.input_rows,
+            expected_hit_ratio=facts.hit_ratio if facts.cache_on else None, cache_policy=facts.cache_policy,
+        )
+    plan = replace(plan, operators=tuple(ops))
+    for op in list(plan.operators):
+        if op.paradigm == "udf_centric":
+            plan = _call_udf(plan, op)
+    return plan
+
+
+def _why(chosen: Estimate, eligible: list[Estimate], estimates: list[Estimate], cache_on: bool,
+         limit: int | None) -> str:
+    runner_up = sorted((e for e in eligible if e is not chosen), key=lambda e: e.seconds)
+    text = "cheapest estimate"
+    if runner_up:
+        text += f" ({runner_up[0].seconds / max(chosen.seconds, 1e-9):.1f}x faster than {runner_up[0].paradigm})"
+    if limit is not None and chosen.paradigm == "udf_centric":
+        text += "; streams and stops at the LIMIT"
+    if cache_on and chosen.paradigm == "udf_centric":
+        text += "; its results bypass the inference cache"
+    elif cache_on and limit is None:
+        text += "; udf_centric not considered: it bypasses the inference cache"
+    blocked = [f"{e.paradigm}: {e.note}" for e in estimates if e.seconds is None and e.note]
+    if blocked:
+        text += "; " + "; ".join(dict.fromkeys(blocked))
+    return text
+
+
+def udf_name(lookup: str) -> str:
+    return lookup.replace("_lookup_", "_udf_")
+
+
+def _call_udf(plan: Plan, op: ModelOperator) -> Plan:
+    new = udf_name(op.lookup)
+    pattern = re.compile(rf"\b{re.escape(op.lookup)}\b")
+
+    def sub(text: str) -> str:
+        return pattern.sub(new, text)
+
+    def query(q: InputQuery) -> InputQuery:
+        return replace(q, key=sub(q.key), filters=tuple(map(sub, q.filters)), pushable=tuple(map(sub, q.pushable)),
+                       model_filters=tuple((lk, sub(s)) for lk, s in q.model_filters))
+
+    ops = tuple(replace(o, lookup=new) if o is op else replace(o, inputs=tuple(map(query, o.inputs)))
+                for o in plan.operators)
+    return replace(plan, final_sql=sub(plan.final_sql), operators=ops)
