@@ -3,6 +3,7 @@
     CALL load_dataset('pydoc' | 'digits')
     CALL cache_stats()
     CALL clear_cache() / CALL clear_cache('model')
+    CALL calibrate()          measure the cost model's machine constants again
 """
 
 from __future__ import annotations
@@ -52,7 +53,22 @@ def clear_cache(session: Session, name: Any = None, *rest: Any) -> Result:
                     "CALL clear_cache()", start)
 
 
+def calibrate(session: Session, *args: Any) -> Result:
+    """Re-run the cost model's micro-benchmarks (a few seconds) and store the results."""
+    from workbench.optimizer import calibration
+
+    if args:
+        raise ParameterError("usage: CALL calibrate()")
+    start = time.perf_counter()
+    values = session._guard(lambda: calibration.calibrate(session.con))
+    session._constants = dict(values)
+    table = pa.table({"name": list(values), "value": list(values.values()),
+                      "unit": [calibration.UNITS.get(n, "") for n in values]})
+    return Result(table, statement="CALL calibrate()", elapsed=time.perf_counter() - start)
+
+
 PROCEDURES: dict[str, Callable[..., Result]] = {
+    "calibrate": calibrate,
     "load_dataset": load_dataset,
     "cache_stats": cache_stats,
     "clear_cache": clear_cache,

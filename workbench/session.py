@@ -322,7 +322,8 @@ class Session:
                 known[op.lookup] = self._facts(op, values, known)
             return known[op.lookup]
 
-        return Context(cost=self.cost_model(), facts=facts, model=self.catalog.get, hints=hint)
+        return Context(cost=self.cost_model(), facts=facts, model=self.catalog.get, hints=hint,
+                       batch_size=lambda name: self.catalog.batch_size(name) or self.batch_size)
 
     def _facts(self, op: ModelOperator, values: dict[str, Any], known: dict[str, Facts]) -> Facts:
         """Exact counts of an operator's inputs (its input query runs no model, so counting

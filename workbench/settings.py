@@ -2,6 +2,7 @@
 
     SET memory_budget_cpu = '512MB' | 'none'
     SET sla_policy = 'fifo' | 'reorder' | 'drop' | 'hybrid'
+    SET disabled_rules = 'push_filters,dedup_inputs' | ''   (optimizer rules to skip)
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from workbench.scheduler import POLICIES
 if TYPE_CHECKING:
     from workbench.session import Session
 
-SETTINGS = frozenset({"memory_budget_cpu", "sla_policy"})
+SETTINGS = frozenset({"memory_budget_cpu", "sla_policy", "disabled_rules"})
 
 
 def apply(session: Session, name: str, value: Any) -> str:
@@ -35,6 +36,11 @@ def apply(session: Session, name: str, value: Any) -> str:
         if session._scheduler is not None:
             session._scheduler.policy = policy
         return f"sla_policy = {policy}"
+    if name == "disabled_rules":
+        from workbench.optimizer.optimize import check_disabled
+
+        session.disabled_rules = check_disabled(str(value or "").split(","))
+        return f"disabled_rules = {','.join(sorted(session.disabled_rules)) or 'none'}"
     raise ParameterError(f"unknown setting {name}")  # pragma: no cover - SETTINGS guards it
 
 

@@ -42,7 +42,7 @@ def normal(sql):
 
 @pytest.mark.parametrize("query, inputs, final", list(cases()))
 def test_plan_matches_fixture(s, query, inputs, final):
-    plan = s.explain(query, {"q": "x"})
+    plan = s.explain(query, {"q": "x"}, paradigm="dl_centric")
     assert [(op.model, normal(op.input_sql)) for op in plan.operators] == inputs
     assert normal(plan.final_sql) == final
 

@@ -4,6 +4,7 @@
     <dlsql text>
 
     %%dlsql --deadline 500ms --async     submit to the worker pool; returns a QueryFuture
+    %%dlsql --paradigm udf_centric       force how every model call runs
 
     %dlsql [options] <dlsql text on one line>
     %dlsql --session            the Session object of this notebook
@@ -31,10 +32,11 @@ class Command:
     session: bool = False
     deadline_ms: float | None = None
     run_async: bool = False
+    paradigm: str | None = None
 
 
 _VALUED = {"-o": "output", "--out": "output", "--limit": "limit", "--db": "database",
-           "--batch-size": "batch_size", "--deadline": "deadline_ms"}
+           "--batch-size": "batch_size", "--deadline": "deadline_ms", "--paradigm": "paradigm"}
 _INTS = {"limit", "batch_size"}
 
 
@@ -53,7 +55,7 @@ def parse(line: str, cell: str | None = None) -> Command:
             continue
         if head not in _VALUED:
             raise UsageError(f"unknown option {head} (options: -o NAME, --limit N, --db PATH, "
-                             "--batch-size N, --deadline 500ms, --async, --session)")
+                             "--batch-size N, --deadline 500ms, --async, --paradigm NAME, --session)")
         try:
             parts = shlex.split(tail, posix=True)
         except ValueError as exc:
@@ -69,6 +71,13 @@ def parse(line: str, cell: str | None = None) -> Command:
             raise UsageError(f"-o needs a Python variable name, got {raw!r}")
         elif key == "deadline_ms":
             values[key] = _duration_ms(raw)
+        elif key == "paradigm":
+            from workbench.optimizer.hints import check
+
+            try:
+                values[key] = check(raw)
+            except WorkbenchError as exc:
+                raise UsageError(f"--paradigm: {exc}") from None
         else:
             values[key] = raw
         # drop the value token from the raw text (keep the SQL exactly as typed)

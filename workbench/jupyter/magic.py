@@ -58,7 +58,7 @@ class DlsqlMagic(Magics):
     @line_cell_magic
     def dlsql(self, line: str, cell: str | None = None) -> Any:
         """Run dlsql (DuckDB SQL + model statements). Options: -o NAME, --limit N, --db PATH,
-        --batch-size N, --session."""
+        --batch-size N, --paradigm NAME, --deadline D, --async, --session."""
         try:
             cmd = command.parse(line, cell)
             session = self.session(cmd.database)
@@ -68,6 +68,9 @@ class DlsqlMagic(Magics):
                 raise command.UsageError("nothing to run: write SQL after %dlsql, or under %%dlsql")
             ns = self.shell.user_ns
             if cmd.run_async or cmd.deadline_ms is not None:
+                if cmd.paradigm:
+                    raise command.UsageError("--paradigm applies to queries run now; in scheduled queries "
+                                             "write /*+ paradigm(model, NAME) */ in the SQL")
                 future = session.submit(cmd.sql, params=ns, deadline_ms=cmd.deadline_ms)
                 if cmd.run_async:
                     return future
@@ -80,7 +83,7 @@ class DlsqlMagic(Magics):
             if cmd.batch_size:
                 session.batch_size = cmd.batch_size
             try:
-                result = session.sql(cmd.sql, params=ns, namespace=ns)
+                result = session.sql(cmd.sql, params=ns, namespace=ns, paradigm=cmd.paradigm)
             finally:
                 session.batch_size = saved
         except WorkbenchError as exc:

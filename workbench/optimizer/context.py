@@ -18,10 +18,11 @@ class Context:
     facts: Callable[[ModelOperator], Facts]  # counted by DuckDB, cached per input query
     model: Callable[[str], Model]
     hints: Hints = field(default_factory=Hints)
+    batch_size: Callable[[str], int | None] = lambda name: None  # the user's batch size for a model
     cores: int = field(default_factory=lambda: os.cpu_count() or 1)
 
     def row_seconds(self, op: ModelOperator) -> float:
         """Estimated model seconds per input row (for ordering predicates)."""
         model = self.model(op.model)
-        batch = model.batch_size or model.tuned_batch_size or max(model.batch_candidates)
+        batch = self.batch_size(op.model) or model.batch_size or model.tuned_batch_size or max(model.batch_candidates)
         return self.cost.row_seconds(model, batch, self.facts(op))

@@ -97,7 +97,7 @@ class PlanBuilder:
             )
         _name_model_columns(tree, names)
         operators: dict[tuple[str, str], ModelOperator] = {}
-        scopes: list[tuple[tuple[str, str], InputQuery, exp.Expression, _Source]] = []
+        made: list[tuple[tuple[str, str], int, exp.Expression | None, _Source | None, list[exp.With]]] = []
         for call in model_calls(tree, names):
             model_name = call.name.lower()
             call_text = _call_text(call)
@@ -112,21 +112,29 @@ class PlanBuilder:
             key = (model_name, arg.sql(dialect="duckdb"))
             op = operators.get(key)
             query, scope, owner = self._input_query(call, arg, names)
+            withs = _enclosing_withs(call)
             if op is None:
                 op = self._operator(len(operators) + 1, model_name, call_text, query)
                 operators[key] = op
             elif query not in op.inputs:
-                operators[key] = op = replace(op, inputs=(*op.inputs, query),
-                                              params=tuple(dict.fromkeys((*op.params, *_params(parse(query.sql()))))))
-            if scope is not None and owner is not None:
-                scopes.append((key, query, scope, owner))
+                operators[key] = op = replace(
+                    op, inputs=(*op.inputs, query),
+                    params=tuple(dict.fromkeys((*op.params, *_params(parse(query.widest().sql()))))))
+            made.append((key, op.inputs.index(query), scope, owner, withs))
             call.replace(exp.Anonymous(this=op.lookup, expressions=[arg.copy()]))
-        for key, query, scope, owner in scopes:  # conjuncts on other calls' outputs, in their final form
-            found = self._model_filters(scope, owner, operators[key].lookup)
-            if found:
-                op = operators[key]
-                inputs = tuple(replace(q, model_filters=found) if q == query else q for q in op.inputs)
-                operators[key] = replace(op, inputs=inputs)
+        # now that every call reads its lookup: the WITH clauses each input query needs, and
+        # the conjuncts on other calls' outputs (for order_predicates), in their final form
+        for key, index, scope, owner, withs in made:
+            op = operators[key]
+            q = op.inputs[index]
+            q = replace(q, with_sql=_with_sql(withs, [q.key, q.source or "", *q.filters, *q.pushable]))
+            extra: list[str] = []
+            if scope is not None and owner is not None:
+                found = self._model_filters(scope, owner, op.lookup)
+                q = replace(q, model_filters=found)
+                extra = [p for _, f in found for p in _params(parse(f"SELECT 1 WHERE {f}"))]
+            inputs = tuple(q if i == index else other for i, other in enumerate(op.inputs))
+            operators[key] = replace(op, inputs=inputs, params=tuple(dict.fromkeys((*op.params, *extra))))
         final = tree.sql(dialect="duckdb", normalize_functions=False)
         return Plan(
             sql=text, final_sql=final, operators=tuple(operators.values()),
@@ -151,8 +159,8 @@ class PlanBuilder:
     # -- one operator ------------------------------------------------------------------
     def _operator(self, n: int, model_name: str, call_text: str, query: InputQuery) -> ModelOperator:
         model = self.models[model_name]
-        params = tuple(_params(parse(query.sql())))
-        got = self.input_type_of(query.sql(), params)
+        params = tuple(_params(parse(query.widest().sql())))
+        got = self.input_type_of(query.widest().sql(), params)
         _check_input_type(call_text, model_name, model, got)
         op = ModelOperator(
             id=n, model=model_name, call=call_text, inputs=(query,), lookup="",
@@ -166,14 +174,12 @@ class PlanBuilder:
     ) -> tuple[InputQuery, exp.Expression | None, _Source | None]:
         """The logical input query of one call (no filter pushed yet, not deduplicated), the
         scope it reads from and the single source owning its columns (if there is one)."""
-        withs = _enclosing_withs(call)
-        with_sql = " ".join(w.sql(dialect="duckdb") for w in withs)
         expr_sql = arg.sql(dialect="duckdb")
         cols = _own_columns(arg)
         scope = call.find_ancestor(*_SCOPES)
         if not cols or scope is None:
             sub = any(isinstance(n, exp.Select) for n in arg.walk())
-            return InputQuery(key=expr_sql, with_sql=with_sql, subquery_key=sub), None, None
+            return self._with(InputQuery(key=expr_sql, subquery_key=sub), call), None, None
         # find the scope whose sources own the columns (walking out for correlated calls)
         while scope is not None:
             sources = _sources(scope)
@@ -212,10 +218,14 @@ class PlanBuilder:
             if len(keep) != len(all_conjuncts):
                 raise UnsupportedCall(f"{_call_text(call)}: an aggregate input with a model in WHERE is not supported")
             group = scope.args.get("group")
-            return InputQuery(key=expr_sql, source=from_sql, with_sql=with_sql, filters=keep_sql,
-                              group=group.sql(dialect="duckdb") if group is not None else "",
-                              aggregated=True), None, None
-        return InputQuery(key=expr_sql, source=from_sql, with_sql=with_sql, pushable=keep_sql), scope, owner
+            return self._with(InputQuery(key=expr_sql, source=from_sql, filters=keep_sql,
+                                         group=group.sql(dialect="duckdb") if group is not None else "",
+                                         aggregated=True), call), None, None
+        return self._with(InputQuery(key=expr_sql, source=from_sql, pushable=keep_sql), call), scope, owner
+
+    @staticmethod
+    def _with(q: InputQuery, call: exp.Expression) -> InputQuery:
+        return replace(q, with_sql=_with_sql(_enclosing_withs(call), [q.key, q.source or "", *q.filters, *q.pushable]))
 
     def _single_source(self, sources: list[_Source], cols: list[exp.Column]) -> _Source | None:
         qualifiers = {c.table.lower() for c in cols if c.table}
@@ -370,7 +380,8 @@ def _from_clause(scope: exp.Expression) -> str | None:
     return " ".join(parts)
 
 
-def _enclosing_withs(node: exp.Expression) -> list[exp.Expression]:
+def _enclosing_withs(node: exp.Expression) -> list[exp.With]:
+    """The WITH clauses around a node, outermost first."""
     withs = []
     parent = node.parent
     while parent is not None:
@@ -378,9 +389,29 @@ def _enclosing_withs(node: exp.Expression) -> list[exp.Expression]:
         if isinstance(w, exp.With):
             withs.append(w)
         parent = parent.parent
-    # Outer WITH first; DuckDB accepts only one WITH clause, so merge them.
     withs.reverse()
-    if len(withs) > 1:
-        merged = exp.With(expressions=[c.copy() for w in withs for c in w.expressions])
-        return [merged]
     return withs
+
+
+def _with_sql(withs: list[exp.With], texts: list[str]) -> str:
+    """One WITH clause (DuckDB takes one) with the CTEs `texts` read, directly or through
+    other CTEs; an input query carries no CTE it does not read."""
+    ctes = [c for w in withs for c in w.expressions]
+    by_name = {c.alias_or_name.lower(): c for c in ctes}
+
+    def refs(text: str) -> set[str]:
+        return {n for n in by_name if re.search(rf"\b{re.escape(n)}\b", text, re.IGNORECASE)}
+
+    needed: set[str] = set()
+    todo = refs(" ".join(texts))
+    while todo:
+        name = todo.pop()
+        if name not in needed:
+            needed.add(name)
+            todo |= refs(by_name[name].this.sql(dialect="duckdb"))
+    keep = [c for c in ctes if c.alias_or_name.lower() in needed]
+    if not keep:
+        return ""
+    recursive = any(w.args.get("recursive") for w in withs)
+    body = ", ".join(c.sql(dialect="duckdb", normalize_functions=False) for c in keep)
+    return f"WITH {'RECURSIVE ' if recursive else ''}{body}"

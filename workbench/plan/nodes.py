@@ -36,6 +36,11 @@ class InputQuery:
     aggregated: bool = False  # the key holds an aggregate: it sees exactly the filtered rows
     subquery_key: bool = False  # a bare key with a subquery may yield many rows
 
+    def widest(self) -> InputQuery:
+        """This query with every candidate filter applied (to find all its parameters)."""
+        return replace(self, filters=(*self.filters, *self.pushable, *(f for _, f in self.model_filters)),
+                       pushable=(), model_filters=())
+
     def sql(self, *, distinct: bool | None = None) -> str:
         d = self.distinct if distinct is None else distinct
         prefix = f"{self.with_sql} " if self.with_sql else ""

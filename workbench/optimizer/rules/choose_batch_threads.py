@@ -24,7 +24,7 @@ def apply(plan: Plan, ctx: Context) -> Plan:
     ops = []
     for op in plan.operators:
         model = ctx.model(op.model)
-        batch = model.batch_size or model.tuned_batch_size
+        batch = ctx.batch_size(op.model) or model.batch_size or model.tuned_batch_size
         cores = ctx.cores
         if op.paradigm == "relation_centric":
             op = replace(op, batch_size=None, threads=(cores, 0), device="cpu")

@@ -35,7 +35,8 @@ def apply(plan: Plan, ctx: Context) -> Plan:
         if op.limit is not None:
             share = PREDICATE_SELECTIVITY if in_where(plan.final_sql, op.lookup) else 1.0
             limit_rows = min(facts.input_rows, int(op.limit / share) + 1)
-        estimates = ctx.cost.estimates(model, facts, batch=model.batch_size, limit_rows=limit_rows)
+        estimates = ctx.cost.estimates(model, facts, batch=ctx.batch_size(op.model) or model.batch_size,
+                                       limit_rows=limit_rows)
         by_name = {e.paradigm: e for e in estimates}
         forced = ctx.hints.forced(op.model)
         if forced is not None:
@@ -94,7 +95,8 @@ def _call_udf(plan: Plan, op: ModelOperator) -> Plan:
         return pattern.sub(new, text)
 
     def query(q: InputQuery) -> InputQuery:
-        return replace(q, key=sub(q.key), filters=tuple(map(sub, q.filters)), pushable=tuple(map(sub, q.pushable)),
+        return replace(q, key=sub(q.key), with_sql=sub(q.with_sql), source=sub(q.source) if q.source else q.source,
+                       filters=tuple(map(sub, q.filters)), pushable=tuple(map(sub, q.pushable)),
                        model_filters=tuple((lk, sub(s)) for lk, s in q.model_filters))
 
     ops = tuple(replace(o, lookup=new) if o is op else replace(o, inputs=tuple(map(query, o.inputs)))

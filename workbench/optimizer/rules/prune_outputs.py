@@ -39,7 +39,9 @@ def apply(plan: Plan, ctx: Context | None = None) -> Plan:
             if not any(f.name in lookups for f in proj.find_all(exp.Anonymous)):
                 continue
             name = proj.alias_or_name.lower()
-            read = {c.name.lower() for c in tree.find_all(exp.Column) if not _inside(c, proj)}
+            # `c.label` may be field `label` of column `c`: every part of a reference counts
+            read = {part.name.lower() for c in tree.find_all(exp.Column) if not _inside(c, proj)
+                    for part in c.parts}
             if name in read:
                 continue
             removed.append(proj.sql(dialect="duckdb"))
