@@ -15,6 +15,11 @@ if TYPE_CHECKING:
     from workbench.session import Session
 
 
+# The macro's argument is substituted into its body, so the output table's column names
+# must not be names a user's table could have (a user column `v` would bind to ours).
+KEY, VALUE = "__wb_key", "__wb_value"
+
+
 class Lookups:
     """Lookup functions and output tables of one statement; always removed afterwards.
 
@@ -36,20 +41,21 @@ class Lookups:
     def declare(self, op: ModelOperator, model: Model) -> str:
         n = next(self.s._temp)
         view, macro = f"__wb_{self.s._id}_out_{n}", f"__wb_{self.s._id}_lookup_{op.id}"
-        empty = pa.table({"k": pa.array([], type=pa.null()),
-                          "v": pa.array([], type=model.arrow_output_type())})
+        empty = pa.table({KEY: pa.array([], type=pa.null()),
+                          VALUE: pa.array([], type=model.arrow_output_type())})
         self.s.con.register(view, empty)
         self.views.append(view)
-        run(self.s.con, f"CREATE OR REPLACE TEMP MACRO {macro}(x) AS (SELECT v FROM {view} WHERE k = x)")
+        run(self.s.con, f"CREATE OR REPLACE TEMP MACRO {macro}(x) AS (SELECT {VALUE} FROM {view} WHERE {KEY} = x)")
         self.macros.append(macro)
         self._view_of[macro] = view
         return macro
 
     def fill(self, op: ModelOperator, table: pa.Table, *, distinct: bool = True) -> None:
         view = self._view_of[op.lookup]
+        table = table.rename_columns([KEY, VALUE])
         if not distinct:  # inputs were not deduplicated: the lookup needs one row per input
             self.s.con.register(view, table)
-            table = self.s._fetch(f"SELECT DISTINCT ON (k) k, v FROM {view}", None)
+            table = self.s._fetch(f"SELECT DISTINCT ON ({KEY}) {KEY}, {VALUE} FROM {view}", None)
         self.s.con.register(view, table)
 
     def keep(self, udf: Any) -> None:

@@ -109,10 +109,13 @@ def store_weights(con: duckdb.DuckDBPyConnection, model_name: str, fingerprint: 
             view = f"__wb_weights_{next(_views)}"
             con.register(view, _blocks(stage.linear))
             try:
-                run_sql(con, f"INSERT INTO {TABLE} SELECT $m, $fp, $layer, o, c, w, b FROM {view} ORDER BY c, o",
+                run_sql(con, f"INSERT INTO {TABLE} SELECT $m, $fp, $layer, o, c, w, b FROM {view}",
                         {"m": model_name, "fp": fingerprint, "layer": number})
             finally:
-                con.unregister(view)
+                try:
+                    con.unregister(view)
+                except Exception:  # noqa: BLE001 - the aborted transaction's own error is the one to report
+                    pass
     return time.perf_counter() - start
 
 

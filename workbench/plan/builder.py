@@ -109,7 +109,7 @@ class PlanBuilder:
                     f"{call_text}: model '{model_name}' takes one input, got {len(call.expressions)}"
                 )
             arg = call.expressions[0]
-            key = (model_name, arg.sql(dialect="duckdb"))
+            key = (model_name, arg.sql(dialect="duckdb", normalize_functions=False))
             op = operators.get(key)
             query, scope, owner = self._input_query(call, arg, names)
             withs = _enclosing_withs(call)
@@ -174,7 +174,7 @@ class PlanBuilder:
     ) -> tuple[InputQuery, exp.Expression | None, _Source | None]:
         """The logical input query of one call (no filter pushed yet, not deduplicated), the
         scope it reads from and the single source owning its columns (if there is one)."""
-        expr_sql = arg.sql(dialect="duckdb")
+        expr_sql = arg.sql(dialect="duckdb", normalize_functions=False)
         cols = _own_columns(arg)
         scope = call.find_ancestor(*_SCOPES)
         if not cols or scope is None:
@@ -213,13 +213,13 @@ class PlanBuilder:
                 raise UnsupportedCall(
                     f"{_call_text(call)}: this combination of model calls in JOIN ON is not supported"
                 )
-        keep_sql = tuple(c.sql(dialect="duckdb") for c in keep)
+        keep_sql = tuple(c.sql(dialect="duckdb", normalize_functions=False) for c in keep)
         if aggregated:
             if len(keep) != len(all_conjuncts):
                 raise UnsupportedCall(f"{_call_text(call)}: an aggregate input with a model in WHERE is not supported")
             group = scope.args.get("group")
             return self._with(InputQuery(key=expr_sql, source=from_sql, filters=keep_sql,
-                                         group=group.sql(dialect="duckdb") if group is not None else "",
+                                         group=group.sql(dialect="duckdb", normalize_functions=False) if group is not None else "",
                                          aggregated=True), call), None, None
         return self._with(InputQuery(key=expr_sql, source=from_sql, pushable=keep_sql), call), scope, owner
 
@@ -368,15 +368,15 @@ def _alias(node: exp.Expression) -> str:
 
 
 def _source_sql(source: _Source) -> str:
-    return source.node.sql(dialect="duckdb")
+    return source.node.sql(dialect="duckdb", normalize_functions=False)
 
 
 def _from_clause(scope: exp.Expression) -> str | None:
     from_ = scope.args.get("from_") or scope.args.get("from")
     if from_ is None:
         return None
-    parts = [from_.this.sql(dialect="duckdb")]
-    parts += [j.sql(dialect="duckdb") for j in scope.args.get("joins") or []]
+    parts = [from_.this.sql(dialect="duckdb", normalize_functions=False)]
+    parts += [j.sql(dialect="duckdb", normalize_functions=False) for j in scope.args.get("joins") or []]
     return " ".join(parts)
 
 
@@ -408,7 +408,7 @@ def _with_sql(withs: list[exp.With], texts: list[str]) -> str:
         name = todo.pop()
         if name not in needed:
             needed.add(name)
-            todo |= refs(by_name[name].this.sql(dialect="duckdb"))
+            todo |= refs(by_name[name].this.sql(dialect="duckdb", normalize_functions=False))
     keep = [c for c in ctes if c.alias_or_name.lower() in needed]
     if not keep:
         return ""

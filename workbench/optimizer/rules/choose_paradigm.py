@@ -19,7 +19,7 @@ from workbench.errors import OutOfMemoryBudget, ParameterError
 from workbench.optimizer.context import Context
 from workbench.optimizer.cost import Estimate
 from workbench.optimizer.rules.lazy_limit import in_where
-from workbench.plan.nodes import InputQuery, ModelOperator, Plan
+from workbench.plan.nodes import InputQuery, Plan
 
 NAME = "choose_paradigm"
 #: LIMIT over a model predicate: share of rows assumed to pass it
@@ -59,9 +59,8 @@ def apply(plan: Plan, ctx: Context) -> Plan:
             expected_hit_ratio=facts.hit_ratio if facts.cache_on else None, cache_policy=facts.cache_policy,
         )
     plan = replace(plan, operators=tuple(ops))
-    for op in list(plan.operators):
-        if op.paradigm == "udf_centric":
-            plan = _call_udf(plan, op)
+    for op_id in [op.id for op in plan.operators if op.paradigm == "udf_centric"]:
+        plan = _call_udf(plan, op_id)
     return plan
 
 
@@ -87,9 +86,10 @@ def udf_name(lookup: str) -> str:
     return lookup.replace("_lookup_", "_udf_")
 
 
-def _call_udf(plan: Plan, op: ModelOperator) -> Plan:
+def _call_udf(plan: Plan, op_id: int) -> Plan:
+    op = next(o for o in plan.operators if o.id == op_id)
     new = udf_name(op.lookup)
-    pattern = re.compile(rf"\b{re.escape(op.lookup)}\b")
+    pattern = re.compile(rf"\b{re.escape(op.lookup)}\b", re.IGNORECASE)
 
     def sub(text: str) -> str:
         return pattern.sub(new, text)
@@ -99,6 +99,6 @@ def _call_udf(plan: Plan, op: ModelOperator) -> Plan:
                        filters=tuple(map(sub, q.filters)), pushable=tuple(map(sub, q.pushable)),
                        model_filters=tuple((lk, sub(s)) for lk, s in q.model_filters))
 
-    ops = tuple(replace(o, lookup=new) if o is op else replace(o, inputs=tuple(map(query, o.inputs)))
+    ops = tuple(replace(o, lookup=new) if o.id == op_id else replace(o, inputs=tuple(map(query, o.inputs)))
                 for o in plan.operators)
     return replace(plan, final_sql=sub(plan.final_sql), operators=ops)
