@@ -79,17 +79,59 @@ def result_html(result: Any, limit: int = DEFAULT_LIMIT) -> str:
             f"</table>{more}<div class='workbench-summary'>{html.escape(summary_line(result))}</div></div>")
 
 
-def plan_html(plan: Plan) -> str:
-    items = []
+def plan_lines(plan: Plan) -> list[tuple[int, str]]:
+    """The facts of a plan as (depth, line): the one source of its text and HTML forms."""
+    from workbench.plan.nodes import _seconds
+
+    lines = [(0, ("EXPLAIN ANALYZE" if plan.analyzed else "EXPLAIN") + f": {plan.sql.strip()}")]
     for op in plan.operators:
         est = "?" if op.estimated_rows is None else f"{op.estimated_rows:,}"
-        actual = "" if op.actual_rows is None else f", actual {op.actual_rows:,} rows in {op.actual_seconds:.3f} s"
-        items.append(
-            f"<li><b>ModelOperator #{op.id}</b> <code>{html.escape(op.call)}</code> → "
-            f"{html.escape(op.output_type)} [{op.paradigm}, {op.device}, batch {op.batch_size or 'auto'}, "
-            f"est. {est} rows{actual}, {html.escape(op.cache_text())}]"
-            f"<br><small>inputs: <code>{html.escape(op.input_sql)}</code></small></li>"
-        )
-    title = "EXPLAIN ANALYZE" if plan.analyzed else "EXPLAIN"
-    return (f"<div class='workbench-plan'><div><b>{title}</b> <code>{html.escape(plan.sql.strip())}</code></div>"
-            f"<ul>{''.join(items)}<li><b>Relational</b> <code>{html.escape(plan.final_sql)}</code></li></ul></div>")
+        threads = f", threads duckdb {op.threads[0]}/torch {op.threads[1]}" if op.threads else ""
+        line = (f"ModelOperator #{op.id} {op.call} -> {op.output_type}  [{op.paradigm}"
+                f"{' (forced)' if op.forced else ''}, {op.device}, batch {op.batch_size or 'auto'}{threads}, "
+                f"est. rows {est}, est. {_seconds(op.estimated_seconds)}, {op.cache_text()}")
+        if op.limit is not None:
+            line += f", stops after {op.limit:,} rows"
+        if op.actual_rows is not None:
+            line += f", actual rows {op.actual_rows:,}, {op.actual_seconds:.3f} s"
+            err = op.estimate_error()
+            if err is not None:
+                line += f", estimate error {err:+.0%}"
+        lines.append((1, line + "]"))
+        if op.alternatives:
+            lines.append((2, f"costs: {op.alternatives_text()}"))
+        if op.reason:
+            lines.append((2, f"why: {op.reason}"))
+        lines += [(2, f"part: {part}") for part in op.parts]
+        lines.append((2, f"inputs: {op.input_sql}"))
+    lines += [(1, f"optimizer: {note}") for note in plan.notes]
+    lines.append((1, f"Relational: {plan.final_sql}"))
+    return lines
+
+
+def plan_html(plan: Plan) -> str:
+    """The same lines as the text form, as nested lists (labels in bold, SQL as code)."""
+    lines = plan_lines(plan)
+
+    def item(text: str) -> str:
+        head, sep, rest = text.partition(": ")
+        if head in ("inputs", "Relational"):
+            return f"<b>{html.escape(head)}</b>: <code>{html.escape(rest)}</code>"
+        if head.startswith("ModelOperator"):
+            return f"<b>{html.escape(text)}</b>"
+        if sep and head in ("costs", "why", "part", "optimizer"):
+            return f"<i>{html.escape(head)}</i>: {html.escape(rest)}"
+        return html.escape(text)
+
+    out = [f"<div class='workbench-plan'><div><b>{html.escape(lines[0][1])}</b></div><ul>"]
+    depth = 1
+    for d, text in lines[1:]:
+        while depth < d:
+            out.append("<ul>")
+            depth += 1
+        while depth > d:
+            out.append("</ul>")
+            depth -= 1
+        out.append(f"<li>{item(text)}</li>")
+    out.append("</ul>" * depth + "</div>")
+    return "".join(out)

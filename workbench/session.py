@@ -390,11 +390,16 @@ class Session:
             distinct = all(q.distinct for q in op.inputs)
             temp.fill(op, run.table, distinct=distinct)
             if op.paradigm == "dl_centric":
-                misses = run.stats["rows"] - run.stats["cache_hits"]
-                self.cost_model().observe(model, misses, run.stats["seconds"],
-                                          run.stats["batch_size"] or max(model.batch_candidates))
+                self._observe(op, model, run.stats)
             stats.append(run.stats)
         return stats, udfs
+
+    def _observe(self, op: ModelOperator, model: Model, stats: dict[str, Any]) -> None:
+        """Teach the cost model what this run of the model measured."""
+        rows = stats["rows"] - stats["cache_hits"]
+        facts = Facts(rows=rows, input_rows=stats.get("input_rows", rows), avg_chars=op.avg_input_chars)
+        self.cost_model().observe(model, rows, stats["seconds"], stats["batch_size"] or max(model.batch_candidates),
+                                  facts, op.paradigm)
 
     def _infer(self, op: ModelOperator, model: Model, batch: int | None,
                guard: MemoryGuard | None) -> Callable[[pa.Array], batching.BatchRun] | None:
@@ -428,8 +433,9 @@ class Session:
                 raise error from None
             raise
 
-    @staticmethod
-    def _udf_stats(stats: list[dict[str, Any] | None], udfs: list[UdfOperator]) -> list[dict[str, Any]]:
+    def _udf_stats(self, stats: list[dict[str, Any] | None], udfs: list[UdfOperator]) -> list[dict[str, Any]]:
+        for udf in udfs:
+            self._observe(udf.op, udf.model, udf.stats())
         filled = iter(u.stats() for u in udfs)
         return [s if s is not None else next(filled) for s in stats]
 

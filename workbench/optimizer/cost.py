@@ -62,23 +62,31 @@ class CostModel:
         self.weights_stored = weights_stored or (lambda fingerprint: False)
 
     # -- the model itself ---------------------------------------------------------------
-    def row_seconds(self, model: Model, batch: int, facts: Facts | None = None) -> float:
-        """Seconds per input row for torch inference at `batch` rows per call."""
+    def row_seconds(self, model: Model, batch: int, facts: Facts | None = None,
+                    paradigm: str = "dl_centric") -> float:
+        """Seconds per input row for torch inference at `batch` rows per call, scaled by
+        what real runs of this model in this paradigm measured."""
+        return self._raw_row_seconds(model, batch, facts) * _scales(model).get(paradigm, _scales(model)["dl_centric"])
+
+    def _raw_row_seconds(self, model: Model, batch: int, facts: Facts | None) -> float:
         profile = _profile(model, self.c)
         per_row = profile["row_s"] + profile["batch_s"] / max(batch, 1)
         if "char_s" in profile and facts is not None:
             chars = min(facts.avg_chars, profile.get("max_chars", facts.avg_chars))
             per_row += profile["char_s"] * chars
-        return per_row * getattr(model, "_wb_cost_scale", 1.0)
+        return per_row
 
-    def observe(self, model: Model, rows: int, seconds: float, batch: int, facts: Facts | None = None) -> None:
-        """Learn from a real run: keep a smoothed ratio of measured to predicted time."""
-        if rows < 32 or seconds <= 0:
+    def observe(self, model: Model, rows: int, seconds: float, batch: int, facts: Facts | None = None,
+                paradigm: str = "dl_centric") -> None:
+        """Learn from a real run: a smoothed ratio of measured to predicted model time, per
+        paradigm (a UDF pays per-vector work a materialized run does not)."""
+        if rows < 8 or seconds <= 0:
             return
-        scale = getattr(model, "_wb_cost_scale", 1.0)
-        predicted = self.row_seconds(model, batch, facts) / scale * rows
+        scales = _scales(model)
+        predicted = self._raw_row_seconds(model, batch, facts) * rows
         ratio = seconds / max(predicted, 1e-9)
-        model._wb_cost_scale = math.exp(0.5 * math.log(scale) + 0.5 * math.log(ratio))  # type: ignore[attr-defined]
+        old = scales.get(paradigm, scales["dl_centric"])
+        scales[paradigm] = math.exp(0.5 * math.log(old) + 0.5 * math.log(ratio))
 
     # -- the paradigms -------------------------------------------------------------------
     def estimates(self, model: Model, facts: Facts, *, batch: int | None = None,
@@ -113,7 +121,7 @@ class CostModel:
             # a vector deduplicates only within itself: repeats in other vectors run again
             per_vector_unique = m * (1.0 - dup / vectors) if vectors > 1 else m * (1.0 - dup)
             t = (vectors * c["udf_chunk_s"] + m * facts.key_bytes * c["transfer_s_per_byte"]
-                 + per_vector_unique * self.row_seconds(model, min(best_batch, VECTOR), facts))
+                 + per_vector_unique * self.row_seconds(model, min(best_batch, VECTOR), facts, "udf_centric"))
             out.append(Estimate("udf_centric", t))
 
         # relation-centric and hybrid need a chain of supported layers
@@ -142,17 +150,27 @@ class CostModel:
             return out
         lin = linears[0]
         hidden = lin.shape[0]
-        tail_macs = macs(chain(tail)[0]) if chain(tail)[0] else 0
         tail_linears = max(1, len(linears) - 1)
+        # torch's share: the model's own per-row cost (learned scale included) for the layers
+        # after the first
+        share = 1.0 - (lin.shape[0] * lin.shape[1]) / max(macs(layers), 1)
         t = (c["rel_fixed_s"] * 2 + store * (lin.weight.nbytes / max(weights, 1)) + transfer + cache_io
              + misses * (lin.shape[0] * lin.shape[1] * c["rel_s_per_mac"] + hidden * c["rel_s_per_output"])
              + misses * hidden * 4 * c["transfer_s_per_byte"] * 2
-             + misses * (tail_macs * c["torch_s_per_mac"] + tail_linears * c["torch_batch_s"] / best_batch)
-             + facts.input_rows * c["lookup_s_per_row"])
+             + misses * self.row_seconds(model, best_batch, facts) * max(share, 0.05)
+             + c["dl_fixed_s"] + facts.input_rows * c["lookup_s_per_row"])
         parts = (f"relation_centric: Linear {lin.shape[1]}->{lin.shape[0]} and its activation in DuckDB",
                  f"dl_centric: the other {tail_linears} Linear layer(s) in torch")
         out.append(Estimate("hybrid", t, parts=parts))
         return out
+
+
+def _scales(model: Model) -> dict[str, float]:
+    scales = getattr(model, "_wb_cost_scale", None)
+    if scales is None:
+        scales = {"dl_centric": 1.0}
+        model._wb_cost_scale = scales  # type: ignore[attr-defined]
+    return scales
 
 
 def _param_bytes(model: Model) -> int:

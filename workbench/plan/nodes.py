@@ -10,10 +10,13 @@ cost of every alternative kept for EXPLAIN. `actual_*` fields are filled by ANAL
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 PARADIGMS = ("dl_centric", "udf_centric", "relation_centric", "hybrid")
+_SESSION_NAMES = re.compile(r"__wb_\d+_(lookup|udf)_(\d+)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,7 @@ class ModelOperator:
     limit: int | None = None  # LIMIT without ORDER BY: inference may stop after this many rows
     estimated_rows: int | None = None  # distinct inputs the model sees
     estimated_input_rows: int | None = None  # rows reaching the call (before dedup)
+    avg_input_chars: float = 0.0  # text inputs: what the cost per row depends on
     estimated_seconds: float | None = None
     params: tuple[str, ...] = ()
     cache_policy: str = "off"
@@ -186,7 +190,10 @@ class Plan:
         return {"operator": "Query", "sql": self.final_sql, "children": [node(op) for op in tops]}
 
     def to_dict(self) -> dict[str, Any]:
-        """Deterministic JSON form (no timings unless analyzed)."""
+        """Deterministic JSON form (no timings unless analyzed; estimates to 3 digits).
+
+        The engine's per-session function names (`__wb_<session>_lookup_<n>`) appear as
+        `lookup_<n>` / `udf_<n>`, so the same query gives the same dict in any session."""
         d = asdict(self)
         d["operators"] = [asdict(op) | {"input_sql": op.input_sql} for op in self.operators]
         if not self.analyzed:
@@ -194,37 +201,12 @@ class Plan:
                 for key in ("actual_rows", "actual_seconds", "actual_cache_hits"):
                     op.pop(key, None)
         d["root"] = self.root()
-        return d
+        return json.loads(_SESSION_NAMES.sub(r"\1_\2", json.dumps(d)))
 
     def text(self) -> str:
-        lines = [("EXPLAIN ANALYZE" if self.analyzed else "EXPLAIN") + f": {self.sql.strip()}"]
-        for op in self.operators:
-            est = "?" if op.estimated_rows is None else f"{op.estimated_rows:,}"
-            threads = f", threads duckdb {op.threads[0]}/torch {op.threads[1]}" if op.threads else ""
-            line = (
-                f"  ModelOperator #{op.id} {op.call} -> {op.output_type}  [{op.paradigm}"
-                f"{' (forced)' if op.forced else ''}, {op.device}, batch {op.batch_size or 'auto'}{threads}, "
-                f"est. rows {est}, est. {_seconds(op.estimated_seconds)}, {op.cache_text()}"
-            )
-            if op.limit is not None:
-                line += f", stops after {op.limit:,} rows"
-            if op.actual_rows is not None:
-                line += f", actual rows {op.actual_rows:,}, {op.actual_seconds:.3f} s"
-                err = op.estimate_error()
-                if err is not None:
-                    line += f", estimate error {err:+.0%}"
-            lines.append(line + "]")
-            if op.alternatives:
-                lines.append(f"    costs: {op.alternatives_text()}")
-            if op.reason:
-                lines.append(f"    why: {op.reason}")
-            for part in op.parts:
-                lines.append(f"    part: {part}")
-            lines.append(f"    inputs: {op.input_sql}")
-        for note in self.notes:
-            lines.append(f"  optimizer: {note}")
-        lines.append(f"  Relational: {self.final_sql}")
-        return "\n".join(lines)
+        from workbench.display import plan_lines
+
+        return "\n".join("  " * depth + line for depth, line in plan_lines(self))
 
     def __str__(self) -> str:
         return self.text()

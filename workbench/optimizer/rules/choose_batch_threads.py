@@ -5,7 +5,8 @@
 - udf_centric: DuckDB calls the model from its own threads, one vector (2,048 rows) at a
   time. A tensor model is called from every DuckDB thread at once with one torch thread
   each (no oversubscription); a text model's tokenizer is not thread-safe, so its calls
-  take turns and each gets every core. The batch is at most a vector.
+  take turns and each gets every core. The batch is the same as dl_centric's (a text
+  model's best batch is small: padding grows with it), at most a vector.
 - relation_centric: all cores to DuckDB, torch idle; no batch (DuckDB pipelines rows).
 """
 
@@ -30,7 +31,7 @@ def apply(plan: Plan, ctx: Context) -> Plan:
             op = replace(op, batch_size=None, threads=(cores, 0), device="cpu")
         elif op.paradigm == "udf_centric":
             torch_threads = 1 if model.input_kind == "tensor" else cores
-            op = replace(op, batch_size=min(batch or VECTOR, VECTOR), threads=(cores, torch_threads))
+            op = replace(op, batch_size=min(batch, VECTOR) if batch else None, threads=(cores, torch_threads))
         else:
             op = replace(op, batch_size=batch, threads=(cores, cores))
         ops.append(op)

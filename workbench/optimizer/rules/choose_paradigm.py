@@ -56,6 +56,7 @@ def apply(plan: Plan, ctx: Context) -> Plan:
             op, paradigm=chosen.paradigm, forced=forced is not None, parts=chosen.parts,
             alternatives=tuple((e.paradigm, e.seconds) for e in estimates), reason=reason,
             estimated_seconds=chosen.seconds, estimated_rows=facts.rows, estimated_input_rows=facts.input_rows,
+            avg_input_chars=facts.avg_chars,
             expected_hit_ratio=facts.hit_ratio if facts.cache_on else None, cache_policy=facts.cache_policy,
         )
     plan = replace(plan, operators=tuple(ops))
