@@ -406,16 +406,14 @@ class Session:
         if op.paradigm == "relation_centric":
             def rel(keys: pa.Array) -> batching.BatchRun:
                 t0 = time.perf_counter()
-                relation_centric.store_weights(self.con, op.model, model.fingerprint(),
-                                               relation_centric.layer_chain(model.module)[0])
+                relation_centric.ensure_weights(self.con, op.model, model)
                 out = relation_centric.infer(self.con, self._fetch, model, keys)
                 return batching.BatchRun(out, 0, 1, time.perf_counter() - t0)
             return rel
         if op.paradigm == "hybrid":
             def mixed(keys: pa.Array) -> batching.BatchRun:
                 t0 = time.perf_counter()
-                relation_centric.store_weights(self.con, op.model, model.fingerprint(),
-                                               relation_centric.layer_chain(model.module)[0])
+                relation_centric.ensure_weights(self.con, op.model, model)
                 run = hybrid.infer(self.con, self._fetch, model, op.model, keys, batch_size=batch, guard=guard)
                 return replace(run, seconds=time.perf_counter() - t0)
             return mixed

@@ -60,7 +60,8 @@ def run(
     trials = [] if fixed else [c for c in model.batch_candidates if c * max(1, top // c) <= n // 2]
     # A decision from a run too small to try every candidate is used once, not remembered.
     remember = len(trials) == len(model.batch_candidates) and n >= 2 * trial_rows
-    chosen = fixed or (trials[-1] if trials else max(1, min(n, model.batch_candidates[0])))
+    untuned = model.batch_candidates[-1] if model.small_run_batch == "largest" else model.batch_candidates[0]
+    chosen = fixed or (trials[-1] if trials else max(1, min(n, untuned)))
     plan: list[int] = []
     if trials:
         # Trial batches come from the middle of the length-sorted inputs, so every

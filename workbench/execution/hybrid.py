@@ -23,6 +23,7 @@ class _Tail(Model):
         self.model, self.tail = model, tail
         self.input_dim = width
         self.batch_candidates = model.batch_candidates
+        self.small_run_batch = model.small_run_batch
         self.batch_size, self.tuned_batch_size = model.batch_size, model.tuned_batch_size
         self.device = model.device
 

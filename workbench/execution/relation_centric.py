@@ -25,7 +25,7 @@ from workbench.db import run as run_sql
 from workbench.db import transaction
 from workbench.errors import ExecutionError
 from workbench.models.layers import Activation, Layer, Linear
-from workbench.models.layers import chain as layer_chain
+from workbench.models.layers import chain_of
 
 if TYPE_CHECKING:
     import duckdb
@@ -94,6 +94,14 @@ def stages(layers: list[Layer]) -> list[Stage]:
 
 
 # -- weights in the database -------------------------------------------------------------
+
+def ensure_weights(con: duckdb.DuckDBPyConnection, model_name: str, model: TensorModel) -> float:
+    """Store the model's weights unless this version of them is stored already."""
+    fingerprint = model.fingerprint()
+    if stored(con, fingerprint):
+        return 0.0
+    return store_weights(con, model_name, fingerprint, chain_of(model)[0])
+
 
 def store_weights(con: duckdb.DuckDBPyConnection, model_name: str, fingerprint: str, layers: list[Layer]) -> float:
     """Write the model's Linear layers in block form unless this fingerprint is stored;
@@ -186,7 +194,7 @@ def head_sql(model: TensorModel, stage: Stage, last: str) -> str:
 def model_sql(model: TensorModel, keys_view: str, *, hidden_only: bool = False) -> tuple[str, dict[str, Any]]:
     """A query of (rid, v): the model's output for each (rid, k) row of `keys_view` (or, for
     `hidden_only`, the activated output of the first stage as FLOAT[])."""
-    layers, why = layer_chain(model.module)
+    layers, why = chain_of(model)
     if not layers:
         raise ExecutionError(f"cannot run relation-centric: {why}")
     stage_list = stages(layers)

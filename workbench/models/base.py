@@ -40,6 +40,9 @@ class Model:
     batch_candidates: tuple[int, ...] = (8, 16, 32, 64, 128)
     batch_size: int | None = None  # fixed by the user (WITH batch_size=...) or tuned
     tuned_batch_size: int | None = None
+    #: batch for runs too small to measure candidates: text pads to its longest input, so
+    #: small; a tensor model has no padding, so one batch of everything (up to the largest)
+    small_run_batch: str = "smallest"
 
     @property
     def input_type(self) -> str:

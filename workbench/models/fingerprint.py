@@ -14,6 +14,7 @@ hashed again only when a tensor was replaced or modified.
 from __future__ import annotations
 
 import hashlib
+import functools
 import inspect
 import json
 from collections.abc import Iterable
@@ -56,11 +57,18 @@ def module_source(module: torch.nn.Module) -> str:
         if cls in seen or cls.__module__.startswith(("torch.", "transformers.")):
             continue
         seen.add(cls)
-        try:
-            parts.append(inspect.getsource(cls))
-        except (OSError, TypeError):
-            parts.append(f"{cls.__module__}.{cls.__qualname__}")
+        parts.append(_class_source(cls))
     return "\n".join(parts)
+
+
+@functools.lru_cache(maxsize=256)
+def _class_source(cls: type) -> str:
+    """A class's code (read once per class object: a class redefined in a notebook is a new
+    object, so it is read again)."""
+    try:
+        return inspect.getsource(cls)
+    except (OSError, TypeError):
+        return f"{cls.__module__}.{cls.__qualname__}"
 
 
 class Fingerprinter:

@@ -73,6 +73,20 @@ def chain(module: torch.nn.Module) -> tuple[list[Layer], str]:
     return layers, ""
 
 
+def chain_of(model: object) -> tuple[list[Layer], str]:
+    """`chain` of a loaded model's module, computed once per version of its weights (the
+    layers hold copies of them: planning must not copy a 200 MB model every query)."""
+    module = getattr(model, "module", None)
+    if module is None:
+        return [], "it is not a torch layer chain"
+    fingerprint = model.fingerprint()  # type: ignore[attr-defined]
+    cached = getattr(model, "_wb_chain", None)
+    if cached is None or cached[0] != fingerprint:
+        cached = (fingerprint, *chain(module))
+        model._wb_chain = cached  # type: ignore[attr-defined]
+    return cached[1], cached[2]
+
+
 def split_after_first_linear(module: torch.nn.Module) -> tuple[int, torch.nn.Module] | None:
     """(number of leading leaves, the rest as a module) for the hybrid paradigm: the first
     Linear layer and the activations right after it run relationally, the rest in torch."""

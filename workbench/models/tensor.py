@@ -29,6 +29,7 @@ class TensorModel(Model):
 
     input_kind = "tensor"
     batch_candidates = (64, 256, 1024, 4096)
+    small_run_batch = "largest"
 
     def __init__(
         self,

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from workbench.models.base import Model
-from workbench.models.layers import Linear, chain, macs, split_after_first_linear, weight_bytes
+from workbench.models.layers import Linear, chain_of, macs, split_after_first_linear, weight_bytes
 
 VECTOR = 2048  # rows DuckDB hands a scalar UDF per call
 
@@ -56,8 +56,9 @@ class Estimate:
 
 class CostModel:
     def __init__(self, constants: dict[str, float], *, memory_budget: int | None = None,
-                 weights_stored: Any = None):
+                 weights_stored: Any = None, learned: bool = True):
         self.c = constants
+        self.learned = learned  # False: ignore what runs taught (fixtures need fixed costs)
         self.memory_budget = memory_budget
         self.weights_stored = weights_stored or (lambda fingerprint: False)
 
@@ -66,6 +67,8 @@ class CostModel:
                     paradigm: str = "dl_centric") -> float:
         """Seconds per input row for torch inference at `batch` rows per call, scaled by
         what real runs of this model in this paradigm measured."""
+        if not self.learned:
+            return self._raw_row_seconds(model, batch, facts)
         return self._raw_row_seconds(model, batch, facts) * _scales(model).get(paradigm, _scales(model)["dl_centric"])
 
     def _raw_row_seconds(self, model: Model, batch: int, facts: Facts | None) -> float:
@@ -125,7 +128,7 @@ class CostModel:
             out.append(Estimate("udf_centric", t))
 
         # relation-centric and hybrid need a chain of supported layers
-        layers, why = chain(module) if module is not None else ([], "it is not a torch layer chain")
+        layers, why = chain_of(model)
         if not layers:
             note = f"no relational form: {why}"
             out += [Estimate("relation_centric", None, note), Estimate("hybrid", None, note)]
@@ -186,7 +189,7 @@ def _profile(model: Model, c: dict[str, float]) -> dict[str, float]:
     if cached is not None:
         return cached
     module = getattr(model, "module", None)
-    layers = chain(module)[0] if module is not None else []
+    layers = chain_of(model)[0]
     if layers:
         n_linear = sum(isinstance(layer, Linear) for layer in layers)
         # per batch: each layer's launch, plus the Python/Arrow work of one predict call
