@@ -17,3 +17,9 @@ def test_line_magic_keeps_sql_exactly():
 def test_bad_options(line):
     with pytest.raises(UsageError):
         parse(line, "SELECT 1")
+
+
+def test_paradigm_option():
+    assert parse("--paradigm UDF_centric", "SELECT 1").paradigm == "udf_centric"
+    with pytest.raises(UsageError, match="unknown paradigm"):
+        parse("--paradigm gpu", "SELECT 1")

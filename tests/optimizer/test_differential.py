@@ -38,11 +38,13 @@ CORPUS = [
     "SELECT id FROM digits WHERE id IN (SELECT id FROM digits WHERE digits(pixels).label = 7) AND id < 300 ORDER BY id",
     "SELECT id, head5(gelu(pixels)).label AS l FROM digits WHERE id < 30 ORDER BY id",
     "SELECT id FROM digits WHERE id < 40 ORDER BY round(digits(pixels).score, 3), id",
-    "SELECT id, CASE WHEN digits(pixels).label > 4 THEN 'high' ELSE 'low' END AS h FROM digits WHERE id < 25 ORDER BY id",
+    "SELECT id, CASE WHEN digits(pixels).label > 4 THEN 'high' ELSE 'low' END AS h "
+    "FROM digits WHERE id < 25 ORDER BY id",
     "SELECT id FROM digits WHERE digits(pixels).label = 2 AND gelu(pixels)[1] > 0 ORDER BY id",
     "SELECT id FROM digits WHERE id < 10 OR digits(pixels).label = 9 ORDER BY id",
     "SELECT digits(pixels).label AS l FROM digits GROUP BY l HAVING count(*) > 150 ORDER BY l",
-    "SELECT id, rank() OVER (ORDER BY round(digits(pixels).score, 3) DESC, id) AS r FROM digits WHERE id < 30 ORDER BY id",
+    "SELECT id, rank() OVER (ORDER BY round(digits(pixels).score, 3) DESC, id) AS r "
+    "FROM digits WHERE id < 30 ORDER BY id",
     "SELECT d.id, digits(d.pixels).label AS l FROM digits d, range(3) r WHERE d.id < 10 ORDER BY 1, 2",
     "SELECT id FROM digits WHERE id < :n AND digits(pixels).label = :l ORDER BY id",
     "SELECT digits((SELECT pixels FROM digits WHERE id = 5)).label AS l",
@@ -57,7 +59,8 @@ CORPUS = [
     "SELECT id, minilm(body)[1] AS x FROM pydoc WHERE id < 10 ORDER BY id",
     "SELECT topic, count(*) AS n FROM pydoc WHERE minilm(topic)[1] > 0 GROUP BY topic ORDER BY topic LIMIT 5",
     "SELECT minilm(NULL::VARCHAR) IS NULL AS n",
-    "SELECT id FROM pydoc WHERE id < 30 ORDER BY array_cosine_similarity(minilm(body), minilm('loops')) DESC, id LIMIT 3",
+    "SELECT id FROM pydoc WHERE id < 30 "
+    "ORDER BY array_cosine_similarity(minilm(body), minilm('loops')) DESC, id LIMIT 3",
 ]
 PARAMS = {"n": 200, "l": 4}
 

@@ -24,8 +24,7 @@ import pyarrow as pa
 from workbench.db import run as run_sql
 from workbench.db import transaction
 from workbench.errors import ExecutionError
-from workbench.models.layers import Activation, Layer, Linear
-from workbench.models.layers import chain_of
+from workbench.models.layers import Layer, Linear, chain_of
 
 if TYPE_CHECKING:
     import duckdb

@@ -13,8 +13,8 @@ hashed again only when a tensor was replaced or modified.
 
 from __future__ import annotations
 
-import hashlib
 import functools
+import hashlib
 import inspect
 import json
 from collections.abc import Iterable

@@ -5,7 +5,9 @@ What is measured (each a small query or a torch call, timed):
 - `transfer_s_per_byte`: DuckDB -> Arrow -> numpy for a FLOAT[64] column;
 - `dl_fixed_s`: the fixed cost of a DL-centric operator (fetch a few inputs, register the
   output table, read it back through a lookup);
-- `lookup_s_per_row`: reading a model output back through the lookup, per row;
+- `lookup_s_per_row`, `lookup_s_per_byte`: deduplicating inputs and reading each row's
+  output back through the lookup, per row and per byte of its key (a FLOAT[64] key costs
+  far more to hash than an integer);
 - `udf_chunk_s`: calling a vectorized Arrow UDF on one DuckDB vector (2,048 rows);
 - `rel_s_per_mac`, `rel_s_per_output`, `rel_fixed_s`: a relational layer (block join,
   list_inner_product, aggregate) per multiply-add, per output value, per layer;
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
 TABLE = "workbench_calibration"
 UNITS = {
     "transfer_s_per_byte": "s/byte", "dl_fixed_s": "s", "lookup_s_per_row": "s/row",
+    "lookup_s_per_byte": "s/(row x key byte)",
     "udf_chunk_s": "s/vector", "rel_s_per_mac": "s/multiply-add", "rel_s_per_output": "s/value",
     "rel_fixed_s": "s/layer", "store_s_per_byte": "s/byte", "torch_s_per_mac": "s/multiply-add",
     "torch_batch_s": "s/batch",
@@ -72,12 +75,20 @@ def measure(con: duckdb.DuckDBPyConnection, *, thorough: bool = False) -> dict[s
                   .combine_chunks().flatten().to_numpy(), repeats)
         out["transfer_s_per_byte"] = t / (n * 64 * 4)
 
-        outputs = pa.table({"k": pa.array(np.arange(n), pa.int64()), "v": pa.array(np.ones(n, np.float32))})
-        cur.register("__wb_cal_out", outputs)
-        run(cur, "CREATE OR REPLACE TEMP MACRO __wb_cal_lookup(x) AS (SELECT v FROM __wb_cal_out WHERE k = x)")
-        base = _time(lambda: run(cur, "SELECT count(i) FROM __wb_cal"), repeats)
-        full = _time(lambda: run(cur, "SELECT count(__wb_cal_lookup(i)) FROM __wb_cal"), repeats)
-        out["lookup_s_per_row"] = max(full - base, 0.0) / n
+        def glue(column: str) -> float:
+            """What a materialized operator adds around the model: its distinct inputs out of
+            DuckDB, then every row reading its output back through the lookup."""
+            def once() -> None:
+                keys = cur.sql(f"SELECT DISTINCT {column} AS k FROM __wb_cal").to_arrow_table()
+                out = pa.table({"k": keys.column(0), "v": pa.array(np.ones(len(keys), np.float32))})
+                cur.register("__wb_cal_out", out)
+                run(cur, "CREATE OR REPLACE TEMP MACRO __wb_cal_lookup(x) AS (SELECT v FROM __wb_cal_out WHERE k = x)")
+                run(cur, f"SELECT count(__wb_cal_lookup({column})) FROM __wb_cal")
+            return _time(once, repeats)
+
+        narrow, wide = glue("i"), glue("k")  # 8-byte keys, 256-byte keys
+        out["lookup_s_per_row"] = narrow / n
+        out["lookup_s_per_byte"] = max(wide - narrow, 0.0) / n / (256 - 8)
 
         def tiny_operator() -> None:
             keys = cur.sql("SELECT DISTINCT i AS k FROM __wb_cal WHERE i < 10").to_arrow_table()

@@ -6,7 +6,7 @@ profile of the model: for an MLP, multiply-adds per row times the measured torch
 for any other model, a small probe run once per loaded model; both corrected by what real
 runs of the model measured (`observe`).
 
-    dl_centric       = fixed + transfer(distinct) + model(distinct - hits) + lookup(rows)
+    dl_centric       = fixed + transfer(distinct) + model(distinct - hits) + dedup and lookup(rows, key bytes)
     udf_centric      = vectors x call overhead + transfer(rows) + model(distinct per vector)
     relation_centric = per layer: fixed + rows x (multiply-adds x a + outputs x b)
                        (+ writing the weights once)
@@ -102,7 +102,8 @@ class CostModel:
         budget_note = (f"weights {weights / 2**20:,.0f} MB exceed the memory budget "
                        f"{(self.memory_budget or 0) / 2**20:,.0f} MB")
         misses = facts.rows * (1.0 - facts.hit_ratio)
-        cache_io = facts.rows * c["lookup_s_per_row"] * 2 if facts.cache_on else 0.0
+        per_key = c["lookup_s_per_row"] + facts.key_bytes * c.get("lookup_s_per_byte", 0.0)
+        cache_io = facts.rows * per_key * 2 if facts.cache_on else 0.0
         out: list[Estimate] = []
 
         # DL-centric
@@ -110,7 +111,7 @@ class CostModel:
             out.append(Estimate("dl_centric", None, budget_note))
         else:
             t = (c["dl_fixed_s"] + facts.rows * facts.key_bytes * c["transfer_s_per_byte"] + cache_io
-                 + misses * self.row_seconds(model, best_batch, facts) + facts.input_rows * c["lookup_s_per_row"])
+                 + misses * self.row_seconds(model, best_batch, facts) + facts.input_rows * per_key)
             out.append(Estimate("dl_centric", t))
 
         # UDF-centric: DuckDB streams vectors of 2,048 rows through the model; with LIMIT and
@@ -161,7 +162,7 @@ class CostModel:
              + misses * (lin.shape[0] * lin.shape[1] * c["rel_s_per_mac"] + hidden * c["rel_s_per_output"])
              + misses * hidden * 4 * c["transfer_s_per_byte"] * 2
              + misses * self.row_seconds(model, best_batch, facts) * max(share, 0.05)
-             + c["dl_fixed_s"] + facts.input_rows * c["lookup_s_per_row"])
+             + c["dl_fixed_s"] + facts.input_rows * per_key)
         parts = (f"relation_centric: Linear {lin.shape[1]}->{lin.shape[0]} and its activation in DuckDB",
                  f"dl_centric: the other {tail_linears} Linear layer(s) in torch")
         out.append(Estimate("hybrid", t, parts=parts))
@@ -188,7 +189,6 @@ def _profile(model: Model, c: dict[str, float]) -> dict[str, float]:
     cached = getattr(model, "_wb_profile", None)
     if cached is not None:
         return cached
-    module = getattr(model, "module", None)
     layers = chain_of(model)[0]
     if layers:
         n_linear = sum(isinstance(layer, Linear) for layer in layers)

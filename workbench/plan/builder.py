@@ -218,8 +218,8 @@ class PlanBuilder:
             if len(keep) != len(all_conjuncts):
                 raise UnsupportedCall(f"{_call_text(call)}: an aggregate input with a model in WHERE is not supported")
             group = scope.args.get("group")
-            return self._with(InputQuery(key=expr_sql, source=from_sql, filters=keep_sql,
-                                         group=group.sql(dialect="duckdb", normalize_functions=False) if group is not None else "",
+            group_sql = group.sql(dialect="duckdb", normalize_functions=False) if group is not None else ""
+            return self._with(InputQuery(key=expr_sql, source=from_sql, filters=keep_sql, group=group_sql,
                                          aggregated=True), call), None, None
         return self._with(InputQuery(key=expr_sql, source=from_sql, pushable=keep_sql), call), scope, owner
 
