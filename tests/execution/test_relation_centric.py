@@ -69,6 +69,6 @@ def test_unsupported_layers_say_why():
 
 def test_forcing_relation_centric_on_an_unsupported_model_is_a_clear_error(s):
     s.register_model("norm", torch.nn.Sequential(torch.nn.Linear(300, 4), torch.nn.LayerNorm(4)), task="embed")
-    with pytest.raises(workbench.WorkbenchError, match="cannot run relation_centric: no relational form: layer LayerNorm"):
+    with pytest.raises(workbench.WorkbenchError, match="relation_centric: no relational form: layer LayerNorm"):
         s.sql("SELECT norm(x) FROM xs", paradigm="relation_centric")
     assert s.sql("SELECT count(norm(x)) AS n FROM xs").pl()["n"][0] == 20  # the optimizer runs it another way
