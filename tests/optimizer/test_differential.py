@@ -3,7 +3,8 @@ optimizer's own choice (floats within 1e-4).
 
 The corpus covers filters, joins, aggregates, ORDER BY, LIMIT, CTEs, subqueries, nested
 calls, model calls in WHERE / SELECT / ORDER BY / JOIN ON / GROUP BY, NULL inputs and empty
-tables, over the digits MLP, user MLPs (ReLU, GELU, Tanh; classify, embed, regress) and
+tables, over the digits MLP, user MLPs (ReLU, GELU, Tanh; classify, embed, regress; one
+starting with an Embedding over integer ids, whose lookup relation-centric runs as a join) and
 minilm (which has no relational form: its queries compare dl_centric and udf_centric).
 The inference cache is off, so every mode really runs its model.
 """
@@ -56,6 +57,9 @@ CORPUS = [
     "SELECT id FROM digits WHERE id < 0 AND digits(pixels).label = 1",
     "SELECT id, small(v).label AS l FROM nums WHERE small(v).score > 0.5 ORDER BY id",
     "SELECT max(reg(pixels)) AS m, min(reg(pixels)) AS n FROM digits WHERE label = 0",
+    "SELECT id, emb(item).label AS l, emb(item).score AS s FROM ev ORDER BY id",
+    "SELECT emb(item).label AS l, count(*) AS n FROM ev GROUP BY 1 ORDER BY 1",
+    "SELECT id FROM ev WHERE emb(item).label = 1 AND id % 3 = 0 ORDER BY id",
     "SELECT id, minilm(body)[1] AS x FROM pydoc WHERE id < 10 ORDER BY id",
     "SELECT topic, count(*) AS n FROM pydoc WHERE minilm(topic)[1] > 0 GROUP BY topic ORDER BY topic LIMIT 5",
     "SELECT minilm(NULL::VARCHAR) IS NULL AS n",
@@ -72,6 +76,8 @@ def s():
           "CREATE TABLE nums AS SELECT i AS id, CASE WHEN i % 4 = 0 THEN NULL ELSE [i % 3, i % 5, 1, -1]::FLOAT[4] "
           "END AS v FROM range(40) t(i);"
           "CREATE TABLE empty_px (id INTEGER, pixels FLOAT[64]);"
+          "CREATE TABLE ev AS SELECT i AS id, CASE WHEN i % 17 = 5 THEN NULL ELSE (i * 37) % 3000 END AS item "
+          "FROM range(400) t(i);"
           "ALTER MODEL digits SET cache = 'off'; ALTER MODEL minilm SET cache = 'off'")
     torch.manual_seed(0)
     models = {
@@ -79,6 +85,8 @@ def s():
         "reg": (torch.nn.Sequential(torch.nn.Linear(64, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1)), "regress"),
         "small": (torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 2)), "classify"),
         "head5": (torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3)), "classify"),
+        "emb": (torch.nn.Sequential(torch.nn.Embedding(3000, 300), torch.nn.Linear(300, 16), torch.nn.GELU(),
+                                    torch.nn.Linear(16, 3)), "classify"),
     }
     for name, (module, task) in models.items():
         s.register_model(name, module, task=task, cache="off")
@@ -127,3 +135,9 @@ def test_stats_report_the_paradigm_that_ran(s):
     assert [st["paradigm"] for st in r.stats] == ["relation_centric"]
     r = s.sql("SELECT digits(pixels).label FROM digits WHERE id < 9", paradigm="udf_centric")
     assert [st["paradigm"] for st in r.stats] == ["udf_centric"] and r.stats[0]["input_rows"] == 9
+
+
+def test_an_id_outside_the_embedding_is_a_clear_error_in_every_paradigm(s):
+    for mode in MODES:
+        with pytest.raises(workbench.WorkbenchError, match="out of range|outside the embedding"):
+            s.sql("SELECT emb(5000::BIGINT)", paradigm=mode)

@@ -111,6 +111,8 @@ def to_model_inputs(call: str, name: str, model: Model, keys: pa.Array) -> Any:
     """Distinct inputs as the model takes them: a list of texts, or a 2-D float32 array."""
     if model.input_kind == "text":
         return keys.to_pylist()
+    if model.input_kind == "ids":
+        return keys.cast(pa.int64()).to_numpy(zero_copy_only=False)
     if isinstance(keys.type, pa.FixedSizeListType):
         width = keys.type.list_size
         flat = keys.flatten()

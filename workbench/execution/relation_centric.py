@@ -7,8 +7,9 @@ and a sum per (input row, o). The next layer's input blocks are the activated ou
 regrouped by `o // block`. DuckDB runs all of it with its own operators, so a model whose
 weights do not fit in DuckDB's memory limit still runs: the join and the aggregates spill.
 
-The hybrid paradigm runs only the first Linear layer (and its activation) this way and
-hands the hidden vectors to torch for the rest.
+A leading Embedding is stored the same way (layer 0, one row per id and block) and its
+lookup is a join on the input id. The hybrid paradigm runs only the first Linear layer (and
+its activation), or the embedding lookup, this way and hands the vectors to torch.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import pyarrow as pa
 from workbench.db import run as run_sql
 from workbench.db import transaction
 from workbench.errors import ExecutionError
-from workbench.models.layers import Layer, Linear, chain_of
+from workbench.models.layers import Embedding, Layer, Linear, chain_of
 
 if TYPE_CHECKING:
     import duckdb
@@ -78,9 +79,12 @@ class Stage:
 
 
 def stages(layers: list[Layer]) -> list[Stage]:
+    """The Linear layers with their activations (a leading Embedding is not a stage)."""
     out: list[Stage] = []
     pending: list[str] = []
     for layer in layers:
+        if isinstance(layer, Embedding):
+            continue
         if isinstance(layer, Linear):
             if out:
                 out[-1] = Stage(out[-1].linear, tuple(pending))
@@ -112,9 +116,12 @@ def store_weights(con: duckdb.DuckDBPyConnection, model_name: str, fingerprint: 
     start = time.perf_counter()
     with transaction(con):
         run_sql(con, f"DELETE FROM {TABLE} WHERE model = $m", {"m": model_name})
-        for number, stage in enumerate(stages(layers), 1):
+        tables = [(number, _blocks(stage.linear)) for number, stage in enumerate(stages(layers), 1)]
+        if layers and isinstance(layers[0], Embedding):  # layer 0: row o is the vector of id o
+            tables.insert(0, (0, _blocks(Linear(layers[0].weight, np.zeros(len(layers[0].weight), np.float32)))))
+        for number, blocks in tables:
             view = f"__wb_weights_{next(_views)}"
-            con.register(view, _blocks(stage.linear))
+            con.register(view, blocks)
             try:
                 run_sql(con, f"INSERT INTO {TABLE} SELECT $m, $fp, $layer, o, c, w, b FROM {view}",
                         {"m": model_name, "fp": fingerprint, "layer": number})
@@ -158,13 +165,19 @@ def _blocks(layer: Linear) -> pa.Table:
 
 # -- the query ----------------------------------------------------------------------------
 
-def layers_sql(inputs: str, stage_list: list[Stage], *, fp_param: str = "wb_fp") -> tuple[list[str], str]:
+def layers_sql(inputs: str, stage_list: list[Stage], *, fp_param: str = "wb_fp",
+               embedding: bool = False) -> tuple[list[str], str]:
     """CTEs computing the stages over `inputs` (columns rid, k); returns (ctes, last) where
-    `last` has columns rid, o, y (pre-activation of the last stage)."""
-    first_width = stage_list[0].linear.shape[1]
-    b0 = _block(first_width)
-    ctes = [f"x0 AS (SELECT i.rid, ch.c, list_slice(i.k::FLOAT[], ch.c * {b0} + 1, (ch.c + 1) * {b0}) AS x "
-            f"FROM {inputs} i, range({-(-first_width // b0)}) ch(c))"]
+    `last` has columns rid, o, y (pre-activation of the last stage). With `embedding`, the
+    input k is an id and its vector's blocks come from a join with the embedding table."""
+    if embedding:
+        ctes = [f"x0 AS (SELECT i.rid, w.c, w.w AS x FROM {inputs} i JOIN {TABLE} w ON w.o = i.k "
+                f"WHERE w.fp = ${fp_param} AND w.layer = 0)"]
+    else:
+        first_width = stage_list[0].linear.shape[1]
+        b0 = _block(first_width)
+        ctes = [f"x0 AS (SELECT i.rid, ch.c, list_slice(i.k::FLOAT[], ch.c * {b0} + 1, (ch.c + 1) * {b0}) AS x "
+                f"FROM {inputs} i, range({-(-first_width // b0)}) ch(c))"]
     for n, stage in enumerate(stage_list, 1):
         ctes.append(
             f"y{n} AS (SELECT x.rid, w.o, sum(list_inner_product(x.x, w.w)) + any_value(w.b) AS y "
@@ -197,10 +210,14 @@ def model_sql(model: TensorModel, keys_view: str, *, hidden_only: bool = False) 
     if not layers:
         raise ExecutionError(f"cannot run relation-centric: {why}")
     stage_list = stages(layers)
+    embedding = isinstance(layers[0], Embedding)
     if hidden_only:
         stage_list = stage_list[:1]
-    ctes, last = layers_sql(keys_view, stage_list)
-    if hidden_only:
+    ctes, last = layers_sql(keys_view, stage_list, embedding=embedding)
+    if hidden_only and embedding:  # the hybrid's relational part is the embedding lookup
+        ctes = ctes[:1]
+        head = "SELECT rid, flatten(list(x ORDER BY c)) AS v FROM x0 GROUP BY rid"
+    elif hidden_only:
         head = f"SELECT rid, list({stage_list[0].activate('y')}::FLOAT ORDER BY o) AS v FROM {last} GROUP BY rid"
     else:
         head = head_sql(model, stage_list[-1], last)
@@ -225,6 +242,8 @@ def infer(con: duckdb.DuckDBPyConnection, fetch: Any, model: TensorModel, keys: 
     finally:
         con.unregister(view)
     if table.num_rows != len(keys):
+        if model.input_kind == "ids":
+            raise ExecutionError(f"an input id is outside the embedding's range 0..{model.vocabulary - 1}")
         raise ExecutionError(f"relation-centric run returned {table.num_rows} outputs for {len(keys)} inputs")
     out = table.column("v").combine_chunks()
     if hidden_only:

@@ -26,7 +26,8 @@ class ModelInfo:
 class Model:
     """A loaded model the engine can run.
 
-    `input_kind` is 'text' (VARCHAR) or 'tensor' (a fixed-length numeric array).
+    `input_kind` is 'text' (VARCHAR), 'tensor' (a fixed-length numeric array) or 'ids'
+    (an integer id, for models that start with an embedding).
     `predict` takes a Python list of texts or a 2-D float32 numpy array and returns an
     Arrow array of `output_type` with one value per input.
     """
@@ -48,6 +49,8 @@ class Model:
     def input_type(self) -> str:
         if self.input_kind == "text":
             return "VARCHAR"
+        if self.input_kind == "ids":
+            return "BIGINT"
         return f"FLOAT[{self.input_dim}]" if self.input_dim else "FLOAT[]"
 
     @property

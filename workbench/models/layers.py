@@ -1,9 +1,10 @@
 """The layer chain of a torch module, when it is one the relational engine can run.
 
 Relation-centric execution compiles a model to SQL layer by layer, so it needs the model
-as a straight chain of supported layers: Linear (with or without bias), ReLU, GELU, Tanh,
-Identity and Dropout in eval mode (a no-op). Anything else (attention, convolutions, a
-custom forward) makes `chain` return the reason it cannot, which EXPLAIN shows.
+as a straight chain of supported layers: an Embedding first (its lookup becomes a join on
+the input id), then Linear (with or without bias), ReLU, GELU, Tanh, Identity and Dropout in
+eval mode (a no-op). Anything else (attention, convolutions, a custom forward) makes
+`chain` return the reason it cannot, which EXPLAIN shows.
 """
 
 from __future__ import annotations
@@ -27,11 +28,20 @@ class Linear:
 
 
 @dataclass(frozen=True)
+class Embedding:
+    weight: np.ndarray  # (ids, dim) float32: row i is the vector of id i
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.weight.shape  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
 class Activation:
     name: str  # relu | tanh | gelu | gelu_tanh
 
 
-Layer = Linear | Activation
+Layer = Linear | Embedding | Activation
 
 
 def _leaves(module: torch.nn.Module) -> list[torch.nn.Module] | None:
@@ -56,10 +66,16 @@ def chain(module: torch.nn.Module) -> tuple[list[Layer], str]:
         return [], f"{type(module).__name__} is not a Sequential chain of layers"
     layers: list[Layer] = []
     for leaf in leaves:
-        if isinstance(leaf, torch.nn.Linear):
+        if isinstance(leaf, torch.nn.Embedding):
+            if layers or leaf.max_norm is not None:
+                return [], "an Embedding is supported only as the first layer (and without max_norm)"
+            layers.append(Embedding(np.ascontiguousarray(leaf.weight.detach().float().cpu().numpy())))
+        elif isinstance(leaf, torch.nn.Linear):
             w = leaf.weight.detach().float().cpu().numpy()
             b = leaf.bias.detach().float().cpu().numpy() if leaf.bias is not None else np.zeros(w.shape[0], np.float32)
             layers.append(Linear(np.ascontiguousarray(w), np.ascontiguousarray(b)))
+        elif isinstance(leaf, (torch.nn.GELU, *_ACTIVATIONS)) and (not layers or isinstance(layers[-1], Embedding)):
+            return [], "an activation must follow a Linear layer"
         elif type(leaf) in _ACTIVATIONS:
             layers.append(Activation(_ACTIVATIONS[type(leaf)]))
         elif isinstance(leaf, torch.nn.GELU):
@@ -89,11 +105,14 @@ def chain_of(model: object) -> tuple[list[Layer], str]:
 
 def split_after_first_linear(module: torch.nn.Module) -> tuple[int, torch.nn.Module] | None:
     """(number of leading leaves, the rest as a module) for the hybrid paradigm: the first
-    Linear layer and the activations right after it run relationally, the rest in torch."""
+    Linear layer and the activations right after it (or a leading Embedding) run
+    relationally, the rest in torch."""
     leaves = _leaves(module)
     if leaves is None:
         return None
     kept = [m for m in leaves if not isinstance(m, (torch.nn.Identity, torch.nn.Dropout))]
+    if kept and isinstance(kept[0], torch.nn.Embedding):  # the embedding lookup as a join, the rest in torch
+        return (1, torch.nn.Sequential(*kept[1:])) if len(kept) > 1 else None
     if not kept or not isinstance(kept[0], torch.nn.Linear):
         return None
     n = 1
@@ -111,3 +130,9 @@ def macs(layers: list[Layer]) -> int:
 
 def weight_bytes(module: torch.nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in module.parameters())
+
+
+def first_embedding(module: torch.nn.Module) -> torch.nn.Embedding | None:
+    """The Embedding a model starts with (its input is then an integer id), if any."""
+    leaves = _leaves(module)
+    return leaves[0] if leaves and isinstance(leaves[0], torch.nn.Embedding) else None

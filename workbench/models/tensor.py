@@ -10,6 +10,7 @@ import torch
 
 from workbench.errors import ModelError
 from workbench.models.base import Model, fixed_size_list, label_score, vector_types
+from workbench.models.layers import first_embedding
 
 
 def _first_linear_width(module: torch.nn.Module) -> int | None:
@@ -20,7 +21,8 @@ def _first_linear_width(module: torch.nn.Module) -> int | None:
 
 
 class TensorModel(Model):
-    """A torch module mapping (batch, n) float tensors to (batch, k).
+    """A torch module mapping (batch, n) float tensors to (batch, k); a module that starts
+    with an Embedding maps (batch,) integer ids instead (input type BIGINT).
 
     task='classify': STRUCT(label, score) from argmax/softmax of the k outputs (labels from
     the `labels` option when given, else the class index); task='embed': FLOAT[k];
@@ -47,7 +49,11 @@ class TensorModel(Model):
         self.module = module.eval()
         self.task = task
         self.labels = list(labels) if labels else None
-        self.input_dim = int(input_dim) if input_dim else _first_linear_width(module)
+        embedding = first_embedding(module)
+        if embedding is not None:  # the input is an integer id
+            self.input_kind = "ids"
+            self.vocabulary = int(embedding.num_embeddings)
+        self.input_dim = None if embedding is not None else (int(input_dim) if input_dim else _first_linear_width(module))
         self.batch_size = int(batch_size) if batch_size else None
         self._declared_deterministic = bool(deterministic)
         params = list(module.parameters())
@@ -56,10 +62,14 @@ class TensorModel(Model):
         self.output_dim = int(output_dim) if output_dim else self._probe_output_dim()
 
     def _probe_output_dim(self) -> int | None:
-        if not self.input_dim:
+        if self.input_kind == "ids":
+            probe = torch.zeros(1, dtype=torch.long, device=self.device)
+        elif not self.input_dim:
             return None
+        else:
+            probe = torch.zeros(1, self.input_dim, dtype=self.dtype, device=self.device)
         with torch.inference_mode():
-            out = self.module(torch.zeros(1, self.input_dim, dtype=self.dtype, device=self.device))
+            out = self.module(probe)
         return int(out.shape[-1]) if out.dim() > 1 else 1
 
     @property
@@ -78,11 +88,15 @@ class TensorModel(Model):
         return vector_types(self.output_dim)[1]
 
     def predict(self, batch: np.ndarray) -> pa.Array:
-        return self.predict_with(self.module, batch)
+        return self.predict_with(self.module, batch, ids=self.input_kind == "ids")
 
-    def predict_with(self, module: torch.nn.Module, batch: np.ndarray) -> pa.Array:
-        """Outputs of `module` (the whole model, or its tail in a hybrid plan) through this model's head."""
-        x = torch.from_numpy(batch).to(device=self.device, dtype=self.dtype)
+    def predict_with(self, module: torch.nn.Module, batch: np.ndarray, *, ids: bool = False) -> pa.Array:
+        """Outputs of `module` (the whole model, or its tail in a hybrid plan) through this
+        model's head; `ids`: the batch holds integer ids (for a leading embedding)."""
+        if ids:
+            x = torch.from_numpy(batch).to(device=self.device, dtype=torch.long)
+        else:
+            x = torch.from_numpy(batch).to(device=self.device, dtype=self.dtype)
         with torch.inference_mode():
             out = module(x)
         if not isinstance(out, torch.Tensor):

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from workbench.models.base import Model
-from workbench.models.layers import Linear, chain_of, macs, split_after_first_linear, weight_bytes
+from workbench.models.layers import Embedding, Linear, chain_of, macs, split_after_first_linear, weight_bytes
 
 VECTOR = 2048  # rows DuckDB hands a scalar UDF per call
 
@@ -135,9 +135,12 @@ class CostModel:
             out += [Estimate("relation_centric", None, note), Estimate("hybrid", None, note)]
             return out
         linears = [layer for layer in layers if isinstance(layer, Linear)]
+        embedding = layers[0] if isinstance(layers[0], Embedding) else None
+        # an embedding lookup is a join: one row per (input, block of its vector)
+        lookup = misses * -(-embedding.shape[1] // 256) * c["rel_s_per_output"] if embedding is not None else 0.0
         store = 0.0 if self.weights_stored(model.fingerprint()) else weights * c["store_s_per_byte"]
         transfer = 2 * facts.rows * facts.key_bytes * c["transfer_s_per_byte"]
-        t = c["rel_fixed_s"] * (len(linears) + 1) + store + transfer + cache_io
+        t = c["rel_fixed_s"] * (len(linears) + 1) + store + transfer + cache_io + lookup
         t += sum(misses * (lin.shape[0] * lin.shape[1] * c["rel_s_per_mac"] + lin.shape[0] * c["rel_s_per_output"])
                  for lin in linears)
         out.append(Estimate("relation_centric", t))
@@ -152,18 +155,24 @@ class CostModel:
             out.append(Estimate("hybrid", None, f"the torch part's weights ({tail_bytes / 2**20:,.0f} MB) "
                                                 f"exceed the memory budget"))
             return out
-        lin = linears[0]
-        hidden = lin.shape[0]
-        tail_linears = max(1, len(linears) - 1)
-        # torch's share: the model's own per-row cost (learned scale included) for the layers
-        # after the first
-        share = 1.0 - (lin.shape[0] * lin.shape[1]) / max(macs(layers), 1)
-        t = (c["rel_fixed_s"] * 2 + store * (lin.weight.nbytes / max(weights, 1)) + transfer + cache_io
-             + misses * (lin.shape[0] * lin.shape[1] * c["rel_s_per_mac"] + hidden * c["rel_s_per_output"])
+        if embedding is not None:
+            hidden, first_bytes, first_cost = embedding.shape[1], embedding.weight.nbytes, lookup
+            tail_linears = len(linears)
+            first_text = f"Embedding lookup ({embedding.shape[0]:,} x {embedding.shape[1]}) as a join in DuckDB"
+            share = 1.0
+        else:
+            lin = linears[0]
+            hidden, first_bytes = lin.shape[0], lin.weight.nbytes
+            first_cost = misses * (lin.shape[0] * lin.shape[1] * c["rel_s_per_mac"] + hidden * c["rel_s_per_output"])
+            tail_linears = max(1, len(linears) - 1)
+            first_text = f"Linear {lin.shape[1]}->{lin.shape[0]} and its activation in DuckDB"
+            # torch's share: the model's own per-row cost for the layers after the first
+            share = 1.0 - (lin.shape[0] * lin.shape[1]) / max(macs(layers), 1)
+        t = (c["rel_fixed_s"] * 2 + store * (first_bytes / max(weights, 1)) + transfer + cache_io + first_cost
              + misses * hidden * 4 * c["transfer_s_per_byte"] * 2
              + misses * self.row_seconds(model, best_batch, facts) * max(share, 0.05)
              + c["dl_fixed_s"] + facts.input_rows * per_key)
-        parts = (f"relation_centric: Linear {lin.shape[1]}->{lin.shape[0]} and its activation in DuckDB",
+        parts = (f"relation_centric: {first_text}",
                  f"dl_centric: the other {tail_linears} Linear layer(s) in torch")
         out.append(Estimate("hybrid", t, parts=parts))
         return out
@@ -221,7 +230,7 @@ def _probe(model: Model) -> dict[str, float]:
         return {"row_s": max(t_short / n - char_s * short, 0.0), "batch_s": 0.0, "char_s": char_s,
                 "max_chars": float(max_len * 4)}
     width = model.input_dim or 1
-    x = np.zeros((64, width), dtype=np.float32)
+    x = np.zeros(64, dtype=np.int64) if model.input_kind == "ids" else np.zeros((64, width), dtype=np.float32)
     model.predict(x[:2])
     t0 = time.perf_counter()
     model.predict(x)

@@ -27,6 +27,7 @@ from workbench.plan.nodes import InputQuery, ModelOperator, Plan
 
 _SCOPES = (exp.Select, exp.Update, exp.Delete)
 _ARRAY_TYPE = re.compile(r"^(?P<elem>[A-Z]+)(\(\d+,\s*\d+\))?\[(?P<n>\d*)\]$")
+_INTEGERS = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"}
 _NUMERIC = {"FLOAT", "DOUBLE", "REAL", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT",
             "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "DECIMAL"}
 
@@ -270,6 +271,10 @@ def _check_input_type(call_text: str, model_name: str, model: Model, got: str) -
     if model.input_kind == "text":
         if got != "VARCHAR":
             raise InputTypeError(f"{call_text}: model '{model_name}' expects VARCHAR input, got {got}")
+        return
+    if model.input_kind == "ids":
+        if got not in _INTEGERS:
+            raise InputTypeError(f"{call_text}: model '{model_name}' expects an integer id, got {got}")
         return
     m = _ARRAY_TYPE.match(got)
     if not m or m.group("elem") not in _NUMERIC:
