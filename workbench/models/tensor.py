@@ -53,7 +53,10 @@ class TensorModel(Model):
         if embedding is not None:  # the input is an integer id
             self.input_kind = "ids"
             self.vocabulary = int(embedding.num_embeddings)
-        self.input_dim = None if embedding is not None else (int(input_dim) if input_dim else _first_linear_width(module))
+        if embedding is not None:
+            self.input_dim = None
+        else:
+            self.input_dim = int(input_dim) if input_dim else _first_linear_width(module)
         self.batch_size = int(batch_size) if batch_size else None
         self._declared_deterministic = bool(deterministic)
         params = list(module.parameters())
