@@ -1,8 +1,9 @@
 """Benchmark: every forced paradigm against the optimizer's choice, in one run.
 
-Sweep: rows (10 .. 100,000), model (the digits MLP, a ~50M-parameter MLP, minilm), filter
-selectivity on a plain column (1%, 10%, 100%) and memory budget (none; 128 MB, below the
-wide MLP's 202 MB of weights). Every point times dl_centric, udf_centric,
+Sweep: rows (10 .. 100,000), model (the digits MLP, a ~50M-parameter MLP, minilm, and an
+MLP behind a 400,000 x 64 embedding over integer ids), filter selectivity on a plain column
+(1%, 10%, 100%) and memory budget (none; 128 MB, below the wide MLP's 202 MB of weights, for
+wide; 64 MB, below the embedding's 98 MB, for emb). Every point times dl_centric, udf_centric,
 relation_centric, hybrid (where the model has a relational form and fits the budget) and
 the optimizer's own choice, each the whole `s.sql()` call, best of a few runs after one
 warm-up. A forced paradigm whose estimate is over 20x the best estimate and over 10 s is
@@ -57,6 +58,11 @@ def setup(quick: bool) -> tuple[workbench.Session, list[tuple[str, str, int]]]:
     s.sql("CALL load_dataset('digits'); CALL load_dataset('pydoc');"
           "ALTER MODEL digits SET cache = 'off'; ALTER MODEL minilm SET cache = 'off'")
     s.register_model("wide", wide_mlp(), task="classify", cache="off")
+    torch.manual_seed(0)
+    emb = torch.nn.Sequential(torch.nn.Embedding(400_000, 64), torch.nn.Linear(64, 32), torch.nn.ReLU(),
+                              torch.nn.Linear(32, 4))
+    s.register_model("emb", emb, task="classify", cache="off")
+    s.sql("CREATE TABLE ev AS SELECT i AS id, (i * 7919) % 400000 AS item FROM range(100000) t(i)")
     # distinct pixel rows beyond the 1,797 digits: each copy shifted a little
     s.sql("CREATE TABLE px AS SELECT i AS id, list_transform(d.pixels, lambda p: p + (i // 1797) * 0.001)"
           "::FLOAT[64] AS pixels FROM range(100000) t(i) JOIN digits d ON d.id = i % 1797")
@@ -67,11 +73,12 @@ def setup(quick: bool) -> tuple[workbench.Session, list[tuple[str, str, int]]]:
     points = [("digits", "px", n) for n in digits_rows]
     points += [("wide", "px", n) for n in wide_rows]
     points += [("minilm", "txt", n) for n in text_rows]
+    points += [("emb", "ev", n) for n in ((1000,) if quick else (1000, 100000))]
     return s, points
 
 
 def query(model: str, table: str, rows: int, pct: int) -> str:
-    arg = "body" if model == "minilm" else "pixels"
+    arg = {"minilm": "body", "emb": "item"}.get(model, "pixels")
     out = f"{model}({arg})[1]" if model == "minilm" else f"{model}({arg}).label"
     return f"SELECT id, {out} AS y FROM {table} WHERE id < {rows} AND id % 100 < {pct}"
 
@@ -111,12 +118,13 @@ def main() -> None:
     parser.add_argument("--json", help="also write the points to this file")
     args = parser.parse_args()
     s, points = setup(args.quick)
-    budgets = {"none": None, "128MB": "128MB"}
+    budgets = {"none": None, "128MB": "128MB", "64MB": "64MB"}
+    budget_for = {"wide": "128MB", "emb": "64MB"}  # below each model's weights
     results = []
     for model, table, rows in points:
         for budget_name, budget in budgets.items():
-            if budget is not None and model != "wide":
-                continue  # the budget only changes anything for the model it does not hold
+            if budget is not None and budget_for.get(model) != budget_name:
+                continue  # a budget changes anything only for a model it cannot hold
             s.sql(f"SET memory_budget_cpu = '{budget or 'none'}'")
             for sel_name, pct in SELECTIVITY.items():
                 sql = query(model, table, rows, pct)
@@ -208,7 +216,7 @@ def report(results: list[dict], pushdown: list[dict]) -> None:
     wins: dict[tuple[str, str], Counter] = defaultdict(Counter)
     for r in results:
         size = "<= 100 rows" if r["rows"] <= 100 else "1,000 - 10,000 rows" if r["rows"] <= 10000 else "100,000 rows"
-        key = (f"{r['model']}" + (" (128 MB budget)" if r["budget"] != "none" else ""), size)
+        key = (f"{r['model']}" + (f" ({r['budget']} budget)" if r["budget"] != "none" else ""), size)
         wins[key][r["best"]] += 1
     print("| model | input rows | winner(s) |")
     print("|---|---|---|")

@@ -40,7 +40,12 @@ def operator_line(s: dict[str, Any]) -> str:
     cache = f", cache {s['cache_hits']:,} hits / {s['cache_misses']:,} misses" if (
         s.get("cache_hits") or s.get("cache_misses")) else ""
     inputs = f"{s['rows']:,} input{'' if s['rows'] == 1 else 's'}"
-    ran = f"batch {s['batch_size']}, {s['device']}" if s.get("batches", 1) else "model not run"
+    if not s.get("batches", 1):
+        ran = "model not run"
+    elif s["paradigm"] == "relation_centric":
+        ran = "in DuckDB"
+    else:
+        ran = f"batch {s['batch_size'] or 'auto'}, {s['device']}"
     return f"{s.get('call', s['model'])}: {s['paradigm']}, {inputs}, {ran}, {s['seconds']:.3f} s{cache}"
 
 

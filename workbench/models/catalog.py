@@ -138,6 +138,9 @@ class Catalog:
                 return False
             raise UnknownModelError(f"unknown model '{name}'{self._hint()}")
         run(self.con, f"DELETE FROM {TABLE} WHERE name = ?", [key])
+        from workbench.execution.relation_centric import drop_weights
+
+        drop_weights(self.con, key)  # its weight blocks, if relation-centric stored them
         self._objects.pop(key, None)
         self.refresh()
         return True
