@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 import time
 from collections import Counter, defaultdict
 
@@ -53,8 +55,13 @@ def wide_mlp() -> torch.nn.Module:
     return torch.nn.Sequential(*layers).eval()
 
 
-def setup(quick: bool) -> tuple[workbench.Session, list[tuple[str, str, int]]]:
-    s = workbench.connect()
+def setup(quick: bool, path: str) -> tuple[workbench.Session, list[tuple[str, str, int]]]:
+    # a database file: under a memory budget DuckDB can evict table blocks (the weight
+    # tables of the big models) to disk and read them back
+    for old in (path, path + ".wal"):
+        if os.path.exists(old):
+            os.remove(old)
+    s = workbench.connect(path)
     s.sql("CALL load_dataset('digits'); CALL load_dataset('pydoc');"
           "ALTER MODEL digits SET cache = 'off'; ALTER MODEL minilm SET cache = 'off'")
     s.register_model("wide", wide_mlp(), task="classify", cache="off")
@@ -117,7 +124,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer rows (about 2 minutes)")
     parser.add_argument("--json", help="also write the points to this file")
     args = parser.parse_args()
-    s, points = setup(args.quick)
+    path = os.path.join(tempfile.mkdtemp(), "bench_paradigms.duckdb")
+    s, points = setup(args.quick, path)
     budgets = {"none": None, "128MB": "128MB", "64MB": "64MB"}
     budget_for = {"wide": "128MB", "emb": "64MB"}  # below each model's weights
     results = []

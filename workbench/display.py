@@ -84,6 +84,11 @@ def result_html(result: Any, limit: int = DEFAULT_LIMIT) -> str:
             f"</table>{more}<div class='workbench-summary'>{html.escape(summary_line(result))}</div></div>")
 
 
+#: one colour per paradigm, the same in the HTML plan and the JupyterLab renderer
+PARADIGM_COLORS = {"dl_centric": "#1f77b4", "udf_centric": "#2ca02c", "relation_centric": "#9467bd",
+                   "hybrid": "#ff7f0e"}
+
+
 def plan_lines(plan: Plan) -> list[tuple[int, str]]:
     """The facts of a plan as (depth, line): the one source of its text and HTML forms."""
     from workbench.plan.nodes import _seconds
@@ -130,13 +135,20 @@ def plan_html(plan: Plan) -> str:
 
     out = [f"<div class='workbench-plan'><div><b>{html.escape(lines[0][1])}</b></div><ul>"]
     depth = 1
+    paradigms = iter(op.paradigm for op in plan.operators)
     for d, text in lines[1:]:
+        if text.startswith("ModelOperator"):  # coloured by the paradigm that runs it
+            color = PARADIGM_COLORS.get(next(paradigms), "#888")
+            text_html = (f"<span style='border-left: 6px solid {color}; padding-left: 4px'>"
+                         f"{item(text)}</span>")
+        else:
+            text_html = item(text)
         while depth < d:
             out.append("<ul>")
             depth += 1
         while depth > d:
             out.append("</ul>")
             depth -= 1
-        out.append(f"<li>{item(text)}</li>")
+        out.append(f"<li>{text_html}</li>")
     out.append("</ul>" * depth + "</div>")
     return "".join(out)

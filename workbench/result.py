@@ -62,6 +62,11 @@ class Result:
 
         return result_text(self, self.display_limit)
 
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        if self.plan is not None:  # EXPLAIN: the plan's own bundle (with the vendor JSON)
+            return self.plan._repr_mimebundle_(include, exclude)
+        return {"text/html": self._repr_html_(), "text/plain": repr(self)}
+
     def _repr_html_(self) -> str:
         from workbench.display import result_html
 

@@ -92,3 +92,14 @@ def test_the_magic_forces_a_paradigm(shell):
     assert ok and value.stats[0]["paradigm"] == "relation_centric"
     ok, value = run(shell, "%%dlsql --paradigm cpu_centric\nSELECT 1")
     assert not ok
+
+
+def test_mime_bundle_carries_the_plan_json(s):
+    plan = s.explain(QUERY, paradigm="hybrid")
+    bundle = plan._repr_mimebundle_()
+    assert set(bundle) == {"application/vnd.workbench.plan+json", "text/html", "text/plain"}
+    assert bundle["application/vnd.workbench.plan+json"] == plan.to_dict()
+    assert bundle["text/plain"] == plan.text() and "#ff7f0e" in bundle["text/html"]  # hybrid's colour
+    explained = s.sql(f"EXPLAIN {QUERY}")
+    assert "application/vnd.workbench.plan+json" in explained._repr_mimebundle_()
+    assert set(s.sql("SELECT 1 AS x")._repr_mimebundle_()) == {"text/html", "text/plain"}

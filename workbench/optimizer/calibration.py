@@ -8,7 +8,8 @@ What is measured (each a small query or a torch call, timed):
 - `lookup_s_per_row`, `lookup_s_per_byte`: deduplicating inputs and reading each row's
   output back through the lookup, per row and per byte of its key (a FLOAT[64] key costs
   far more to hash than an integer);
-- `udf_chunk_s`: calling a vectorized Arrow UDF on one DuckDB vector (2,048 rows);
+- `udf_chunk_s`, `udf_s_per_byte`: calling a vectorized Arrow UDF on one DuckDB vector
+  (2,048 rows), and the engine's UDF wrapper's work per input byte (deduplicating a vector);
 - `rel_s_per_mac`, `rel_s_per_output`, `rel_fixed_s`: a relational layer (block join,
   list_inner_product, aggregate) per multiply-add, per output value, per layer;
 - `store_s_per_byte`: writing weight blocks into the database;
@@ -40,7 +41,8 @@ TABLE = "workbench_calibration"
 UNITS = {
     "transfer_s_per_byte": "s/byte", "dl_fixed_s": "s", "lookup_s_per_row": "s/row",
     "lookup_s_per_byte": "s/(row x key byte)",
-    "udf_chunk_s": "s/vector", "rel_s_per_mac": "s/multiply-add", "rel_s_per_output": "s/value",
+    "udf_chunk_s": "s/vector", "udf_s_per_byte": "s/input byte", "rel_s_per_mac": "s/multiply-add",
+    "rel_s_per_output": "s/value",
     "rel_fixed_s": "s/layer", "store_s_per_byte": "s/byte", "torch_s_per_mac": "s/multiply-add",
     "torch_batch_s": "s/batch",
 }
@@ -65,7 +67,7 @@ def measure(con: duckdb.DuckDBPyConnection, *, thorough: bool = False) -> dict[s
     from workbench.models.layers import Linear
 
     cur = con.cursor()
-    scale, repeats = (4, 5) if thorough else (1, 2)
+    scale, repeats = (4, 5) if thorough else (1, 3)
     n = 10_000 * scale
     out: dict[str, float] = {}
     run(cur, f"CREATE OR REPLACE TEMP TABLE __wb_cal AS SELECT i, list_transform(range(64), "
@@ -98,16 +100,14 @@ def measure(con: duckdb.DuckDBPyConnection, *, thorough: bool = False) -> dict[s
 
         out["dl_fixed_s"] = _time(tiny_operator, repeats)
 
-        def identity(col: pa.ChunkedArray) -> pa.Array:
-            return pa.array(np.zeros(len(col), np.float32))
-
-        cur.create_function("__wb_cal_udf", identity, ["FLOAT[64]"], "FLOAT", type="arrow")
-        try:
-            udf = _time(lambda: run(cur, "SELECT count(__wb_cal_udf(k)) FROM __wb_cal"), repeats)
-        finally:
-            cur.remove_function("__wb_cal_udf")
-        base = _time(lambda: run(cur, "SELECT count(k) FROM __wb_cal"), repeats)
-        out["udf_chunk_s"] = max(udf - base, 1e-6) / (n / 2048)
+        # the engine's own UDF wrapper (dedup within the vector, batching, a tiny model), on
+        # 8-byte id keys and on 256-byte FLOAT[64] keys: what grows with the key is the dedup
+        by_id = _time(lambda: _wrapped_udf(cur, "i", "BIGINT", n), repeats)
+        by_vector = _time(lambda: _wrapped_udf(cur, "k", "FLOAT[64]", n), repeats)
+        base = _time(lambda: run(cur, "SELECT count(i) FROM __wb_cal"), repeats)
+        vectors = n / 2048
+        out["udf_chunk_s"] = max(by_id - base, 1e-6) / vectors
+        out["udf_s_per_byte"] = max(by_vector - by_id, 0.0) / vectors / (2048 * (256 - 8))
 
         rng = np.random.default_rng(0)
 
@@ -162,6 +162,26 @@ def measure(con: duckdb.DuckDBPyConnection, *, thorough: bool = False) -> dict[s
                 pass
         cur.close()
     return out
+
+
+def _wrapped_udf(cur: duckdb.DuckDBPyConnection, column: str, input_type: str, n: int) -> None:
+    from workbench.execution.udf_centric import UdfOperator
+    from workbench.models.tensor import TensorModel
+    from workbench.plan.nodes import ModelOperator
+
+    if input_type == "BIGINT":
+        module = torch.nn.Sequential(torch.nn.Embedding(n, 4), torch.nn.Linear(4, 1))
+    else:
+        module = torch.nn.Sequential(torch.nn.Linear(64, 1))
+    model = TensorModel(module, task="regress")
+    op = ModelOperator(id=0, model="__calibration__", call="__calibration__(k)", inputs=(),
+                       lookup="__wb_cal_udf", input_type=input_type, output_type="FLOAT")
+    udf = UdfOperator(cur, op, model, batch_size=2048)
+    udf.register()
+    try:
+        run(cur, f"SELECT count(__wb_cal_udf({column})) FROM __wb_cal")
+    finally:
+        udf.remove()
 
 
 def load(con: duckdb.DuckDBPyConnection) -> dict[str, float] | None:

@@ -124,7 +124,8 @@ class CostModel:
             dup = 1.0 - facts.rows / max(facts.input_rows, 1)  # share of rows repeating an input
             # a vector deduplicates only within itself: repeats in other vectors run again
             per_vector_unique = m * (1.0 - dup / vectors) if vectors > 1 else m * (1.0 - dup)
-            t = (vectors * c["udf_chunk_s"] + m * facts.key_bytes * c["transfer_s_per_byte"]
+            per_byte = c["transfer_s_per_byte"] + c.get("udf_s_per_byte", 0.0)
+            t = (vectors * c["udf_chunk_s"] + m * facts.key_bytes * per_byte
                  + per_vector_unique * self.row_seconds(model, min(best_batch, VECTOR), facts, "udf_centric"))
             out.append(Estimate("udf_centric", t))
 

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 PARADIGMS = ("dl_centric", "udf_centric", "relation_centric", "hybrid")
+MIME_TYPE = "application/vnd.workbench.plan+json"
 _SESSION_NAMES = re.compile(r"__wb_\d+_(lookup|udf)_(\d+)", re.IGNORECASE)
 
 
@@ -218,3 +219,8 @@ class Plan:
         from workbench.display import plan_html
 
         return plan_html(self)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        """The plan for any front end: the JSON tree under a vendor MIME type (for a
+        renderer that draws it), static HTML of the same facts, and text."""
+        return {MIME_TYPE: self.to_dict(), "text/html": self._repr_html_(), "text/plain": self.text()}
