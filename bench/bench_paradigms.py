@@ -106,15 +106,16 @@ def best_of(s: workbench.Session, sql: str, paradigm: str | None) -> tuple[float
 def interleaved(s: workbench.Session, sql: str, configs: list[str | None]) -> dict[str | None, tuple[float, str]]:
     """Best time of each config, measured in rounds (every config once per round) so a
     burst of load on this noisy machine hits all configs alike; one warm-up round first
-    (it stores weights and tunes batch sizes)."""
-    warm = {c: timed(s, sql, c) for c in configs}
-    slowest = max(t for t, _ in warm.values())
-    rounds = 7 if slowest < 0.2 else 3 if slowest < 2 else 1
-    best = {c: (t, ran) for c, (t, ran) in warm.items()} if rounds == 1 else {}
-    for _ in range(rounds if rounds > 1 else 0):
-        for c in configs:
+    (it stores weights and tunes batch sizes). Configs slower than 2 s keep their single
+    warm-up-round time; the others run 7 rounds (3 when the fastest takes over 0.2 s)."""
+    best = {c: timed(s, sql, c) for c in configs}
+    fast = [c for c in configs if best[c][0] < 2]
+    rounds = 7 if fast and min(best[c][0] for c in fast) < 0.2 else 3
+    best = {c: (float("inf"), best[c][1]) if c in fast else best[c] for c in configs}
+    for _ in range(rounds if fast else 0):
+        for c in fast:
             t, ran = timed(s, sql, c)
-            if c not in best or t < best[c][0]:
+            if t < best[c][0]:
                 best[c] = (t, ran)
     return best
 

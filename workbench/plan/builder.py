@@ -13,6 +13,7 @@ Identical calls (same model, same input expression) share one operator and run o
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -53,6 +54,13 @@ def parse(text: str) -> exp.Expression:
     if tree is None:
         raise SQLSyntaxError("empty statement")
     return tree
+
+
+@functools.lru_cache(maxsize=256)
+def parsed(text: str) -> exp.Expression:
+    """A statement's tree, parsed once (rules read the same final SQL several times);
+    callers that change the tree change a `.copy()`."""
+    return parse(text)
 
 
 def model_calls(tree: exp.Expression, names: set[str]) -> list[exp.Anonymous]:

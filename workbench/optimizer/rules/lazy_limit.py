@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import sqlglot
 from sqlglot import exp
 
 from workbench.optimizer.context import Context
+from workbench.plan.builder import parsed
 from workbench.plan.nodes import Plan
 
 NAME = "lazy_limit"
@@ -23,7 +23,7 @@ NAME = "lazy_limit"
 def apply(plan: Plan, ctx: Context | None = None) -> Plan:
     if not plan.operators:
         return plan
-    tree = sqlglot.parse_one(plan.final_sql, read="duckdb")
+    tree = parsed(plan.final_sql)
     n = limit_of(tree)
     if n is None:
         return plan
@@ -77,6 +77,6 @@ def _direct_calls(select: exp.Select) -> set[str]:
 
 def in_where(sql: str, function: str) -> bool:
     """Whether the top-level WHERE calls `function` (a model predicate: rows may not pass)."""
-    tree = sqlglot.parse_one(sql, read="duckdb")
+    tree = parsed(sql)
     where = tree.args.get("where") if isinstance(tree, exp.Select) else None
     return where is not None and any(f.name == function for f in where.find_all(exp.Anonymous))

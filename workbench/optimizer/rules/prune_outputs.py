@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import sqlglot
 from sqlglot import exp
 
 from workbench.optimizer.context import Context
+from workbench.plan.builder import parsed
 from workbench.plan.nodes import Plan
 
 NAME = "prune_outputs"
@@ -25,7 +25,7 @@ def apply(plan: Plan, ctx: Context | None = None) -> Plan:
     if not plan.operators:
         return plan
     lookups = {op.lookup for op in plan.operators}
-    tree = sqlglot.parse_one(plan.final_sql, read="duckdb")
+    tree = parsed(plan.final_sql).copy()
     removed: list[str] = []
     for holder in list(tree.find_all(exp.CTE, exp.Subquery)):
         body = holder.this
