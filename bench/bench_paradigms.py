@@ -103,21 +103,31 @@ def best_of(s: workbench.Session, sql: str, paradigm: str | None) -> tuple[float
     return min(times), ran
 
 
-def interleaved(s: workbench.Session, sql: str, configs: list[str | None]) -> dict[str | None, tuple[float, str]]:
+def interleaved(s: workbench.Session, sql: str, configs: list[str | None]
+                ) -> tuple[dict[str | None, tuple[float, str]], dict[str | None, str]]:
     """Best time of each config, measured in rounds (every config once per round) so a
     burst of load on this noisy machine hits all configs alike; one warm-up round first
     (it stores weights and tunes batch sizes). Configs slower than 2 s keep their single
-    warm-up-round time; the others run 7 rounds (3 when the fastest takes over 0.2 s)."""
-    best = {c: timed(s, sql, c) for c in configs}
-    fast = [c for c in configs if best[c][0] < 2]
+    warm-up-round time; the others run 7 rounds (3 when the fastest takes over 0.2 s).
+    A config that fails is reported with its error, not retried."""
+    best: dict[str | None, tuple[float, str]] = {}
+    failed: dict[str | None, str] = {}
+    for c in configs:
+        try:
+            best[c] = timed(s, sql, c)
+        except WorkbenchError as exc:
+            failed[c] = f"{type(exc).__name__}: {exc}"
+            log(f"  {c or 'optimizer'} failed: {failed[c]}")
+    fast = [c for c in best if best[c][0] < 2]
     rounds = 7 if fast and min(best[c][0] for c in fast) < 0.2 else 3
-    best = {c: (float("inf"), best[c][1]) if c in fast else best[c] for c in configs}
+    for c in fast:
+        best[c] = (float("inf"), best[c][1])
     for _ in range(rounds if fast else 0):
         for c in fast:
             t, ran = timed(s, sql, c)
             if t < best[c][0]:
                 best[c] = (t, ran)
-    return best
+    return best, failed
 
 
 def main() -> None:
@@ -129,7 +139,8 @@ def main() -> None:
     s, points = setup(args.quick, path)
     budgets = {"none": None, "128MB": "128MB", "64MB": "64MB"}
     budget_for = {"wide": "128MB", "emb": "64MB"}  # below each model's weights
-    results = []
+    results: list[dict] = []
+    failures: list[dict] = []
     for model, table, rows in points:
         for budget_name, budget in budgets.items():
             if budget is not None and budget_for.get(model) != budget_name:
@@ -156,11 +167,13 @@ def main() -> None:
                         point["skipped"][p] = f"est. {estimates[p]:.0f} s"
                     else:
                         configs.append(p)
-                try:
-                    measured = interleaved(s, sql, [*configs, None])
-                except WorkbenchError as exc:
-                    log(f"{model} {rows} {sel_name}: {exc}")
-                    raise
+                measured, failed = interleaved(s, sql, [*configs, None])
+                for p, error in failed.items():
+                    point["skipped"][p or "optimizer"] = "failed: " + error.split(":")[0]
+                if None not in measured or len(measured) < 2:
+                    log(f"{model} {rows} rows sel {sel_name} budget {budget_name}: not compared ({failed})")
+                    failures.append({**point, "errors": {str(k): v for k, v in failed.items()}})
+                    continue
                 point["times"] = {p or "optimizer": t for p, (t, _) in measured.items()}
                 point["ran"] = measured[None][1]
                 forced = {p: t for p, t in point["times"].items() if p != "optimizer"}
@@ -172,7 +185,7 @@ def main() -> None:
                     + f"  -> chose {point['ran']}, {point['ratio']:.2f}x best ({point['best']})")
     s.sql("SET memory_budget_cpu = 'none'")
     pushdown = pushdown_rows(s, args.quick)
-    report(results, pushdown)
+    report(results, pushdown, failures)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"points": results, "pushdown": pushdown}, f, indent=1)
@@ -201,7 +214,7 @@ def pushdown_rows(s: workbench.Session, quick: bool) -> list[dict]:
     return out
 
 
-def report(results: list[dict], pushdown: list[dict]) -> None:
+def report(results: list[dict], pushdown: list[dict], failures: list[dict]) -> None:
     print("## Every point (ms; best of runs; optimizer = its own choice)\n")
     print("| model | rows | sel | budget | dl | udf | relation | hybrid | optimizer | chose | best | ratio |")
     print("|---|---:|---:|---|---:|---:|---:|---:|---:|---|---|---:|")
@@ -240,6 +253,10 @@ def report(results: list[dict], pushdown: list[dict]) -> None:
               f"{p['pushed'] * 1000:,.1f} ms | {p['inference_then_filter'] / p['pushed']:.0f}x | "
               f"{p['optimizer'] * 1000:,.1f} ms ({p['ran']}) |")
     print("\nTarget: >= 20x.")
+    if failures:
+        print("\n## Points that could not be compared\n")
+        for f in failures:
+            print(f"- {f['model']}, {f['rows']:,} rows, sel {f['selectivity']}, budget {f['budget']}: {f['errors']}")
 
 
 if __name__ == "__main__":

@@ -315,6 +315,11 @@ class Session:
                          weights_stored=lambda fp: relation_centric.stored(self.con, fp))
 
     def _context(self, values: dict[str, Any], hint: hints.Hints) -> Context:
+        return Context(cost=self.cost_model(), facts=self._facts_of(values), model=self.catalog.get, hints=hint,
+                       batch_size=lambda name: self.catalog.batch_size(name) or self.batch_size)
+
+    def _facts_of(self, values: dict[str, Any]) -> Callable[[ModelOperator], Facts]:
+        """Facts per operator for one statement, each counted once."""
         known: dict[str, Facts] = {}
 
         def facts(op: ModelOperator) -> Facts:
@@ -322,8 +327,7 @@ class Session:
                 known[op.lookup] = self._facts(op, values, known)
             return known[op.lookup]
 
-        return Context(cost=self.cost_model(), facts=facts, model=self.catalog.get, hints=hint,
-                       batch_size=lambda name: self.catalog.batch_size(name) or self.batch_size)
+        return facts
 
     def _facts(self, op: ModelOperator, values: dict[str, Any], known: dict[str, Facts]) -> Facts:
         """Exact counts of an operator's inputs (its input query runs no model, so counting

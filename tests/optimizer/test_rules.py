@@ -76,14 +76,7 @@ def apply_one(s, rule_name, query):
     text, values = s._bind(stmt, {})
     with Lookups(s) as temp:
         plan = s._build_plan(text, temp, values)
-        known = {}
-
-        def facts(op):
-            if op.lookup not in known:
-                known[op.lookup] = s._facts(op, values, known)
-            return known[op.lookup]
-
-        ctx = Context(cost=CostModel(REFERENCE_MACHINE, learned=False), facts=facts, model=s.catalog.get,
+        ctx = Context(cost=CostModel(REFERENCE_MACHINE, learned=False), facts=s._facts_of(values), model=s.catalog.get,
                       hints=s._hints(stmt, None), cores=2, batch_size=s.catalog.batch_size)
         rule = {r.NAME: r for r in RULES}[rule_name]
         if rule_name == "choose_batch_threads":  # it reads the paradigm the previous rule chose
