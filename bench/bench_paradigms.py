@@ -36,6 +36,7 @@ import workbench
 from workbench.errors import WorkbenchError
 
 FORCED = ("dl_centric", "udf_centric", "relation_centric", "hybrid")
+FLAKY: dict[tuple[str, str | None], int] = {}  # (query, config) -> timed rounds that failed
 SELECTIVITY = {"1%": 1, "10%": 10, "100%": 100}
 
 
@@ -124,7 +125,12 @@ def interleaved(s: workbench.Session, sql: str, configs: list[str | None]
         best[c] = (float("inf"), best[c][1])
     for _ in range(rounds if fast else 0):
         for c in fast:
-            t, ran = timed(s, sql, c)
+            try:
+                t, ran = timed(s, sql, c)
+            except WorkbenchError as exc:  # counted: an intermittent failure is a finding too
+                FLAKY[(sql, c)] = FLAKY.get((sql, c), 0) + 1
+                log(f"  {c or 'optimizer'} failed in a timed round: {type(exc).__name__}: {exc}")
+                continue
             if t < best[c][0]:
                 best[c] = (t, ran)
     return best, failed
@@ -253,6 +259,10 @@ def report(results: list[dict], pushdown: list[dict], failures: list[dict]) -> N
               f"{p['pushed'] * 1000:,.1f} ms | {p['inference_then_filter'] / p['pushed']:.0f}x | "
               f"{p['optimizer'] * 1000:,.1f} ms ({p['ran']}) |")
     print("\nTarget: >= 20x.")
+    if FLAKY:
+        print("\n## Timed rounds that failed (the point kept its other rounds)\n")
+        for (sql, c), n in FLAKY.items():
+            print(f"- {c or 'optimizer'} on `{sql}`: {n} round(s)")
     if failures:
         print("\n## Points that could not be compared\n")
         for f in failures:
