@@ -107,7 +107,8 @@ def best_of(s: workbench.Session, sql: str, paradigm: str | None) -> tuple[float
 def interleaved(s: workbench.Session, sql: str, configs: list[str | None]
                 ) -> tuple[dict[str | None, tuple[float, str]], dict[str | None, str]]:
     """Best time of each config, measured in rounds (every config once per round) so a
-    burst of load on this noisy machine hits all configs alike; one warm-up round first
+    burst of load on this noisy machine hits all configs alike, in a rotating order; one
+    warm-up round first
     (it stores weights and tunes batch sizes). Configs slower than 2 s keep their single
     warm-up-round time; the others run 7 rounds (3 when the fastest takes over 0.2 s).
     A config that fails is reported with its error, not retried."""
@@ -123,8 +124,9 @@ def interleaved(s: workbench.Session, sql: str, configs: list[str | None]
     rounds = 7 if fast and min(best[c][0] for c in fast) < 0.2 else 3
     for c in fast:
         best[c] = (float("inf"), best[c][1])
-    for _ in range(rounds if fast else 0):
-        for c in fast:
+    for r in range(rounds if fast else 0):
+        # each round starts at another config, so none always follows the same predecessor
+        for c in fast[r % len(fast):] + fast[:r % len(fast)]:
             try:
                 t, ran = timed(s, sql, c)
             except WorkbenchError as exc:  # counted: an intermittent failure is a finding too

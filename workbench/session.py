@@ -359,13 +359,14 @@ class Session:
                 total, rows, chars = 1000, 1000, 200.0
         rows, total = max(1, int(rows * share)), max(1, int(total * share))
         ratio = 0.0
-        if policy.kind != "off" and not others:
+        if policy.kind != "off" and not any(lk in op.input_sql for lk in others):
             try:
                 ratio = self._guard(lambda: self.cache.expected_hit_ratio(
                     op.model, model, policy, model.fingerprint(), op.input_sql, params)) or 0.0
             except WorkbenchError:  # e.g. another session is creating the cache table right now
                 ratio = 0.0
-        return Facts(rows=rows, input_rows=total, key_bytes=float(chars or 1.0) if text else 4.0 * width,
+        key_bytes = float(chars or 1.0) if text else 8.0 if model.input_kind == "ids" else 4.0 * width
+        return Facts(rows=rows, input_rows=total, key_bytes=key_bytes,
                      avg_chars=float(chars or 0.0), hit_ratio=ratio, cache_on=policy.kind != "off",
                      cache_policy=policy.describe())
 
