@@ -142,9 +142,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rows (about 2 minutes)")
     parser.add_argument("--json", help="also write the points to this file")
+    parser.add_argument("--models", help="comma-separated subset of digits,wide,minilm,emb (default: all)")
     args = parser.parse_args()
     path = os.path.join(tempfile.mkdtemp(), "bench_paradigms.duckdb")
     s, points = setup(args.quick, path)
+    if args.models:
+        points = [p for p in points if p[0] in args.models.split(",")]
     budgets = {"none": None, "128MB": "128MB", "64MB": "64MB"}
     budget_for = {"wide": "128MB", "emb": "64MB"}  # below each model's weights
     results: list[dict] = []
@@ -192,7 +195,7 @@ def main() -> None:
                     + "  ".join(f"{p} {t * 1000:,.1f} ms" for p, t in point["times"].items())
                     + f"  -> chose {point['ran']}, {point['ratio']:.2f}x best ({point['best']})")
     s.sql("SET memory_budget_cpu = 'none'")
-    pushdown = pushdown_rows(s, args.quick)
+    pushdown = pushdown_rows(s, args.quick) if not args.models else []
     report(results, pushdown, failures)
     if args.json:
         with open(args.json, "w") as f:

@@ -412,14 +412,16 @@ class Session:
             def rel(keys: pa.Array) -> batching.BatchRun:
                 t0 = time.perf_counter()
                 relation_centric.ensure_weights(self.con, op.model, model)
-                out = relation_centric.infer(self.con, self._fetch, model, keys)
+                out = relation_centric.infer(self.con, self._fetch, model, keys,
+                                             max_rows=relation_centric.chunk_rows(self.memory_budget))
                 return batching.BatchRun(out, 0, 1, time.perf_counter() - t0)
             return rel
         if op.paradigm == "hybrid":
             def mixed(keys: pa.Array) -> batching.BatchRun:
                 t0 = time.perf_counter()
                 relation_centric.ensure_weights(self.con, op.model, model)
-                run = hybrid.infer(self.con, self._fetch, model, op.model, keys, batch_size=batch, guard=guard)
+                run = hybrid.infer(self.con, self._fetch, model, op.model, keys, batch_size=batch, guard=guard,
+                                   max_rows=relation_centric.chunk_rows(self.memory_budget))
                 return replace(run, seconds=time.perf_counter() - t0)
             return mixed
         return None

@@ -39,15 +39,24 @@ class _Tail(Model):
 
 
 def infer(con: Any, fetch: Any, model: TensorModel, name: str, keys: pa.Array, *,
-          batch_size: int | None = None, guard: Any = None) -> batching.BatchRun:
+          batch_size: int | None = None, guard: Any = None, max_rows: int | None = None) -> batching.BatchRun:
     split = split_after_first_linear(model.module)
     if split is None:  # pragma: no cover - the cost model offers hybrid only with a split
         raise ValueError("no hybrid split")
     _, tail = split
     if not len(keys):
         return batching.BatchRun(pa.array([], type=model.arrow_output_type()), batch_size or 0, 0, 0.0)
-    hidden = relation_centric.infer(con, fetch, model, keys, hidden_only=True)
-    width = len(hidden[0]) if len(hidden) else 0
-    values = hidden.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-    matrix = values.reshape(len(hidden), width) if len(hidden) else np.zeros((0, width), np.float32)
-    return batching.run(_Tail(model, tail, width), name, matrix, batch_size=batch_size, guard=guard)
+    # chunk by chunk (DuckDB's part, then torch's), so only one chunk of hidden vectors is
+    # ever held: under a memory budget the whole set may not fit
+    step = max_rows or len(keys)
+    outputs, batches, chosen = [], 0, batch_size or 0
+    for start in range(0, len(keys), step):
+        hidden = relation_centric.infer(con, fetch, model, keys.slice(start, step), hidden_only=True)
+        width = len(hidden[0])
+        matrix = hidden.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+        run = batching.run(_Tail(model, tail, width), name, matrix.reshape(len(hidden), width),
+                           batch_size=batch_size, guard=guard)
+        outputs.append(run.outputs)
+        batches += run.batches
+        chosen = run.batch_size
+    return batching.BatchRun(pa.concat_arrays(outputs) if len(outputs) > 1 else outputs[0], chosen, batches, 0.0)

@@ -216,7 +216,10 @@ def model_sql(model: TensorModel, keys_view: str, *, hidden_only: bool = False) 
     ctes, last = layers_sql(keys_view, stage_list, embedding=embedding)
     if hidden_only and embedding:  # the hybrid's relational part is the embedding lookup
         ctes = ctes[:1]
-        head = "SELECT rid, flatten(list(x ORDER BY c)) AS v FROM x0 GROUP BY rid"
+        if layers[0].shape[1] <= BLOCK:  # one block per id: no regrouping (no aggregate to hold)
+            head = "SELECT rid, x AS v FROM x0"
+        else:
+            head = "SELECT rid, flatten(list(x ORDER BY c)) AS v FROM x0 GROUP BY rid"
     elif hidden_only:
         head = f"SELECT rid, list({stage_list[0].activate('y')}::FLOAT ORDER BY o) AS v FROM {last} GROUP BY rid"
     else:
@@ -230,10 +233,19 @@ def model_sql(model: TensorModel, keys_view: str, *, hidden_only: bool = False) 
 
 
 def infer(con: duckdb.DuckDBPyConnection, fetch: Any, model: TensorModel, keys: pa.Array,
-          *, hidden_only: bool = False) -> pa.Array:
-    """Outputs for `keys` (one per key, same order) computed by DuckDB."""
+          *, hidden_only: bool = False, max_rows: int | None = None) -> pa.Array:
+    """Outputs for `keys` (one per key, same order) computed by DuckDB, `max_rows` inputs per
+    query when given (under a memory budget a query's result and intermediates must fit
+    DuckDB's limit: a chunk bounds them)."""
     if not len(keys):
         return pa.array([], type=model.arrow_output_type())
+    step = max_rows or len(keys)
+    parts = [_infer_chunk(con, fetch, model, keys.slice(i, step), hidden_only) for i in range(0, len(keys), step)]
+    return parts[0] if len(parts) == 1 else pa.concat_arrays(parts)
+
+
+def _infer_chunk(con: duckdb.DuckDBPyConnection, fetch: Any, model: TensorModel, keys: pa.Array,
+                 hidden_only: bool) -> pa.Array:
     view = f"__wb_rel_keys_{next(_views)}"
     con.register(view, pa.table({"rid": np.arange(len(keys), dtype=np.int64), "k": keys}))
     try:
@@ -249,3 +261,8 @@ def infer(con: duckdb.DuckDBPyConnection, fetch: Any, model: TensorModel, keys: 
     if hidden_only:
         return out
     return out.cast(model.arrow_output_type())
+
+
+def chunk_rows(memory_budget: int | None) -> int | None:
+    """Inputs per relational query under a memory budget (None: all at once)."""
+    return None if memory_budget is None else 8192
