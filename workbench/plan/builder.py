@@ -317,12 +317,12 @@ def _own_columns(node: exp.Expression) -> list[exp.Column]:
     found = []
     for col in node.find_all(exp.Column):
         inner = col.find_ancestor(exp.Select)
-        if inner is None or not _is_inside(inner, node):
+        if inner is None or not is_inside(inner, node):
             found.append(col)
     return found
 
 
-def _is_inside(inner: exp.Expression, node: exp.Expression) -> bool:
+def is_inside(inner: exp.Expression, node: exp.Expression) -> bool:
     while inner is not None:
         if inner is node:
             return True

@@ -15,7 +15,7 @@ from dataclasses import replace
 from sqlglot import exp
 
 from workbench.optimizer.context import Context
-from workbench.plan.builder import parsed
+from workbench.plan.builder import is_inside, parsed
 from workbench.plan.nodes import Plan
 
 NAME = "prune_outputs"
@@ -40,7 +40,7 @@ def apply(plan: Plan, ctx: Context | None = None) -> Plan:
                 continue
             name = proj.alias_or_name.lower()
             # `c.label` may be field `label` of column `c`: every part of a reference counts
-            read = {part.name.lower() for c in tree.find_all(exp.Column) if not _inside(c, proj)
+            read = {part.name.lower() for c in tree.find_all(exp.Column) if not is_inside(c, proj)
                     for part in c.parts}
             if name in read:
                 continue
@@ -60,14 +60,6 @@ def apply(plan: Plan, ctx: Context | None = None) -> Plan:
     if dropped:
         note += f"; {', '.join(dropped)} will not run"
     return replace(plan, final_sql=final, operators=tuple(kept), notes=(*plan.notes, note))
-
-
-def _inside(node: exp.Expression, ancestor: exp.Expression) -> bool:
-    while node is not None:
-        if node is ancestor:
-            return True
-        node = node.parent
-    return False
 
 
 def _star_outside(tree: exp.Expression, body: exp.Expression) -> bool:
