@@ -17,6 +17,15 @@ def data_session():
     s.close()
 
 
+@pytest.fixture(scope="module")
+def digits_session():
+    """A session of the test module's own with digits loaded (its tests may change it)."""
+    s = workbench.connect()
+    s.sql("CALL load_dataset('digits')")
+    yield s
+    s.close()
+
+
 @pytest.fixture
 def session():
     s = workbench.connect()

@@ -8,11 +8,9 @@ import workbench
 
 
 @pytest.fixture(scope="module")
-def s():
-    s = workbench.connect()
-    s.sql("CALL load_dataset('digits'); ALTER MODEL digits SET cache = 'off'")
-    yield s
-    s.close()
+def s(digits_session):
+    digits_session.sql("ALTER MODEL digits SET cache = 'off'")
+    return digits_session
 
 
 def test_limit_without_order_stops_early(s):

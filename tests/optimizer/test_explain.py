@@ -13,11 +13,8 @@ QUERY = "SELECT id, digits(pixels).label AS guess FROM digits WHERE id % 3 = 0 A
 
 
 @pytest.fixture(scope="module")
-def s():
-    s = workbench.connect()
-    s.sql("CALL load_dataset('digits')")
-    yield s
-    s.close()
+def s(digits_session):
+    return digits_session
 
 
 def walk(node):
