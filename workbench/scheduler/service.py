@@ -7,7 +7,9 @@ Policies (`SET sla_policy = ...`):
              the queue ahead of it and its own) to finish after its deadline is rejected at
              admission, so it does not delay the others
     hybrid   earliest deadline first; a query is dropped only when it cannot make its deadline
-             even if it ran at once (checked at admission and again when a worker frees up)
+             even if it ran at once: at admission (its own estimate exceeds its deadline), and
+             when a worker frees up if running it would make a waiting query miss its deadline
+             (otherwise it runs, late, rather than leave the worker idle)
 
 Each worker has its own DuckDB cursor (a child session); no connection is shared across
 threads. Futures always resolve: done, late, failed (the query raised) or dropped (with the
@@ -106,14 +108,32 @@ class Scheduler:
             else:
                 f = min(self._queue, key=lambda q: q.seq)
             self._queue.remove(f)
-            if self.policy == "hybrid" and f.estimated_ms is not None and \
-                    time.perf_counter() + f.estimated_ms / 1000 > f.deadline:
+            if self.policy == "hybrid" and self._hopeless(f) and self._would_cost_a_deadline(f):
                 f._drop(f"cannot meet its deadline of {f.deadline_ms:,.0f} ms even if run now "
-                        f"(estimated {f.estimated_ms:,.0f} ms)")
+                        f"(estimated {f.estimated_ms:,.0f} ms), and running it would make a waiting "
+                        "query miss its own")
                 self.finished.append(f)
                 continue
             return f
         return None
+
+    @staticmethod
+    def _hopeless(f: QueryFuture) -> bool:
+        return f.estimated_ms is not None and time.perf_counter() + f.estimated_ms / 1000 > f.deadline
+
+    def _would_cost_a_deadline(self, f: QueryFuture) -> bool:
+        """Whether running `f` now would push a waiting query that can still make its deadline
+        past it. A query that is late anyway but costs nobody else runs: it completes (late)
+        instead of being thrown away, so dropping never lowers throughput for nothing."""
+        now = time.perf_counter()
+        own = (f.estimated_ms or 0) / 1000
+        for q in self._queue:
+            if q.estimated_ms is None:
+                continue
+            run = q.estimated_ms / 1000
+            if now + run <= q.deadline < now + own + run:
+                return True
+        return False
 
     def _work(self) -> None:
         child = self._children[self._threads.index(threading.current_thread())]
