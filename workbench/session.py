@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -43,6 +44,7 @@ from workbench.runtime.threads import torch_threads
 from workbench.scheduler import QueryFuture, Scheduler
 from workbench.sql import params as sql_params
 from workbench.sql import statements as st
+from workbench.telemetry import MemorySampler, Telemetry, TextProgress
 
 _session_ids = itertools.count(1)
 
@@ -62,6 +64,7 @@ class Session:
         memory_budget: str | int | None = None,
         safe: bool = False,
         workers: int = 2,
+        progress: bool | str = "auto",
     ):
         try:
             con = duckdb.connect(database)
@@ -76,15 +79,21 @@ class Session:
             settings.set_memory_budget(self, memory_budget)
         if safe:
             settings.lock_down(self.con)
+        if progress is True or (progress == "auto" and _terminal()):
+            self.telemetry.subscribe(TextProgress())
 
     def _setup(self, con: duckdb.DuckDBPyConnection, database: str, catalog: Catalog,
                batch_size: int | None) -> None:
         self.con = con
+        # DuckDB's own progress bar becomes an ipywidget in a kernel that outlives the cell
+        # as a blank box once saved; the engine's telemetry and live widget report instead.
+        con.sql("SET enable_progress_bar = false")
         self.database = database
         self.batch_size = batch_size
         self.memory_budget: int | None = None
         self.catalog = catalog
         self.cache = InferenceCache(con, self._fetch)
+        self.telemetry = Telemetry()
         self.sla_policy = "fifo"
         self.disabled_rules: frozenset[str] = frozenset()
         self._constants: dict[str, float] | None = None
@@ -255,12 +264,42 @@ class Session:
         guard = MemoryGuard(self.memory_budget) if self.memory_budget else None
         with Lookups(self) as temp:
             plan = self._plan(text, temp, values, self._hints(stmt, paradigm))
-            stats, udfs = self._run_operators(plan, values, temp, guard)
-            table = self._final(plan, values, udfs)
-            if guard is not None:
-                guard.check("the final query")
-            stats = self._udf_stats(stats, udfs)
+            with self._observed(plan, start) as observed:
+                stats, udfs = self._run_operators(plan, values, temp, guard)
+                table = self._final(plan, values, udfs)
+                if guard is not None:
+                    guard.check("the final query")
+                stats = self._udf_stats(stats, udfs)
+                observed(table.num_rows, stats)
         return Result(table, statement=stmt.text, elapsed=time.perf_counter() - start, stats=stats)
+
+    @contextlib.contextmanager
+    def _observed(self, plan: Plan, start: float) -> Iterator[Callable[[int, list[dict[str, Any]]], None]]:
+        """Tell the event stream a query starts and ends (and sample memory meanwhile), only
+        when someone listens. Yields the function that records the result's size."""
+        tele = self.telemetry
+        if not tele.active:
+            yield lambda rows, stats: None
+            return
+        tele.emit("query_start", sql=plan.sql, budgets={"cpu": self.memory_budget},
+                  operators=[{"id": op.id, "call": op.call, "paradigm": op.paradigm,
+                              "estimated_rows": op.estimated_rows} for op in plan.operators])
+        done: dict[str, Any] = {}
+
+        def record(rows: int, stats: list[dict[str, Any]]) -> None:
+            done.update(rows=rows, stats=stats)
+
+        error = None
+        try:
+            with MemorySampler(tele, self.con, [self.catalog.get(op.model) for op in plan.operators]):
+                yield record
+        except BaseException as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            for op, st_ in zip(plan.operators, done.get("stats", ())):
+                tele.emit("operator_end", id=op.id, rows=st_["rows"], seconds=st_["seconds"])
+            tele.emit("query_end", rows=done.get("rows"), seconds=time.perf_counter() - start, error=error)
 
     def _explain(self, stmt: st.Sql, params: Mapping[str, Any] | None, analyze: bool,
                  paradigm: str | None = None) -> Plan:
@@ -381,7 +420,7 @@ class Session:
             model = self.catalog.get(op.model)
             batch = self.catalog.batch_size(op.model) or self.batch_size or op.batch_size
             if op.paradigm == "udf_centric":
-                udf = UdfOperator(self.con, op, model, batch_size=batch, guard=guard)
+                udf = UdfOperator(self.con, op, model, batch_size=batch, guard=guard, telemetry=self.telemetry)
                 udf.register()
                 temp.keep(udf)
                 udfs.append(udf)
@@ -389,9 +428,12 @@ class Session:
                 continue
             use = self._cache_use(op.model, model)
             infer = self._infer(op, model, batch, guard)
+            progress = self.telemetry.progress(op.id)
             with torch_threads(op.threads[1] if op.threads else None):
-                run = self._guard(lambda op=op, model=model, use=use, batch=batch, infer=infer: dl_centric.run(
-                    self._fetch, op, model, values, batch_size=batch, cache=use, guard=guard, infer=infer), plan)
+                run = self._guard(lambda op=op, model=model, use=use, batch=batch, infer=infer, progress=progress:
+                                  dl_centric.run(self._fetch, op, model, values, batch_size=batch, cache=use,
+                                                 guard=guard, infer=infer, progress=progress,
+                                                 telemetry=self.telemetry), plan)
             distinct = all(q.distinct for q in op.inputs)
             temp.fill(op, run.table, distinct=distinct)
             if op.paradigm == "dl_centric":
@@ -407,20 +449,21 @@ class Session:
                                   facts, op.paradigm)
 
     def _infer(self, op: ModelOperator, model: Model, batch: int | None,
-               guard: MemoryGuard | None) -> Callable[[pa.Array], batching.BatchRun] | None:
+               guard: MemoryGuard | None) -> Callable[..., batching.BatchRun] | None:
         if op.paradigm == "relation_centric":
-            def rel(keys: pa.Array) -> batching.BatchRun:
+            def rel(keys: pa.Array, progress: Callable[[int, int], None] | None = None) -> batching.BatchRun:
                 t0 = time.perf_counter()
                 relation_centric.ensure_weights(self.con, op.model, model)
-                out = relation_centric.infer(self.con, self._fetch, model, keys,
+                out = relation_centric.infer(self.con, self._fetch, model, keys, progress=progress,
                                              max_rows=relation_centric.chunk_rows(self.memory_budget))
                 return batching.BatchRun(out, 0, 1, time.perf_counter() - t0)
             return rel
         if op.paradigm == "hybrid":
-            def mixed(keys: pa.Array) -> batching.BatchRun:
+            def mixed(keys: pa.Array, progress: Callable[[int, int], None] | None = None) -> batching.BatchRun:
                 t0 = time.perf_counter()
                 relation_centric.ensure_weights(self.con, op.model, model)
                 run = hybrid.infer(self.con, self._fetch, model, op.model, keys, batch_size=batch, guard=guard,
+                                   progress=progress,
                                    max_rows=relation_centric.chunk_rows(self.memory_budget))
                 return replace(run, seconds=time.perf_counter() - t0)
             return mixed
@@ -539,6 +582,13 @@ def connect(database: str = ":memory:", **options: Any) -> Session:
 
 
 # -- helpers -------------------------------------------------------------------------------
+
+def _terminal() -> bool:
+    """Plain Python at a terminal (not a notebook kernel, not a pipe): a text progress bar helps."""
+    if "ipykernel" in sys.modules:
+        return False
+    return bool(getattr(sys.stderr, "isatty", lambda: False)())
+
 
 def _subset(values: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
     return {n: values[n] for n in names if n in values}

@@ -22,6 +22,7 @@ from workbench.execution import batching
 from workbench.models.base import Model
 from workbench.plan.nodes import ModelOperator
 from workbench.runtime.memory import MemoryGuard
+from workbench.telemetry.stream import Telemetry
 
 
 @dataclass
@@ -50,25 +51,46 @@ def run(
     progress: Callable[[int, int], None] | None = None,
     cache: CacheUse | None = None,
     guard: MemoryGuard | None = None,
-    infer: Callable[[pa.Array], batching.BatchRun] | None = None,
+    infer: Callable[..., batching.BatchRun] | None = None,
+    telemetry: Telemetry | None = None,
 ) -> OperatorRun:
     """Run one operator: fetch its inputs, split cache hits from misses, run the misses
     (torch in tuned batches, or `infer` for the relation-centric and hybrid paradigms),
-    store them in the cache, and return (input, output) in input order."""
+    store them in the cache, and return (input, output) in input order.
+
+    `progress(rows_done, rows_total)` hears after the cache lookup and after every batch
+    (rows counted over distinct inputs, hits included); `telemetry` also hears cache hits and
+    misses and the bytes handed between DuckDB and the model's device."""
     keys = fetch(op.input_sql, {p: params[p] for p in op.params}).column(0).combine_chunks()
     keys = keys.filter(pc.is_valid(keys)) if keys.null_count else keys
     n = len(keys)
+    emit = telemetry.emit if telemetry is not None and telemetry.active else None
+    if emit is not None:
+        emit("operator_start", id=op.id, call=op.call, paradigm=op.paradigm, rows_total=n)
     if cache is not None:  # one set-based join splits the inputs into hits and misses
         found = cache.cache.lookup(op.model, model, cache.policy, cache.fingerprint, keys, cache.embed)
     else:
         found = Lookup(np.arange(0), pa.array([], type=model.arrow_output_type()), np.arange(n))
     misses = keys.take(pa.array(found.miss_index)) if len(found.miss_index) != n else keys
+    hits = len(found.hit_index)
+    step = None
+    if progress is not None:
+        progress(hits, n)
+        step = lambda done, _total: progress(hits + done, n)
+    if emit is not None:
+        if cache is not None:
+            emit("cache", id=op.id, hits=hits, misses=len(misses))
+        emit("bytes", source="duckdb", target="cpu", bytes=misses.nbytes)
     if infer is not None:
-        result = infer(misses)
+        result = infer(misses, step)
     else:
         inputs = to_model_inputs(op.call, op.model, model, misses)
-        result = batching.run(model, op.model, inputs, batch_size=batch_size or op.batch_size, progress=progress,
+        if emit is not None and model.device != "cpu" and isinstance(inputs, np.ndarray):
+            emit("bytes", source="cpu", target=model.device, bytes=inputs.nbytes)
+        result = batching.run(model, op.model, inputs, batch_size=batch_size or op.batch_size, progress=step,
                               guard=guard)
+    if emit is not None:
+        emit("bytes", source="cpu", target="duckdb", bytes=result.outputs.nbytes)
     if cache is not None:
         vectors = found.miss_vectors if cache.policy.kind == "semantic" else None
         cache.cache.store(op.model, model, cache.policy, cache.fingerprint, misses, result.outputs,

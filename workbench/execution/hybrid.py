@@ -3,6 +3,7 @@ DuckDB, the rest of the model DL-centric in torch, joined by the hidden vectors.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -39,7 +40,8 @@ class _Tail(Model):
 
 
 def infer(con: Any, fetch: Any, model: TensorModel, name: str, keys: pa.Array, *,
-          batch_size: int | None = None, guard: Any = None, max_rows: int | None = None) -> batching.BatchRun:
+          batch_size: int | None = None, guard: Any = None, max_rows: int | None = None,
+          progress: Callable[[int, int], None] | None = None) -> batching.BatchRun:
     split = split_after_first_linear(model.module)
     if split is None:  # pragma: no cover - the cost model offers hybrid only with a split
         raise ValueError("no hybrid split")
@@ -59,4 +61,6 @@ def infer(con: Any, fetch: Any, model: TensorModel, name: str, keys: pa.Array, *
         outputs.append(run.outputs)
         batches += run.batches
         chosen = run.batch_size
+        if progress is not None:
+            progress(min(start + step, len(keys)), len(keys))
     return batching.BatchRun(pa.concat_arrays(outputs) if len(outputs) > 1 else outputs[0], chosen, batches, 0.0)

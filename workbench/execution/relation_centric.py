@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -233,14 +234,19 @@ def model_sql(model: TensorModel, keys_view: str, *, hidden_only: bool = False) 
 
 
 def infer(con: duckdb.DuckDBPyConnection, fetch: Any, model: TensorModel, keys: pa.Array,
-          *, hidden_only: bool = False, max_rows: int | None = None) -> pa.Array:
+          *, hidden_only: bool = False, max_rows: int | None = None,
+          progress: Callable[[int, int], None] | None = None) -> pa.Array:
     """Outputs for `keys` (one per key, same order) computed by DuckDB, `max_rows` inputs per
     query when given (under a memory budget a query's result and intermediates must fit
     DuckDB's limit: a chunk bounds them)."""
     if not len(keys):
         return pa.array([], type=model.arrow_output_type())
     step = max_rows or len(keys)
-    parts = [_infer_chunk(con, fetch, model, keys.slice(i, step), hidden_only) for i in range(0, len(keys), step)]
+    parts = []
+    for i in range(0, len(keys), step):
+        parts.append(_infer_chunk(con, fetch, model, keys.slice(i, step), hidden_only))
+        if progress is not None:
+            progress(min(i + step, len(keys)), len(keys))
     return parts[0] if len(parts) == 1 else pa.concat_arrays(parts)
 
 

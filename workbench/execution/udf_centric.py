@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -28,18 +29,21 @@ from workbench.execution.dl_centric import to_model_inputs
 from workbench.models.base import Model
 from workbench.plan.nodes import ModelOperator
 from workbench.runtime.memory import MemoryGuard
+from workbench.telemetry.stream import Telemetry
 
 
 class UdfOperator:
     def __init__(self, con: Any, op: ModelOperator, model: Model, *, batch_size: int | None = None,
-                 guard: MemoryGuard | None = None):
+                 guard: MemoryGuard | None = None, telemetry: Telemetry | None = None):
         self.con, self.op, self.model = con, op, model
+        self.telemetry = telemetry if telemetry is not None and telemetry.active else None
         self.batch_size = batch_size
         self.guard = guard
         self.name = op.lookup
         self.error: BaseException | None = None
         self.rows = self.calls = self.inferred = 0
         self.seconds = 0.0
+        self._started, self._reported, self._batches = False, 0, 0  # telemetry's running counts
         self._stats_lock = threading.Lock()
         # a text model's tokenizer is not thread-safe: its calls take turns
         self._model_lock = threading.Lock() if model.input_kind == "text" else None
@@ -71,11 +75,14 @@ class UdfOperator:
             present = keys
         unique, inverse = _unique(present)
         inputs = to_model_inputs(self.op.call, self.op.model, self.model, unique)
+        step = self._progress() if self.telemetry is not None else None
         if self._model_lock is not None:
             with self._model_lock:
-                result = batching.run(self.model, self.op.model, inputs, batch_size=self.batch_size, guard=self.guard)
+                result = batching.run(self.model, self.op.model, inputs, batch_size=self.batch_size, guard=self.guard,
+                                      progress=step)
         else:
-            result = batching.run(self.model, self.op.model, inputs, batch_size=self.batch_size, guard=self.guard)
+            result = batching.run(self.model, self.op.model, inputs, batch_size=self.batch_size, guard=self.guard,
+                                  progress=step)
         out = result.outputs.take(pa.array(inverse))
         if keys.null_count:
             positions = np.cumsum(np.asarray(valid.to_numpy(zero_copy_only=False), dtype=np.int64)) - 1
@@ -86,7 +93,33 @@ class UdfOperator:
             self.inferred += len(unique)
             self.calls += 1
             self.seconds += time.perf_counter() - start
+        if self.telemetry is not None:
+            self.telemetry.emit("bytes", source="duckdb", target="cpu", bytes=present.nbytes)
+            self.telemetry.emit("bytes", source="cpu", target="duckdb", bytes=out.nbytes)
         return out
+
+    def _progress(self) -> Callable[[int, int], None]:
+        """A batch-level progress callback for one vector. DuckDB's threads call the function
+        at once, so the rows done are one shared counter, reported as it grows."""
+        emit = self.telemetry.emit  # type: ignore[union-attr]
+        with self._stats_lock:
+            first = not self._started
+            self._started = True
+        if first:
+            emit("operator_start", id=self.op.id, call=self.op.call, paradigm="udf_centric",
+                 rows_total=self.op.estimated_rows or 0)
+        last = [0]
+
+        def step(pos: int, _total: int) -> None:
+            with self._stats_lock:
+                self._reported += pos - last[0]
+                self._batches += 1
+                done, batches = self._reported, self._batches
+            last[0] = pos
+            emit("progress", id=self.op.id, rows_done=done, rows_total=max(done, self.op.estimated_rows or 0),
+                 batches=batches)
+
+        return step
 
     def stats(self) -> dict[str, Any]:
         return {

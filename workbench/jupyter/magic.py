@@ -7,10 +7,11 @@ display the Result. `@no_var_expand` keeps IPython's `{}`/`$` expansion away fro
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
-from traitlets import Integer, Unicode
+from traitlets import Bool, Integer, Unicode
 
 from workbench.errors import WorkbenchError, shorten
 from workbench.jupyter import command
@@ -33,6 +34,7 @@ class DlsqlMagic(Magics):
     display_limit = Integer(20, config=True, help="Rows shown under a %%dlsql cell (all rows stay in -o).")
     database = Unicode(":memory:", config=True, help="Database of the notebook's session: ':memory:' or a file.")
     batch_size = Integer(0, config=True, help="Model batch size; 0 picks it by measurement.")
+    live = Bool(True, config=True, help="Show the live progress/memory widget while a model query runs.")
 
     def __init__(self, shell: Any):
         super().__init__(shell)
@@ -53,6 +55,14 @@ class DlsqlMagic(Magics):
             self._session = Session(wanted)
         self._session.batch_size = self.batch_size or None
         return self._session
+
+    def _live(self, session: Session) -> Any:
+        """The live widget in a notebook kernel (front ends draw it); nothing elsewhere."""
+        if not self.live or getattr(self.shell, "kernel", None) is None:
+            return contextlib.nullcontext()
+        from workbench.jupyter.live import LiveDisplay
+
+        return LiveDisplay(session.telemetry)
 
     @no_var_expand
     @line_cell_magic
@@ -83,7 +93,8 @@ class DlsqlMagic(Magics):
             if cmd.batch_size:
                 session.batch_size = cmd.batch_size
             try:
-                result = session.sql(cmd.sql, params=ns, namespace=ns, paradigm=cmd.paradigm)
+                with self._live(session):
+                    result = session.sql(cmd.sql, params=ns, namespace=ns, paradigm=cmd.paradigm)
             finally:
                 session.batch_size = saved
         except WorkbenchError as exc:

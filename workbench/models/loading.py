@@ -15,6 +15,9 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Loading a local model needs no progress bar of its own (in a kernel with ipywidgets,
+# transformers would leave a stray widget under the cell); the engine reports its own progress.
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 # huggingface_hub imports tqdm.auto, which warns in kernels without ipywidgets; the warning
 # is about progress bars we switch off anyway.
 warnings.filterwarnings("ignore", message="IProgress not found")

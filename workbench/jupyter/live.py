@@ -1,0 +1,105 @@
+"""The live query widget under a `%%dlsql` cell.
+
+While a model query runs, an anywidget shows a progress bar with ETA, a memory chart per
+device with its budget as a dashed line, bytes moved, batches per second and the cache hit
+ratio. The engine's event stream drives it from whatever thread reports (the query thread,
+DuckDB's threads, the memory sampler), at most `INTERVAL_S` apart, so the front end gets
+updates during the query. When the query ends the output is replaced by a static HTML and
+text summary of the same facts: it renders after the notebook is saved and reopened without
+a kernel, in nbviewer and on GitHub.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import anywidget
+import traitlets
+from IPython.display import display
+
+from workbench.telemetry import Tracker
+from workbench.telemetry.stream import Event, Telemetry
+from workbench.telemetry.summary import facts, memory_series, progress_text, summary_html, summary_text
+
+INTERVAL_S = 0.2
+
+_HERE = Path(__file__).parent
+
+
+class LiveQuery(anywidget.AnyWidget):
+    """The widget itself: the front end draws `state` (built by `LiveDisplay`)."""
+
+    _esm = _HERE / "live.js"
+    _css = _HERE / "live.css"
+    state = traitlets.Dict().tag(sync=True)
+
+
+def widget_state(tracker: Tracker, pushes: int) -> dict[str, Any]:
+    s = tracker.copy()
+    budgets = {k: v for k, v in s.budgets.items() if v}
+    return {"sql": " ".join(s.sql.split())[:200], "fraction": s.fraction, "progress_text": progress_text(s),
+            "facts": [list(f) for f in facts(s)], "chart": {d: [list(p) for p in pts]
+                                                             for d, pts in memory_series(s).items()},
+            "budgets": budgets, "finished": s.finished, "updates": pushes}
+
+
+class LiveDisplay:
+    """While active, every model query of `telemetry` shows a live widget that freezes into
+    a static summary when it ends. Use as a context manager around a cell's work."""
+
+    def __init__(self, telemetry: Telemetry, interval: float = INTERVAL_S):
+        self.telemetry = telemetry
+        self.interval = interval
+        self.pushes = 0  # widget updates sent (a figure for the closing note and tests)
+        self._tracker = Tracker()
+        self._widget: LiveQuery | None = None
+        self._handle: Any = None
+        self._last = 0.0
+        self._lock = threading.Lock()
+        self._unsubscribe: Any = None
+
+    def __enter__(self) -> LiveDisplay:
+        self._unsubscribe = self.telemetry.subscribe(self)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._unsubscribe()
+        self._freeze()
+
+    def __call__(self, event: Event) -> None:
+        self._tracker(event)
+        if event.kind == "query_start":
+            if threading.current_thread() is threading.main_thread():
+                self._freeze()
+                self._widget = LiveQuery(state=widget_state(self._tracker, self.pushes))
+                bundle = self._widget._repr_mimebundle_()[0]
+                bundle["text/html"] = summary_html(self._tracker.copy())  # shown where widgets are not
+                self._handle = display(bundle, raw=True, display_id=True)
+                self._last = time.perf_counter()
+            return
+        if event.kind == "query_end":
+            self._freeze()
+            return
+        now = time.perf_counter()
+        if self._widget is None or now - self._last < self.interval:
+            return
+        with self._lock:  # several threads report; one pushes at a time
+            if self._widget is None or now - self._last < self.interval:
+                return
+            self._last = now
+            self.pushes += 1
+            self._widget.state = widget_state(self._tracker, self.pushes)
+
+    def _freeze(self) -> None:
+        """Replace the live widget by the static summary (the same facts, no kernel needed)."""
+        with self._lock:
+            widget, handle = self._widget, self._handle
+            self._widget = self._handle = None
+        if widget is None:
+            return
+        s = self._tracker.copy()
+        handle.update({"text/html": summary_html(s), "text/plain": summary_text(s)}, raw=True)
+        widget.close()

@@ -1,0 +1,79 @@
+"""One in-process event stream per session.
+
+Executors call `emit(kind, **data)`; subscribers get an `Event`. With nobody subscribed an
+emit is one attribute check, so an unobserved query pays nothing. Subscribers run on the
+thread that emitted (the main thread, a DuckDB thread running a UDF, or the memory sampler),
+so they must be quick and thread-safe; one that raises is dropped rather than let a display
+problem stop a query.
+
+Kinds and their data:
+    query_start     sql, operators [{id, call, paradigm, estimated_rows}], budgets {device: bytes}
+    operator_start  id, call, paradigm, rows_total (known inputs, or the estimate)
+    progress        id, rows_done, rows_total, batches (this operator's, cumulative)
+    cache           id, hits, misses
+    bytes           source, target, bytes (e.g. 'duckdb' -> 'cpu'; 'disk' -> 'cpu' when offloading)
+    memory          {'cpu': {...}, 'cuda:0': {...}}: bytes per device (see memory.sample)
+    operator_end    id, rows, seconds
+    query_end       rows (result rows), seconds, error (None or a short message)
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str
+    t: float  # perf_counter seconds
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+Listener = Callable[[Event], None]
+
+
+class Telemetry:
+    def __init__(self) -> None:
+        self._listeners: tuple[Listener, ...] = ()
+        self._lock = threading.Lock()
+
+    @property
+    def active(self) -> bool:
+        return bool(self._listeners)
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Add a listener; returns the function that removes it."""
+        with self._lock:
+            self._listeners = (*self._listeners, listener)
+        return lambda: self.unsubscribe(listener)
+
+    def unsubscribe(self, listener: Listener) -> None:
+        with self._lock:
+            self._listeners = tuple(x for x in self._listeners if x is not listener)
+
+    def emit(self, kind: str, **data: Any) -> None:
+        listeners = self._listeners  # a tuple: subscribing during an emit is safe
+        if not listeners:
+            return
+        event = Event(kind, time.perf_counter(), data)
+        for listener in listeners:
+            try:
+                listener(event)
+            except Exception:  # noqa: BLE001 - a broken display never stops a query
+                self.unsubscribe(listener)
+
+    def progress(self, op_id: int) -> Callable[[int, int], None] | None:
+        """A (rows_done, rows_total) callback for one operator, or None when unobserved."""
+        if not self._listeners:
+            return None
+        batches = [0]
+
+        def report(done: int, total: int) -> None:
+            batches[0] += 1
+            self.emit("progress", id=op_id, rows_done=done, rows_total=total, batches=batches[0])
+
+        return report

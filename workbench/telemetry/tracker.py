@@ -1,0 +1,136 @@
+"""Fold the event stream into a snapshot of one query: what the widget and progress bar draw."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from workbench.telemetry.stream import Event
+
+MAX_POINTS = 600  # memory samples kept per query (older ones are thinned out, never the newest)
+
+
+@dataclass
+class Snapshot:
+    sql: str = ""
+    started: float = 0.0
+    elapsed: float = 0.0
+    finished: bool = False
+    error: str | None = None
+    operator: str = ""  # the call running now, with its paradigm
+    rows_done: int = 0
+    rows_total: int = 0
+    batches: int = 0
+    result_rows: int | None = None
+    cache_hits: int = 0
+    cache_misses: int = 0
+    budgets: dict[str, int | None] = field(default_factory=dict)
+    memory: list[tuple[float, dict[str, dict[str, int]]]] = field(default_factory=list)
+    peak: dict[str, int] = field(default_factory=dict)  # device -> the highest resident figure seen
+    moved: dict[str, int] = field(default_factory=dict)  # 'source->target' -> bytes
+    updates: int = 0  # events folded in
+
+    @property
+    def fraction(self) -> float:
+        if self.finished:
+            return 1.0
+        return min(self.rows_done / self.rows_total, 1.0) if self.rows_total else 0.0
+
+    @property
+    def eta(self) -> float | None:
+        f = self.fraction
+        if self.finished or f <= 0:
+            return None
+        return self.elapsed * (1 - f) / f
+
+    @property
+    def batches_per_second(self) -> float:
+        return self.batches / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def hit_ratio(self) -> float | None:
+        seen = self.cache_hits + self.cache_misses
+        return self.cache_hits / seen if seen else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (the widget's synced state)."""
+        return {
+            "sql": self.sql, "elapsed": round(self.elapsed, 3), "finished": self.finished, "error": self.error,
+            "operator": self.operator, "rows_done": self.rows_done, "rows_total": self.rows_total,
+            "fraction": round(self.fraction, 4), "eta": None if self.eta is None else round(self.eta, 2),
+            "batches": self.batches, "batches_per_second": round(self.batches_per_second, 2),
+            "result_rows": self.result_rows, "cache_hits": self.cache_hits, "cache_misses": self.cache_misses,
+            "hit_ratio": self.hit_ratio, "budgets": self.budgets,
+            "memory": [[round(t, 3), m] for t, m in self.memory], "peak": self.peak, "moved": self.moved,
+        }
+
+
+def resident(device: str, figures: dict[str, int]) -> int:
+    """The one figure per device drawn against its budget: RSS on the CPU, reserved on a GPU."""
+    return figures.get("rss", figures.get("reserved", 0))
+
+
+class Tracker:
+    """A subscriber that keeps the current query's `Snapshot` (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ops: dict[int, list[int]] = {}  # operator id -> [done, total]
+        self.snapshot = Snapshot()
+
+    def copy(self) -> Snapshot:
+        with self._lock:
+            s = self.snapshot
+            if not s.finished and s.started:
+                s.elapsed = time.perf_counter() - s.started
+            return Snapshot(**{**s.__dict__, "memory": list(s.memory), "peak": dict(s.peak),
+                               "moved": dict(s.moved), "budgets": dict(s.budgets)})
+
+    def __call__(self, event: Event) -> None:
+        with self._lock:
+            self._fold(event)
+
+    def _fold(self, e: Event) -> None:
+        s, d = self.snapshot, e.data
+        if e.kind == "query_start":
+            self.snapshot = s = Snapshot(sql=d.get("sql", ""), started=e.t, budgets=dict(d.get("budgets", {})))
+            self._ops = {op["id"]: [0, int(op.get("estimated_rows") or 0)] for op in d.get("operators", [])}
+        s.updates += 1
+        if s.started:
+            s.elapsed = e.t - s.started
+        if e.kind == "operator_start":
+            s.operator = f"{d['call']} ({d['paradigm']})"
+            self._ops.setdefault(d["id"], [0, 0])[1] = int(d.get("rows_total") or 0)
+        elif e.kind == "progress":
+            op = self._ops.setdefault(d["id"], [0, 0])
+            op[0] = max(op[0], int(d["rows_done"]))  # monotone even if reports cross threads
+            op[1] = max(int(d["rows_total"]), op[0])
+            s.batches += 1
+        elif e.kind == "cache":
+            s.cache_hits += int(d.get("hits", 0))
+            s.cache_misses += int(d.get("misses", 0))
+        elif e.kind == "bytes":
+            key = f"{d['source']}->{d['target']}"
+            s.moved[key] = s.moved.get(key, 0) + int(d["bytes"])
+        elif e.kind == "memory":
+            devices = d["devices"]
+            s.memory.append((round(s.elapsed, 3), devices))
+            if len(s.memory) > MAX_POINTS:
+                s.memory = s.memory[:-1:2] + s.memory[-1:]
+            for device, figures in devices.items():
+                s.peak[device] = max(s.peak.get(device, 0), resident(device, figures))
+        elif e.kind == "operator_end":
+            op = self._ops.setdefault(d["id"], [0, 0])
+            op[0] = op[1] = max(op[0], int(d.get("rows", op[0])))
+        elif e.kind == "query_end":
+            for op in self._ops.values():  # the true counts: what each operator really processed
+                op[1] = op[0]
+            s.finished = True
+            s.error = d.get("error")
+            s.result_rows = d.get("rows")
+            s.elapsed = d.get("seconds", s.elapsed)
+            s.operator = ""
+        s.rows_done = sum(op[0] for op in self._ops.values())
+        s.rows_total = sum(op[1] for op in self._ops.values())
