@@ -85,8 +85,8 @@ def result_html(result: Any, limit: int = DEFAULT_LIMIT) -> str:
 
 
 #: one colour per paradigm, the same in the HTML plan and the JupyterLab renderer
-PARADIGM_COLORS = {"dl_centric": "#1f77b4", "udf_centric": "#2ca02c", "relation_centric": "#9467bd",
-                   "hybrid": "#ff7f0e"}
+PARADIGM_COLORS = {"dl_centric": "#4C78A8", "udf_centric": "#F58518", "relation_centric": "#54A24B",
+                   "hybrid": "#B279A2"}
 
 
 def plan_lines(plan: Plan) -> list[tuple[int, str]]:
@@ -94,11 +94,14 @@ def plan_lines(plan: Plan) -> list[tuple[int, str]]:
     from workbench.plan.nodes import _seconds
 
     lines = [(0, ("EXPLAIN ANALYZE" if plan.analyzed else "EXPLAIN") + f": {plan.sql.strip()}")]
+    if plan.analyzed and plan.actual_rows is not None:
+        lines.append((1, f"result: {plan.actual_rows:,} rows in {plan.actual_seconds:.3f} s"))
     for op in plan.operators:
         est = "?" if op.estimated_rows is None else f"{op.estimated_rows:,}"
         threads = f", threads duckdb {op.threads[0]}/torch {op.threads[1]}" if op.threads else ""
         line = (f"ModelOperator #{op.id} {op.call} -> {op.output_type}  [{op.paradigm}"
-                f"{' (forced)' if op.forced else ''}, {op.device}, batch {op.batch_size or 'auto'}{threads}, "
+                f"{' (forced)' if op.forced else ''}, {op.device}, {op.precision}, "
+                f"batch {op.batch_size or 'auto'}{threads}, "
                 f"est. rows {est}, est. {_seconds(op.estimated_seconds)}, {op.cache_text()}")
         if op.limit is not None:
             line += f", stops after {op.limit:,} rows"
@@ -129,7 +132,7 @@ def plan_html(plan: Plan) -> str:
             return f"<b>{html.escape(head)}</b>: <code>{html.escape(rest)}</code>"
         if head.startswith("ModelOperator"):
             return f"<b>{html.escape(text)}</b>"
-        if sep and head in ("costs", "why", "part", "optimizer"):
+        if sep and head in ("costs", "why", "part", "optimizer", "result"):
             return f"<i>{html.escape(head)}</i>: {html.escape(rest)}"
         return html.escape(text)
 

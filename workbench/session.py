@@ -310,13 +310,19 @@ class Session:
             else:
                 plan = self._plan(text, temp, values, self._hints(stmt, paradigm))
             ops = plan.operators
+            rows = seconds = None
             if analyze:
-                stats, udfs = self._run_operators(plan, values, temp)
-                self._final(plan, values, udfs)  # ANALYZE runs the whole statement
-                stats = self._udf_stats(stats, udfs)
+                start = time.perf_counter()
+                with self._observed(plan, start) as observed:
+                    stats, udfs = self._run_operators(plan, values, temp)
+                    rows = self._final(plan, values, udfs).num_rows  # ANALYZE runs the whole statement
+                    stats = self._udf_stats(stats, udfs)
+                    observed(rows, stats)
+                seconds = round(time.perf_counter() - start, 6)
                 ops = tuple(op.with_actuals(s) for op, s in zip(ops, stats))
             relational = self._relational_plan(plan, values)
-        return replace(plan, sql=stmt.text, operators=ops, analyzed=analyze, relational_plan=relational)
+        return replace(plan, sql=stmt.text, operators=ops, analyzed=analyze, relational_plan=relational,
+                       actual_rows=rows, actual_seconds=seconds)
 
     def _hints(self, stmt: st.Sql, paradigm: str | None) -> hints.Hints:
         return hints.parse((c for tok in stmt.tokens for c in (tok.comments or ())), paradigm)

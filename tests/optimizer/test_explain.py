@@ -7,6 +7,7 @@ import pytest
 
 import workbench
 from tests.conftest import run
+from workbench.display import PARADIGM_COLORS
 from workbench.plan.nodes import PARADIGMS
 
 QUERY = "SELECT id, digits(pixels).label AS guess FROM digits WHERE id % 3 = 0 AND digits(pixels).score > 0.5"
@@ -96,7 +97,27 @@ def test_mime_bundle_carries_the_plan_json(s):
     bundle = plan._repr_mimebundle_()
     assert set(bundle) == {"application/vnd.workbench.plan+json", "text/html", "text/plain"}
     assert bundle["application/vnd.workbench.plan+json"] == plan.to_dict()
-    assert bundle["text/plain"] == plan.text() and "#ff7f0e" in bundle["text/html"]  # hybrid's colour
+    assert bundle["text/plain"] == plan.text() and PARADIGM_COLORS["hybrid"] in bundle["text/html"]
     explained = s.sql(f"EXPLAIN {QUERY}")
     assert "application/vnd.workbench.plan+json" in explained._repr_mimebundle_()
     assert set(s.sql("SELECT 1 AS x")._repr_mimebundle_()) == {"text/html", "text/plain"}
+
+
+def test_every_node_shows_rows_estimated_and_actual(s):
+    d = s.explain("SELECT id, digits(pixels).label AS l FROM digits WHERE id < 40", analyze=True).to_dict()
+    root = d["root"]
+    assert root["actual_rows"] == 40 and root["actual_seconds"] > 0
+    (op,) = root["children"]
+    assert op["estimated_rows"] == op["actual_rows"] == 40 and op["precision"] == "float32"
+    assert "expected_hit_ratio" in op and "actual_cache_hit_ratio" in op
+    (inputs,) = op["children"]
+    assert inputs["operator"] == "Inputs" and inputs["estimated_rows"] == inputs["actual_rows"] == 40
+    plain = s.explain("SELECT id, digits(pixels).label AS l FROM digits WHERE id < 40").to_dict()
+    assert "actual_rows" not in plain and "actual_rows" not in plain["root"]
+
+
+def test_text_and_html_show_the_same_analyzed_facts(s):
+    plan = s.explain("SELECT digits(pixels).label FROM digits WHERE id < 40", analyze=True)
+    text, page = plan.text(), plan._repr_html_()
+    for fact in ("result: 40 rows", "float32", "actual rows 40", "est. rows 40"):
+        assert fact in text and fact in page.replace("<i>", "").replace("</i>", "")

@@ -112,14 +112,20 @@ class ModelOperator:
             return None
         return (self.estimated_seconds - self.actual_seconds) / self.actual_seconds
 
+    def hit_ratio(self) -> float | None:
+        """Share of the inputs the cache answered (ANALYZE)."""
+        if self.actual_cache_hits is None or not self.actual_rows:
+            return None
+        return self.actual_cache_hits / self.actual_rows
+
     def cache_text(self) -> str:
         if self.cache_policy == "off":
             return "cache off"
         text = f"cache {self.cache_policy}"
         if self.expected_hit_ratio is not None:
             text += f", expected hits {self.expected_hit_ratio:.0%}"
-        if self.actual_cache_hits is not None and self.actual_rows:
-            text += f", actual hits {self.actual_cache_hits / self.actual_rows:.0%}"
+        if self.hit_ratio() is not None:
+            text += f", actual hits {self.hit_ratio():.0%}"
         return text
 
     def alternatives_text(self) -> str:
@@ -135,7 +141,8 @@ class ModelOperator:
             "batch_size": self.batch_size, "device": self.device,
             "threads": {"duckdb": self.threads[0], "torch": self.threads[1]} if self.threads else None,
             "precision": self.precision, "estimated_rows": self.estimated_rows,
-            "cache": self.cache_policy, "output_type": self.output_type,
+            "cache": self.cache_policy, "expected_hit_ratio": _round(self.expected_hit_ratio),
+            "output_type": self.output_type,
         }
         if self.parts:
             d["parts"] = list(self.parts)
@@ -143,8 +150,12 @@ class ModelOperator:
             d["limit"] = self.limit
         if analyzed:
             d.update(actual_rows=self.actual_rows, actual_seconds=self.actual_seconds,
-                     actual_cache_hits=self.actual_cache_hits, estimate_error=_round(self.estimate_error()))
-        d["children"] = children + [{"operator": "Inputs", "sql": self.input_sql, "children": []}]
+                     actual_cache_hits=self.actual_cache_hits, actual_cache_hit_ratio=_round(self.hit_ratio()),
+                     estimate_error=_round(self.estimate_error()))
+        inputs: dict[str, Any] = {"operator": "Inputs", "sql": self.input_sql, "estimated_rows": self.estimated_rows}
+        if analyzed:
+            inputs["actual_rows"] = self.actual_rows
+        d["children"] = children + [{**inputs, "children": []}]
         return d
 
 
@@ -168,6 +179,8 @@ class Plan:
     params: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()  # what the optimizer rules did, in order
     relational_plan: str = field(default="", compare=False)
+    actual_rows: int | None = field(default=None, compare=False)  # ANALYZE: the statement's result rows
+    actual_seconds: float | None = field(default=None, compare=False)  # ANALYZE: the whole statement
 
     def consumers(self) -> dict[str, list[ModelOperator]]:
         """For each lookup function, the operators whose inputs read it (nested calls)."""
@@ -188,7 +201,11 @@ class Plan:
             return op.node([node(o) for o in inner], self.analyzed)
 
         tops = [op for op in self.operators if op.lookup not in consumed]
-        return {"operator": "Query", "sql": self.final_sql, "children": [node(op) for op in tops]}
+        root: dict[str, Any] = {"operator": "Query", "sql": self.final_sql}
+        if self.analyzed:
+            root.update(actual_rows=self.actual_rows, actual_seconds=self.actual_seconds)
+        root["children"] = [node(op) for op in tops]
+        return root
 
     def to_dict(self) -> dict[str, Any]:
         """Deterministic JSON form (no timings unless analyzed; estimates to 3 digits).
@@ -198,6 +215,7 @@ class Plan:
         d = asdict(self)
         d["operators"] = [asdict(op) | {"input_sql": op.input_sql} for op in self.operators]
         if not self.analyzed:
+            d.pop("actual_rows"), d.pop("actual_seconds")
             for op in d["operators"]:
                 for key in ("actual_rows", "actual_seconds", "actual_cache_hits"):
                     op.pop(key, None)

@@ -1,0 +1,64 @@
+"""The live widget's driver: it pushes state during the query and freezes into a static
+summary carrying the same facts as the text form."""
+
+from __future__ import annotations
+
+import html
+
+import workbench.jupyter.live as live_module
+from workbench.jupyter.live import LiveDisplay
+from workbench.telemetry import Tracker
+from workbench.telemetry.summary import facts, summary_html, summary_text
+
+
+class Output:
+    """Stands in for the notebook's output area: records what is displayed and updated."""
+
+    def __init__(self):
+        self.shown, self.updates = [], []
+
+    def display(self, bundle, raw=False, display_id=False):
+        self.shown.append(bundle)
+        return self
+
+    def update(self, bundle, raw=False):
+        self.updates.append(bundle)
+
+
+def test_live_display_updates_during_the_query_then_freezes(data_session, monkeypatch):
+    s = data_session
+    out = Output()
+    monkeypatch.setattr(live_module, "display", out.display)
+    s.sql("ALTER MODEL minilm SET cache = 'off'")
+    states = []
+    try:
+        with LiveDisplay(s.telemetry, interval=0.0) as live:
+            s.telemetry.subscribe(lambda e: live._widget is not None and states.append(dict(live._widget.state)))
+            s.sql("SELECT count(minilm(body)) AS n FROM pydoc WHERE id < 150")
+    finally:
+        s.sql("ALTER MODEL minilm SET cache = 'exact'")
+    assert len(out.shown) == 1 and "application/vnd.jupyter.widget-view+json" in out.shown[0]
+    assert "text/html" in out.shown[0], "a fallback for front ends without widgets"
+    texts = [st["progress_text"] for st in states if st.get("progress_text")]
+    assert live.pushes >= 2 and len(set(texts)) >= 3, texts
+    fractions = [st["fraction"] for st in states]
+    assert fractions == sorted(fractions) and states[-1]["chart"]["cpu"]
+    (final,) = out.updates
+    assert set(final) == {"text/html", "text/plain"}, "frozen: no widget left in the saved notebook"
+    assert "wb-live-summary" in final["text/html"] and "model rows in" in final["text/plain"]
+    assert live._widget is None
+
+
+def test_summary_html_and_text_show_the_same_facts(digits_session):
+    tracker = Tracker()
+    unsubscribe = digits_session.telemetry.subscribe(tracker)
+    try:
+        digits_session.sql("SELECT digits(pixels).label FROM digits")
+    finally:
+        unsubscribe()
+    snap = tracker.copy()
+    page, text = html.unescape(summary_html(snap)), summary_text(snap)
+    assert "wb-live-summary" in page and "<svg" in page and "<script" not in page
+    assert facts(snap)
+    for key, value in facts(snap):
+        assert f"{key}: {value}" in text and key in page and value in page
