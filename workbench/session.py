@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 import duckdb
+import psutil
 import pyarrow as pa
 
 from workbench import settings
@@ -281,7 +282,9 @@ class Session:
         if not tele.active:
             yield lambda rows, stats: None
             return
+        # a budget bounds the growth from here (MemoryGuard), so the line sits above the start
         tele.emit("query_start", sql=plan.sql, budgets={"cpu": self.memory_budget},
+                  baseline={"cpu": psutil.Process().memory_info().rss},
                   operators=[{"id": op.id, "call": op.call, "paradigm": op.paradigm,
                               "estimated_rows": op.estimated_rows} for op in plan.operators])
         done: dict[str, Any] = {}

@@ -32,7 +32,7 @@ function chart(state, width, height) {
     const b = budgets[device.split(":")[0]];
     if (b) {
       root.appendChild(svg("line", {x1: 4, x2: width - 4, y1: y(b), y2: y(b), stroke: c, "stroke-dasharray": "4 3"}));
-      root.appendChild(svg("text", {x: width - 4, y: y(b) - 2, "font-size": 10, "text-anchor": "end"}, "budget " + size(b)));
+      root.appendChild(svg("text", {x: width - 4, y: y(b) - 2, "font-size": 10, "text-anchor": "end"}, "budget (limit " + size(b) + ")"));
     }
   });
   root.appendChild(svg("text", {x: width - 4, y: height - 2, "font-size": 10, "text-anchor": "end"}, tMax.toFixed(1) + " s"));

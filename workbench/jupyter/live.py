@@ -39,7 +39,7 @@ class LiveQuery(anywidget.AnyWidget):
 
 def widget_state(tracker: Tracker, pushes: int) -> dict[str, Any]:
     s = tracker.copy()
-    budgets = {k: v for k, v in s.budgets.items() if v}
+    budgets = s.limits()  # drawn where the budget puts the limit: above the start
     return {"sql": " ".join(s.sql.split())[:200], "fraction": s.fraction, "progress_text": progress_text(s),
             "facts": [list(f) for f in facts(s)], "chart": {d: [list(p) for p in pts]
                                                              for d, pts in memory_series(s).items()},

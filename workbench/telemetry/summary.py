@@ -51,10 +51,11 @@ def facts(s: Snapshot) -> list[tuple[str, str]]:
         out.append(("running", s.operator))
     last = s.memory[-1][1] if s.memory else {}
     for device, figures in last.items():
-        budget = s.budgets.get(device.split(":")[0])
+        kind = device.split(":")[0]
+        budget = s.budgets.get(kind)
         text = f"{size(resident(device, figures))} now, peak {size(s.peak.get(device))}"
         if budget:
-            text += f", budget {size(budget)}"
+            text += f", budget {size(budget)} above the {size(s.baseline.get(kind, 0))} at the start"
         parts = [f"{k} {size(v)}" for k, v in figures.items() if k not in ("rss", "reserved")]
         out.append((f"memory {device}", text + (f" ({', '.join(parts)})" if parts else "")))
     if s.moved:
@@ -76,8 +77,8 @@ def memory_svg(s: Snapshot, width: int = 360, height: int = 90) -> str:
     if not series:
         return ""
     t_max = max((p[0] for pts in series.values() for p in pts), default=0) or 1.0
-    top = max([v for pts in series.values() for _, v in pts] +
-              [b for b in s.budgets.values() if b]) * 1.1 or 1.0
+    limits = s.limits()
+    top = max([v for pts in series.values() for _, v in pts] + list(limits.values())) * 1.1 or 1.0
     x = lambda t: 4 + (width - 8) * t / t_max
     y = lambda v: height - 14 - (height - 22) * v / top
     colours = ["#4C78A8", "#E45756", "#72B7B2", "#F58518"]
@@ -88,12 +89,12 @@ def memory_svg(s: Snapshot, width: int = 360, height: int = 90) -> str:
         parts.append(f"<polyline fill='none' stroke='{colours[i % 4]}' stroke-width='1.5' points='{line}'/>")
         parts.append(f"<text x='6' y='{12 + 11 * i}' font-size='10' fill='{colours[i % 4]}'>"
                      f"{html.escape(device)} peak {size(s.peak.get(device))}</text>")
-        budget = s.budgets.get(device.split(":")[0])
+        budget = limits.get(device.split(":")[0])
         if budget:
             parts.append(f"<line x1='4' x2='{width - 4}' y1='{y(budget):.1f}' y2='{y(budget):.1f}' "
                          f"stroke='{colours[i % 4]}' stroke-dasharray='4 3'/>"
                          f"<text x='{width - 4}' y='{y(budget) - 2:.1f}' font-size='10' text-anchor='end'>"
-                         f"budget {size(budget)}</text>")
+                         f"budget (limit {size(budget)})</text>")
     parts.append(f"<text x='{width - 4}' y='{height - 2}' font-size='10' text-anchor='end'>"
                  f"{duration(t_max)}</text></svg>")
     return "".join(parts)

@@ -26,7 +26,8 @@ class Snapshot:
     result_rows: int | None = None
     cache_hits: int = 0
     cache_misses: int = 0
-    budgets: dict[str, int | None] = field(default_factory=dict)
+    budgets: dict[str, int | None] = field(default_factory=dict)  # device kind -> bytes of growth allowed
+    baseline: dict[str, int] = field(default_factory=dict)  # device kind -> resident bytes at the start
     memory: list[tuple[float, dict[str, dict[str, int]]]] = field(default_factory=list)
     peak: dict[str, int] = field(default_factory=dict)  # device -> the highest resident figure seen
     moved: dict[str, int] = field(default_factory=dict)  # 'source->target' -> bytes
@@ -49,6 +50,10 @@ class Snapshot:
     def batches_per_second(self) -> float:
         return self.batches / self.elapsed if self.elapsed > 0 else 0.0
 
+    def limits(self) -> dict[str, int]:
+        """Per device kind, the resident figure the budget allows: the start plus the budget."""
+        return {k: self.baseline.get(k, 0) + v for k, v in self.budgets.items() if v}
+
     @property
     def hit_ratio(self) -> float | None:
         seen = self.cache_hits + self.cache_misses
@@ -62,7 +67,7 @@ class Snapshot:
             "fraction": round(self.fraction, 4), "eta": None if self.eta is None else round(self.eta, 2),
             "batches": self.batches, "batches_per_second": round(self.batches_per_second, 2),
             "result_rows": self.result_rows, "cache_hits": self.cache_hits, "cache_misses": self.cache_misses,
-            "hit_ratio": self.hit_ratio, "budgets": self.budgets,
+            "hit_ratio": self.hit_ratio, "budgets": self.budgets, "limits": self.limits(),
             "memory": [[round(t, 3), m] for t, m in self.memory], "peak": self.peak, "moved": self.moved,
         }
 
@@ -86,7 +91,7 @@ class Tracker:
             if not s.finished and s.started:
                 s.elapsed = time.perf_counter() - s.started
             return Snapshot(**{**s.__dict__, "memory": list(s.memory), "peak": dict(s.peak),
-                               "moved": dict(s.moved), "budgets": dict(s.budgets)})
+                               "moved": dict(s.moved), "budgets": dict(s.budgets), "baseline": dict(s.baseline)})
 
     def __call__(self, event: Event) -> None:
         with self._lock:
@@ -95,7 +100,8 @@ class Tracker:
     def _fold(self, e: Event) -> None:
         s, d = self.snapshot, e.data
         if e.kind == "query_start":
-            self.snapshot = s = Snapshot(sql=d.get("sql", ""), started=e.t, budgets=dict(d.get("budgets", {})))
+            self.snapshot = s = Snapshot(sql=d.get("sql", ""), started=e.t, budgets=dict(d.get("budgets", {})),
+                                         baseline=dict(d.get("baseline", {})))
             self._ops = {op["id"]: [0, int(op.get("estimated_rows") or 0)] for op in d.get("operators", [])}
         s.updates += 1
         if s.started:
