@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: lab test lint unit notebooks bench
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt labextension/package.json $(wildcard labextension/src/*.ts labextension/style/*)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt torch==2.13.0
 	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[lab,test]"
@@ -22,6 +22,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check workbench tests bench
 
 unit: $(STAMP)
+	bash tests/browser/ensure_chromium.sh
 	$(PY) -m pytest tests -p no:cacheprovider
 
 notebooks: $(STAMP)
