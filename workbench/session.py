@@ -16,6 +16,7 @@ from typing import Any
 import duckdb
 import psutil
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401 - pa.compute
 
 from workbench import settings
 from workbench.cache import InferenceCache, policy_of
@@ -30,6 +31,7 @@ from workbench.errors import (
 from workbench.execution import batching, dl_centric, hybrid, relation_centric
 from workbench.execution.lookups import Lookups
 from workbench.execution.udf_centric import UdfOperator, original_error
+from workbench.models import variants
 from workbench.models.base import Model
 from workbench.models.catalog import Catalog
 from workbench.optimizer import calibration, hints
@@ -364,7 +366,29 @@ class Session:
 
     def _context(self, values: dict[str, Any], hint: hints.Hints) -> Context:
         return Context(cost=self.cost_model(), facts=self._facts_of(values), model=self.catalog.get, hints=hint,
-                       batch_size=lambda name: self.catalog.batch_size(name) or self.batch_size)
+                       batch_size=lambda name: self.catalog.batch_size(name) or self.batch_size,
+                       precision=self._precision)
+
+    def _precision(self, name: str) -> str:
+        spec = variants.spec_of(self.catalog.info(name).options)
+        return "float32" if spec is None else spec.label
+
+    def _model(self, op: ModelOperator, values: dict[str, Any]) -> Model:
+        """The model an operator runs: the catalog's, or the compressed variant its options
+        ask for (built and validated on a sample of this operator's inputs the first time)."""
+        base = self.catalog.get(op.model)
+        spec = variants.spec_of(self.catalog.info(op.model).options)
+        if spec is None:
+            return base
+
+        def sample() -> Any:
+            query = f"SELECT * FROM ({op.input_sql}) USING SAMPLE {variants.SAMPLE_ROWS} ROWS (reservoir, 7)"
+            keys = self._fetch(query, {p: values[p] for p in op.params}).column(0).combine_chunks()
+            keys = keys.filter(pa.compute.is_valid(keys)) if keys.null_count else keys
+            return dl_centric.to_model_inputs(op.call, op.model, base, keys)
+
+        model, _report = variants.VARIANTS.get(base, spec, sample)
+        return model
 
     def _facts_of(self, values: dict[str, Any]) -> Callable[[ModelOperator], Facts]:
         """Facts per operator for one statement, each counted once."""
@@ -426,7 +450,7 @@ class Session:
         stats: list[dict[str, Any] | None] = []
         udfs: list[UdfOperator] = []
         for op in plan.operators:
-            model = self.catalog.get(op.model)
+            model = self._model(op, values)
             batch = self.catalog.batch_size(op.model) or self.batch_size or op.batch_size
             if op.paradigm == "udf_centric":
                 udf = UdfOperator(self.con, op, model, batch_size=batch, guard=guard, telemetry=self.telemetry)

@@ -105,6 +105,7 @@ def run(
         "batch_size": (min(result.batch_size, len(misses)) if len(misses) else result.batch_size) or None,
         "batches": result.batches,
         "device": model.device,
+        "precision": getattr(model, "precision", "float32"),
         "cache_hits": len(found.hit_index),
         "cache_misses": len(found.miss_index) if cache is not None else 0,
         "cache_policy": cache.policy.describe() if cache is not None else "off",

@@ -37,6 +37,11 @@ def apply(plan: Plan, ctx: Context) -> Plan:
             limit_rows = min(facts.input_rows, int(op.limit / share) + 1)
         estimates = ctx.cost.estimates(model, facts, batch=ctx.batch_size(op.model) or model.batch_size,
                                        limit_rows=limit_rows)
+        precision = ctx.precision(op.model)
+        if precision != "float32":  # compressed layers are torch modules the relational forms cannot read
+            estimates = [e if e.paradigm in ("dl_centric", "udf_centric") else
+                         replace(e, seconds=None, parts=(), note=f"the {precision} variant runs in torch")
+                         for e in estimates]
         by_name = {e.paradigm: e for e in estimates}
         forced = ctx.hints.forced(op.model)
         if forced is not None:
@@ -58,6 +63,7 @@ def apply(plan: Plan, ctx: Context) -> Plan:
             estimated_seconds=chosen.seconds, estimated_rows=facts.rows, estimated_input_rows=facts.input_rows,
             avg_input_chars=facts.avg_chars,
             expected_hit_ratio=facts.hit_ratio if facts.cache_on else None, cache_policy=facts.cache_policy,
+            precision=precision,
         )
     plan = replace(plan, operators=tuple(ops))
     for op_id in [op.id for op in plan.operators if op.paradigm == "udf_centric"]:
