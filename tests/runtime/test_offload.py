@@ -1,0 +1,79 @@
+"""Layer offloading: bit-exact against the in-memory model, peak memory within the budget for
+a model many times bigger, and a clear error before loading when even one layer cannot fit."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from transformers import AutoModel, BertConfig, GPT2Config
+
+from workbench.errors import OutOfMemoryBudget
+from workbench.runtime import offload
+
+SMALL = {
+    "bert": BertConfig(vocab_size=1000, hidden_size=64, num_hidden_layers=4, num_attention_heads=4,
+                       intermediate_size=128),
+    "gpt2": GPT2Config(vocab_size=1000, n_embd=64, n_layer=4, n_head=4, bos_token_id=0, eos_token_id=0),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(SMALL))
+def test_offloaded_outputs_equal_in_memory_outputs_bit_for_bit(tmp_path, kind):
+    offload.write_random_checkpoint(SMALL[kind], tmp_path)
+    full = AutoModel.from_pretrained(tmp_path).eval()
+    ids = torch.randint(0, 1000, (3, 12), generator=torch.Generator().manual_seed(1))
+    mask = torch.ones_like(ids)
+    mask[1, 8:] = 0
+    with torch.inference_mode():
+        expected = full(input_ids=ids, attention_mask=mask).last_hidden_state
+    model = offload.build(tmp_path, budget=8 * 2**20)
+    try:
+        for _ in range(2):  # and again: units go back to meta and stream in again
+            got = model(input_ids=ids, attention_mask=mask).last_hidden_state
+            assert torch.equal(got, expected)
+        assert model.last.bytes == offload.checkpoint_bytes(tmp_path)
+        assert all(p.is_meta for p in model.model.parameters()), "nothing stays loaded after a forward"
+    finally:
+        model.close()
+
+
+def test_a_model_that_cannot_fit_even_layer_by_layer_fails_before_loading(tmp_path):
+    offload.write_random_checkpoint(SMALL["bert"], tmp_path)
+    with pytest.raises(OutOfMemoryBudget, match="even one layer"):
+        offload.build(tmp_path, budget=64 * 2**10)
+
+
+PROBE = textwrap.dedent("""
+    import json, resource, sys, psutil, torch
+    from workbench.runtime import offload
+    torch.set_num_threads(2)
+    directory, budget = sys.argv[1], int(sys.argv[2])
+    before = psutil.Process().memory_info().rss
+    model = offload.build(directory, budget=budget)
+    ids = torch.randint(0, 1000, (2, 16))
+    out = model(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"before": before, "peak": peak, "bytes": model.last.bytes, "finite": bool(out.isfinite().all()),
+                      "in_flight": model.in_flight_limit}))
+""")
+
+
+def test_peak_memory_stays_within_the_budget_for_a_model_8x_bigger(tmp_path):
+    # BERT-like, ~2.1 GB of float32 weights, against a 256 MB budget
+    config = BertConfig(vocab_size=1000, hidden_size=768, num_hidden_layers=76, num_attention_heads=12,
+                        intermediate_size=3072, max_position_embeddings=64)
+    size = offload.write_random_checkpoint(config, tmp_path)
+    budget = 256 * 2**20
+    assert size >= 8 * budget
+    out = subprocess.run([sys.executable, "-c", PROBE, str(tmp_path), str(budget)], capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    grown = figures["peak"] - figures["before"]
+    assert figures["finite"] and figures["bytes"] == size
+    assert grown <= 1.10 * budget, f"peak RSS grew {grown / 2**20:.0f} MB for a {budget / 2**20:.0f} MB budget"
