@@ -103,6 +103,8 @@ def plan_lines(plan: Plan) -> list[tuple[int, str]]:
                 f"{' (forced)' if op.forced else ''}, {op.device}, {op.precision}, "
                 f"batch {op.batch_size or 'auto'}{threads}, "
                 f"est. rows {est}, est. {_seconds(op.estimated_seconds)}, {op.cache_text()}")
+        if op.memory != "resident":
+            line += f", {op.memory}"
         if op.limit is not None:
             line += f", stops after {op.limit:,} rows"
         if op.actual_rows is not None:

@@ -31,7 +31,7 @@ from workbench.errors import (
 from workbench.execution import batching, dl_centric, hybrid, relation_centric
 from workbench.execution.lookups import Lookups
 from workbench.execution.udf_centric import UdfOperator, original_error
-from workbench.models import variants
+from workbench.models import offloaded, variants
 from workbench.models.base import Model
 from workbench.models.catalog import Catalog
 from workbench.optimizer import calibration, hints
@@ -365,18 +365,40 @@ class Session:
                          weights_stored=lambda fp: relation_centric.stored(self.con, fp))
 
     def _context(self, values: dict[str, Any], hint: hints.Hints) -> Context:
-        return Context(cost=self.cost_model(), facts=self._facts_of(values), model=self.catalog.get, hints=hint,
+        return Context(cost=self.cost_model(), facts=self._facts_of(values), model=self._base_model, hints=hint,
                        batch_size=lambda name: self.catalog.batch_size(name) or self.batch_size,
-                       precision=self._precision)
+                       precision=self._precision, memory=self._memory)
 
     def _precision(self, name: str) -> str:
         spec = variants.spec_of(self.catalog.info(name).options)
         return "float32" if spec is None else spec.label
 
+    def _base_model(self, name: str) -> Model:
+        """The catalog's model, or its offloaded form when its options and the budget say so."""
+        info = self.catalog.info(name)
+        directory = offloaded.should_offload(info.options, info.source, self.memory_budget)
+        if directory is None:
+            return self.catalog.get(name)
+        model = offloaded.load(name, directory, info.options, self.memory_budget)
+        model.offloaded.telemetry = self.telemetry  # type: ignore[attr-defined]
+        return model
+
+    def _memory(self, name: str) -> str:
+        """How a model's weights are held, for EXPLAIN (offloading is decided here, no weight read)."""
+        info = self.catalog.info(name)
+        try:
+            directory = offloaded.should_offload(info.options, info.source, self.memory_budget)
+        except WorkbenchError:
+            return "resident"
+        if directory is None:
+            return "resident"
+        return self._base_model(name).memory  # type: ignore[attr-defined]
+
     def _model(self, op: ModelOperator, values: dict[str, Any]) -> Model:
-        """The model an operator runs: the catalog's, or the compressed variant its options
-        ask for (built and validated on a sample of this operator's inputs the first time)."""
-        base = self.catalog.get(op.model)
+        """The model an operator runs: the catalog's (offloaded when it must be), or the
+        compressed variant its options ask for (built and validated on a sample of this
+        operator's inputs the first time)."""
+        base = self._base_model(op.model)
         spec = variants.spec_of(self.catalog.info(op.model).options)
         if spec is None:
             return base

@@ -77,3 +77,50 @@ def test_peak_memory_stays_within_the_budget_for_a_model_8x_bigger(tmp_path):
     grown = figures["peak"] - figures["before"]
     assert figures["finite"] and figures["bytes"] == size
     assert grown <= 1.10 * budget, f"peak RSS grew {grown / 2**20:.0f} MB for a {budget / 2**20:.0f} MB budget"
+
+
+def _text_model_dir(path, layers=6):
+    """A BERT-like embedder with random weights and minilm's tokenizer files."""
+    import shutil
+    from pathlib import Path
+
+    from workbench.models.builtin import minilm_path
+
+    config = BertConfig(vocab_size=30522, hidden_size=128, num_hidden_layers=layers, num_attention_heads=4,
+                        intermediate_size=512, max_position_embeddings=128)
+    offload.write_random_checkpoint(config, path)
+    for f in Path(minilm_path()).iterdir():
+        if f.name.startswith(("vocab", "tokenizer", "special_tokens")):
+            shutil.copy(f, path / f.name)
+    return path
+
+
+def test_sql_runs_a_model_offloaded_under_the_budget_with_the_same_outputs(tmp_path):
+    import numpy as np
+
+    import workbench
+
+    d = _text_model_dir(tmp_path, layers=24)  # 35 MB of weights
+    s = workbench.connect()
+    try:
+        s.sql("CALL load_dataset('pydoc')")
+        s.sql(f"CREATE MODEL big FROM '{d}' WITH (task = 'embed', batch_size = 4, cache = 'off')")
+        query = "SELECT id, big(body) AS e FROM pydoc WHERE id < 40 ORDER BY id"
+        resident = np.array(s.sql(query).pl()["e"].to_list())
+        s.sql("ALTER MODEL big SET offload = 'auto'; SET memory_budget_cpu = '24MB'")
+        op = s.explain(query).operators[0]
+        assert op.memory.startswith("offloaded") and "memory" in s.explain(query).to_dict()["root"]["children"][0]
+        events = []
+        unsubscribe = s.telemetry.subscribe(events.append)
+        result = s.sql(query)
+        unsubscribe()
+        assert result.stats[0]["memory"].startswith("offloaded")
+        assert np.array_equal(np.array(result.pl()["e"].to_list()), resident), "bit for bit"
+        layers = [e.data for e in events if e.kind == "layer"]
+        assert layers and all(x["bytes"] > 0 and x["compute_s"] >= 0 for x in layers)
+        assert any(e.kind == "bytes" and e.data["source"] == "disk" for e in events)
+        s.sql("SET memory_budget_cpu = '17MB'")
+        with pytest.raises(OutOfMemoryBudget, match="even one layer"):
+            s.sql(query)
+    finally:
+        s.close()

@@ -106,6 +106,7 @@ def run(
         "batches": result.batches,
         "device": model.device,
         "precision": getattr(model, "precision", "float32"),
+        "memory": getattr(model, "memory", "resident"),
         "cache_hits": len(found.hit_index),
         "cache_misses": len(found.miss_index) if cache is not None else 0,
         "cache_policy": cache.policy.describe() if cache is not None else "off",

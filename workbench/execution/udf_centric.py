@@ -126,7 +126,8 @@ class UdfOperator:
             "model": self.op.model, "call": self.op.call, "paradigm": "udf_centric", "rows": self.inferred,
             "input_rows": self.rows, "seconds": round(self.seconds, 6), "batch_size": self.batch_size,
             "batches": self.calls, "device": self.model.device,
-            "precision": getattr(self.model, "precision", "float32"), "cache_hits": 0, "cache_misses": 0,
+            "precision": getattr(self.model, "precision", "float32"),
+            "memory": getattr(self.model, "memory", "resident"), "cache_hits": 0, "cache_misses": 0,
             "cache_policy": "bypassed (udf_centric)" if self.op.cache_policy != "off" else "off",
         }
 

@@ -26,7 +26,7 @@ TABLE = "workbench_models"
 MAX_NAME = 64
 _PYTHON = "python:"
 _BUILTIN_ALTERABLE = {"cache", "cache_normalize", "cache_threshold", "cache_max_mb", "batch_size",
-                      "precision", "max_accuracy_loss", "low_rank"}
+                      "precision", "max_accuracy_loss", "low_rank", "offload"}
 # Loaded path models are shared by every session of the process (keyed by file and options).
 _LOADED: dict[tuple[str, float, str], Model] = {}
 

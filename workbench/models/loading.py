@@ -37,7 +37,7 @@ KNOWN_OPTIONS = {
     "task", "batch_size", "max_length", "normalize", "labels", "input_dim", "output_dim",
     "allow_pickle", "device", "deterministic",
     "cache", "cache_normalize", "cache_threshold", "cache_max_mb",
-    "precision", "max_accuracy_loss", "low_rank",
+    "precision", "max_accuracy_loss", "low_rank", "offload",
 }
 
 
@@ -55,10 +55,11 @@ def check_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
         raise ModelLoadError(f"model '{name}': batch_size must be a positive integer, not {bs!r}")
     if isinstance(options.get("labels"), str):
         options = {**options, "labels": [s.strip() for s in options["labels"].split(",")]}
-    from workbench.models import variants
+    from workbench.models import offloaded, variants
 
     try:
         variants.spec_of(options)
+        offloaded.mode_of(options)
     except ModelLoadError as exc:
         raise ModelLoadError(f"model '{name}': {exc}") from None
     return options

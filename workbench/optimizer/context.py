@@ -20,6 +20,7 @@ class Context:
     hints: Hints = field(default_factory=Hints)
     batch_size: Callable[[str], int | None] = lambda name: None  # the user's batch size for a model
     precision: Callable[[str], str] = lambda name: "float32"  # the variant a model's options ask for
+    memory: Callable[[str], str] = lambda name: "resident"  # how the model's weights are held
     cores: int = field(default_factory=lambda: os.cpu_count() or 1)
 
     def row_seconds(self, op: ModelOperator) -> float:

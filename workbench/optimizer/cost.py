@@ -97,7 +97,9 @@ class CostModel:
         c = self.c
         best_batch = batch or model.batch_size or model.tuned_batch_size or max(model.batch_candidates)
         module = getattr(model, "module", None)
-        weights = weight_bytes(module) if module is not None else _param_bytes(model)
+        weights = getattr(model, "resident_bytes", None)  # offloaded: only its window is held
+        if weights is None:
+            weights = weight_bytes(module) if module is not None else _param_bytes(model)
         over_budget = self.memory_budget is not None and weights > self.memory_budget
         budget_note = (f"weights {weights / 2**20:,.0f} MB exceed the memory budget "
                        f"{(self.memory_budget or 0) / 2**20:,.0f} MB")

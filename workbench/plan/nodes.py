@@ -84,6 +84,7 @@ class ModelOperator:
     batch_size: int | None = None  # None: tuned by measurement at run time
     threads: tuple[int, int] | None = None  # (DuckDB threads, torch threads)
     precision: str = "float32"
+    memory: str = "resident"  # or how it is offloaded: streamed layer by layer within a budget
     limit: int | None = None  # LIMIT without ORDER BY: inference may stop after this many rows
     estimated_rows: int | None = None  # distinct inputs the model sees
     estimated_input_rows: int | None = None  # rows reaching the call (before dedup)
@@ -140,7 +141,7 @@ class ModelOperator:
             "estimated_seconds": _round(self.estimated_seconds), "reason": self.reason,
             "batch_size": self.batch_size, "device": self.device,
             "threads": {"duckdb": self.threads[0], "torch": self.threads[1]} if self.threads else None,
-            "precision": self.precision, "estimated_rows": self.estimated_rows,
+            "precision": self.precision, "memory": self.memory, "estimated_rows": self.estimated_rows,
             "cache": self.cache_policy, "expected_hit_ratio": _round(self.expected_hit_ratio),
             "output_type": self.output_type,
         }

@@ -63,7 +63,7 @@ def apply(plan: Plan, ctx: Context) -> Plan:
             estimated_seconds=chosen.seconds, estimated_rows=facts.rows, estimated_input_rows=facts.input_rows,
             avg_input_chars=facts.avg_chars,
             expected_hit_ratio=facts.hit_ratio if facts.cache_on else None, cache_policy=facts.cache_policy,
-            precision=precision,
+            precision=precision, memory=ctx.memory(op.model),
         )
     plan = replace(plan, operators=tuple(ops))
     for op_id in [op.id for op in plan.operators if op.paradigm == "udf_centric"]:

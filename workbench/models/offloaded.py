@@ -1,0 +1,161 @@
+"""A transformers text model that runs offloaded (workbench/runtime/offload.py) under a budget.
+
+`ALTER MODEL m SET offload = 'auto'` (or `'on'`, `'off'`): with 'auto' the model streams its
+layers from disk when its safetensors weights exceed the session's memory budget
+(`SET memory_budget_cpu`, or `memory_budget_cuda` on a GPU); 'on' always streams, within the
+budget or, without one, within `DEFAULT_WINDOW`. The batch size is chosen with the budget:
+every batch streams all the weights once, so the largest batch whose activations fit next to
+the weights in flight amortises the traffic best.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from workbench.errors import ModelLoadError, OutOfMemoryBudget
+from workbench.models.base import Model
+from workbench.runtime import offload
+
+MODES = ("auto", "on", "off")
+DEFAULT_WINDOW = 1 << 30
+MAX_BATCH = 256
+
+
+def mode_of(options: dict[str, Any]) -> str:
+    mode = str(options.get("offload", "off")).lower()
+    if mode in ("true", "1", "yes"):
+        mode = "on"
+    if mode in ("false", "0", "no"):
+        mode = "off"
+    if mode not in MODES:
+        raise ModelLoadError(f"offload must be one of {', '.join(MODES)}, not {options.get('offload')!r}")
+    return mode
+
+
+def directory_of(source: str) -> Path | None:
+    """The transformers directory a catalog source names (built-ins included), if any."""
+    if source.startswith("builtin:") and "minilm" in source.lower():
+        from workbench.models.builtin import minilm_path
+
+        return Path(minilm_path())
+    p = Path(source).expanduser()
+    if p.is_dir() and (p / "config.json").exists():
+        return p
+    if p.suffix == ".safetensors" and (p.parent / "config.json").exists():
+        return p.parent
+    return None
+
+
+def should_offload(options: dict[str, Any], source: str, budget: int | None) -> Path | None:
+    """The directory to stream from, when this model should run offloaded."""
+    mode = mode_of(options)
+    if mode == "off":
+        return None
+    d = directory_of(source)
+    if d is None:
+        if mode == "on":
+            raise ModelLoadError("offload needs a transformers directory with .safetensors weights")
+        return None
+    if mode == "auto" and (budget is None or offload.checkpoint_bytes(d) <= budget):
+        return None
+    return d
+
+
+def _activation_bytes_per_row(config: Any, max_length: int) -> int:
+    hidden = getattr(config, "hidden_size", None) or getattr(config, "n_embd", 768)
+    heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_head", 12)
+    inner = getattr(config, "intermediate_size", None) or getattr(config, "n_inner", None) or 4 * hidden
+    # hidden states, q/k/v, the attention output and the feed-forward activations, plus the
+    # attention scores and probabilities, for one layer at a time, with slack for temporaries
+    return 4 * max_length * (8 * hidden + 2 * inner + 2 * heads * max_length)
+
+
+_LOADED: dict[tuple, Model] = {}
+
+
+def load(name: str, directory: Path, options: dict[str, Any], budget: int | None, device: str = "cpu") -> Model:
+    """The offloaded text model (cached per directory, options and budget)."""
+    stamp = tuple(sorted((p.name, p.stat().st_mtime_ns) for p in directory.glob("*.safetensors")))
+    key = (str(directory.resolve()), stamp, json.dumps(options, sort_keys=True, default=str), budget, device)
+    if key in _LOADED:
+        return _LOADED[key]
+    from transformers import AutoConfig, AutoTokenizer
+
+    from workbench.models.text import TextClassifier, TextEmbedder
+
+    config = AutoConfig.from_pretrained(str(directory), local_files_only=True, trust_remote_code=False)
+    if getattr(config, "auto_map", None):
+        raise ModelLoadError(f"model '{name}': {directory} asks to run its own Python code; remote code is never run")
+    window = budget or DEFAULT_WINDOW
+    max_length = int(options.get("max_length", 128))
+    per_row = _activation_bytes_per_row(config, max_length)
+    probe = offload.build(directory, window, device=device)  # sizes only: nothing is read yet
+    units = sorted(probe.unit_bytes, reverse=True)
+    probe.close()
+    for in_flight in (units[0] + units[1], units[0]) if len(units) > 1 else (units[0],):
+        batch = min(MAX_BATCH, (window - in_flight) // per_row)
+        if batch >= 1:
+            break
+    else:
+        raise OutOfMemoryBudget(
+            f"model '{name}' cannot run even one layer at a time in {window / 2**20:,.0f} MB: its largest layer "
+            f"holds {units[0] / 2**20:,.0f} MB and one input's activations need {per_row / 2**20:,.1f} MB")
+    if options.get("batch_size"):  # the user's batch, when it fits
+        batch = min(batch, int(options["batch_size"]))
+    runtime = offload.build(directory, window, device=device, activation_bytes=int(batch * per_row))
+    tokenizer = AutoTokenizer.from_pretrained(str(directory), trust_remote_code=False, local_files_only=True)
+    task = options.get("task") or "embed"
+    cls = TextClassifier if task == "classify" else TextEmbedder
+    kw: dict[str, Any] = {"max_length": max_length, "batch_size": int(batch)}
+    if cls is TextEmbedder:
+        kw["normalize"] = options.get("normalize", True)
+    model = cls(_Module(runtime), tokenizer, **kw)
+    model.device = device
+    model.offloaded = runtime  # type: ignore[attr-defined]
+    model.resident_bytes = window  # type: ignore[attr-defined]  # what the cost model may count as held
+    model.memory = (f"offloaded: {runtime.total_bytes / 2**20:,.0f} MB streamed layer by layer within "  # type: ignore[attr-defined]
+                    f"{window / 2**20:,.0f} MB ({runtime.in_flight_limit} in flight, batch {batch})")
+    digest = _files_digest(directory)
+    base_parts = model.fingerprint_parts
+
+    def fingerprint_parts() -> tuple[list, dict[str, Any]]:
+        _, facts = base_parts()
+        return [], {**facts, "weights": digest}  # the same bytes as the in-memory model: same outputs
+
+    model.fingerprint_parts = fingerprint_parts  # type: ignore[method-assign]
+    _LOADED[key] = model
+    return model
+
+
+def _files_digest(directory: Path) -> str:
+    """The checkpoint's identity: every tensor's name, dtype, shape and bytes, hashed once."""
+    h = hashlib.blake2b(digest_size=16)
+    for name, e in sorted(offload.read_index(directory).items()):
+        h.update(f"{name}|{e.dtype}|{e.shape}".encode())
+        with open(e.file, "rb") as f:
+            f.seek(e.start)
+            left = e.nbytes
+            while left:
+                chunk = f.read(min(left, 1 << 24))
+                h.update(chunk)
+                left -= len(chunk)
+    return h.hexdigest()
+
+
+class _Module(torch.nn.Module):
+    """What the text adapters call: the offloaded runtime behind a module's face."""
+
+    def __init__(self, runtime: offload.Offloaded):
+        super().__init__()
+        self._runtime = [runtime]  # a list: not registered as a submodule (its weights are meta)
+        self.config = runtime.model.config
+        self._anchor = torch.nn.Parameter(torch.zeros(0), requires_grad=False)  # device = cpu
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self._runtime[0](*args, **kwargs)
+
