@@ -50,6 +50,7 @@ def test_a_model_that_cannot_fit_even_layer_by_layer_fails_before_loading(tmp_pa
 
 PROBE = textwrap.dedent("""
     import json, resource, sys, psutil, torch
+    from transformers import AutoConfig, AutoModel, BertModel  # the libraries, loaded before the model
     from workbench.runtime import offload
     torch.set_num_threads(2)
     directory, budget = sys.argv[1], int(sys.argv[2])
@@ -107,7 +108,7 @@ def test_sql_runs_a_model_offloaded_under_the_budget_with_the_same_outputs(tmp_p
         s.sql(f"CREATE MODEL big FROM '{d}' WITH (task = 'embed', batch_size = 4, cache = 'off')")
         query = "SELECT id, big(body) AS e FROM pydoc WHERE id < 40 ORDER BY id"
         resident = np.array(s.sql(query).pl()["e"].to_list())
-        s.sql("ALTER MODEL big SET offload = 'auto'; SET memory_budget_cpu = '24MB'")
+        s.sql("ALTER MODEL big SET offload = 'auto'; SET memory_budget_cpu = '32MB'")
         op = s.explain(query).operators[0]
         assert op.memory.startswith("offloaded") and "memory" in s.explain(query).to_dict()["root"]["children"][0]
         events = []

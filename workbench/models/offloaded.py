@@ -91,10 +91,10 @@ def load(name: str, directory: Path, options: dict[str, Any], budget: int | None
     config = AutoConfig.from_pretrained(str(directory), local_files_only=True, trust_remote_code=False)
     if getattr(config, "auto_map", None):
         raise ModelLoadError(f"model '{name}': {directory} asks to run its own Python code; remote code is never run")
-    window = budget or DEFAULT_WINDOW
+    window = (budget or DEFAULT_WINDOW) - offload.overhead(budget or DEFAULT_WINDOW)
     max_length = int(options.get("max_length", 128))
     per_row = _activation_bytes_per_row(config, max_length)
-    probe = offload.build(directory, window, device=device)  # sizes only: nothing is read yet
+    probe = offload.build(directory, budget or DEFAULT_WINDOW, device=device)  # sizes only: nothing is read
     units = sorted(probe.unit_bytes, reverse=True)
     probe.close()
     for in_flight in (units[0] + units[1], units[0]) if len(units) > 1 else (units[0],):
@@ -103,11 +103,12 @@ def load(name: str, directory: Path, options: dict[str, Any], budget: int | None
             break
     else:
         raise OutOfMemoryBudget(
-            f"model '{name}' cannot run even one layer at a time in {window / 2**20:,.0f} MB: its largest layer "
+            f"model '{name}' cannot run even one layer at a time within {window / 2**20:,.0f} MB: its largest layer "
             f"holds {units[0] / 2**20:,.0f} MB and one input's activations need {per_row / 2**20:,.1f} MB")
     if options.get("batch_size"):  # the user's batch, when it fits
         batch = min(batch, int(options["batch_size"]))
-    runtime = offload.build(directory, window, device=device, activation_bytes=int(batch * per_row))
+    runtime = offload.build(directory, budget or DEFAULT_WINDOW, device=device,
+                            activation_bytes=int(batch * per_row))
     tokenizer = AutoTokenizer.from_pretrained(str(directory), trust_remote_code=False, local_files_only=True)
     task = options.get("task") or "embed"
     cls = TextClassifier if task == "classify" else TextEmbedder
@@ -117,9 +118,10 @@ def load(name: str, directory: Path, options: dict[str, Any], budget: int | None
     model = cls(_Module(runtime), tokenizer, **kw)
     model.device = device
     model.offloaded = runtime  # type: ignore[attr-defined]
-    model.resident_bytes = window  # type: ignore[attr-defined]  # what the cost model may count as held
-    model.memory = (f"offloaded: {runtime.total_bytes / 2**20:,.0f} MB streamed layer by layer within "  # type: ignore[attr-defined]
-                    f"{window / 2**20:,.0f} MB ({runtime.in_flight_limit} in flight, batch {batch})")
+    model.resident_bytes = budget or DEFAULT_WINDOW  # type: ignore[attr-defined]  # what the cost model counts
+    total, held = runtime.total_bytes / 2**20, (budget or DEFAULT_WINDOW) / 2**20
+    model.memory = (f"offloaded: {total:,.0f} MB streamed layer by layer within "  # type: ignore[attr-defined]
+                    f"{held:,.0f} MB ({runtime.in_flight_limit} in flight, batch {batch})")
     digest = _files_digest(directory)
     base_parts = model.fingerprint_parts
 

@@ -182,7 +182,7 @@ class Offloaded:
         self.layouts = [_layout(ent) for _, _, ent in self.plan]
         self.unit_bytes = [sum(-(-e.nbytes // 64) * 64 for e in ent.values()) for _, _, ent in self.plan]
         self.total_bytes = sum(self.unit_bytes)
-        self.window = budget - activation_bytes
+        self.window = budget - activation_bytes - overhead(budget)
         biggest = max(self.unit_bytes)
         if biggest > self.window:
             raise OutOfMemoryBudget(
@@ -332,6 +332,12 @@ class Offloaded:
                 m.close()
             except BufferError:  # a view still exported: freed with its last user
                 pass
+
+
+def overhead(budget: int) -> int:
+    """What a forward costs besides weights and activations (torch's thread pools and scratch
+    buffers, measured at about 30 MB on the first forward): kept out of the weights' window."""
+    return min(32 * 2**20, budget // 4)
 
 
 def _find(name: str, names: set[str]) -> str | None:
