@@ -224,6 +224,10 @@ class Session:
                 obj = _lookup_var(stmt.python_var or "", params, namespace)
                 model = self.catalog.create(stmt.name, obj=obj, var_name=stmt.python_var,
                                             options=stmt.options, replace=stmt.replace)
+            if model is None:  # may stream from disk: nothing was loaded
+                info = self.catalog.info(stmt.name)
+                return self._message(f"model {stmt.name} created ({info.task}: VARCHAR; offload = "
+                                     f"{info.options.get('offload')}, weights stay on disk until needed)", stmt, start)
             return self._message(f"model {stmt.name} created ({model.task}: {model.input_type} -> "
                                  f"{model.output_type})", stmt, start)
         if isinstance(stmt, st.DropModel):
@@ -296,7 +300,7 @@ class Session:
 
         error = None
         try:
-            with MemorySampler(tele, self.con, [self.catalog.get(op.model) for op in plan.operators]):
+            with MemorySampler(tele, self.con, [self._base_model(op.model) for op in plan.operators]):
                 yield record
         except BaseException as exc:
             error = f"{type(exc).__name__}: {exc}"
@@ -347,7 +351,7 @@ class Session:
         models: dict[str, Model] = {}
         for name in self.catalog.names:
             if re.search(rf"\b{re.escape(name)}\s*\(", text, re.IGNORECASE):
-                models[name] = self.catalog.get(name)
+                models[name] = self._base_model(name)
 
         def input_type_of(query: str, names: tuple[str, ...]) -> str:
             rel = self._guard(lambda: self.con.sql(f"SELECT * FROM ({query}) LIMIT 0",
@@ -427,7 +431,7 @@ class Session:
         """Exact counts of an operator's inputs (its input query runs no model, so counting
         is cheap); a call nested in another's input, or filtered by another's output, is
         estimated from that operator's figures since its outputs do not exist yet."""
-        model = self.catalog.get(op.model)
+        model = self._base_model(op.model)
         text = model.input_kind == "text"
         params = _subset(values, op.params)
         others = [lk for lk in known if lk != op.lookup]

@@ -108,6 +108,11 @@ def test_sql_runs_a_model_offloaded_under_the_budget_with_the_same_outputs(tmp_p
         s.sql(f"CREATE MODEL big FROM '{d}' WITH (task = 'embed', batch_size = 4, cache = 'off')")
         query = "SELECT id, big(body) AS e FROM pydoc WHERE id < 40 ORDER BY id"
         resident = np.array(s.sql(query).pl()["e"].to_list())
+        # a model that may stream is registered without loading its weights
+        s.sql(f"CREATE MODEL streamed FROM '{d}' WITH (task = 'embed', offload = 'on')")
+        from workbench.models.catalog import _LOADED
+
+        assert not [k for k in _LOADED if k[2] and '"offload": "on"' in k[2]]
         s.sql("ALTER MODEL big SET offload = 'auto'; SET memory_budget_cpu = '32MB'")
         op = s.explain(query).operators[0]
         assert op.memory.startswith("offloaded") and "memory" in s.explain(query).to_dict()["root"]["children"][0]

@@ -18,7 +18,7 @@ import pyarrow as pa
 from workbench.cache import policy_of
 from workbench.db import run, transaction
 from workbench.errors import CatalogError, ModelLoadError, UnknownModelError, shorten
-from workbench.models import loading
+from workbench.models import loading, offloaded
 from workbench.models.base import Model, ModelInfo
 from workbench.models.builtin import BUILTINS
 
@@ -107,10 +107,15 @@ class Catalog:
         var_name: str | None = None,
         options: dict[str, Any] | None = None,
         replace: bool = False,
-    ) -> Model:
+    ) -> Model | None:
+        """Register a model; returns it loaded (None for one that may stream from disk)."""
         key = self.check_name(name, replace)
         options = loading.check_options(name, dict(options or {}))
-        if path is not None:
+        if path is not None and offloaded.mode_of(options) != "off" and offloaded.directory_of(path) is not None:
+            # a model that may not fit memory is checked without loading its weights
+            task = offloaded.check(name, offloaded.directory_of(path), options)
+            source, model = os.path.abspath(os.path.expanduser(path)), None
+        elif path is not None:
             model = loading.from_path(name, path, options)  # load now: errors show at CREATE
             policy_of(options, model)
             source = os.path.abspath(os.path.expanduser(path))
@@ -121,11 +126,13 @@ class Catalog:
             policy_of(options, model)
             source = _PYTHON + (var_name or type(obj).__name__)
             self._objects[key] = model
+        if model is not None:
+            task = model.task
         with transaction(self.con):  # replace the entry atomically
             run(self.con, f"DELETE FROM {TABLE} WHERE name = ?", [key])
             run(
                 self.con, f"INSERT INTO {TABLE} (name, source, task, options) VALUES (?, ?, ?, ?)",
-                [key, source, model.task, json.dumps(options, default=str)],
+                [key, source, task, json.dumps(options, default=str)],
             )
         self.refresh()
         return model
@@ -164,8 +171,9 @@ class Catalog:
             self.refresh()
             return
         merged = loading.check_options(name, {**info.options, **options})
-        if key in self._objects or not info.source.startswith(_PYTHON):
-            policy_of(merged, self.get(name))
+        streamed = offloaded.mode_of(merged) != "off" and offloaded.directory_of(info.source) is not None
+        if (key in self._objects or not info.source.startswith(_PYTHON)) and not streamed:
+            policy_of(merged, self.get(name))  # (a model that may be streamed is not loaded whole)
         run(
             self.con, f"UPDATE {TABLE} SET options = ? WHERE name = ?", [json.dumps(merged, default=str), key]
         )

@@ -78,6 +78,28 @@ def _activation_bytes_per_row(config: Any, max_length: int) -> int:
 _LOADED: dict[tuple, Model] = {}
 
 
+def check(name: str, directory: Path, options: dict[str, Any]) -> str:
+    """Check a streamable model at CREATE without reading its weights; returns its task."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    if not any(directory.glob("*.safetensors")):
+        raise ModelLoadError(f"model '{name}': offloading streams .safetensors weights; {directory} has none")
+    try:
+        config = AutoConfig.from_pretrained(str(directory), local_files_only=True, trust_remote_code=False)
+        if getattr(config, "auto_map", None):
+            raise ModelLoadError(f"model '{name}': {directory} asks to run its own Python code; never run")
+        AutoTokenizer.from_pretrained(str(directory), trust_remote_code=False, local_files_only=True)
+        offload.build(directory, 1 << 62).close()  # its units and checkpoint keys: headers only
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # a bad config, tokenizer or header: say which and why
+        raise ModelLoadError(f"model '{name}': cannot use {directory}: {str(exc).splitlines()[0][:200]}") from None
+    task = options.get("task") or "embed"
+    if task not in ("embed", "classify"):
+        raise ModelLoadError(f"model '{name}': task {task!r} is not supported for text models (embed or classify)")
+    return task
+
+
 def load(name: str, directory: Path, options: dict[str, Any], budget: int | None, device: str = "cpu") -> Model:
     """The offloaded text model (cached per directory, options and budget)."""
     stamp = tuple(sorted((p.name, p.stat().st_mtime_ns) for p in directory.glob("*.safetensors")))

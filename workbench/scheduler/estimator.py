@@ -91,7 +91,7 @@ class LatencyEstimator:
 
     def _calibrate(self, name: str) -> float:
         """Seconds per input from a probe batch: the starting point before any history."""
-        model = self.session.catalog.get(name)
+        model = self.session._base_model(name)
         n = 16
         if model.input_kind == "text":
             batch: Any = [_PROBE] * n
