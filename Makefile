@@ -32,3 +32,6 @@ bench: $(STAMP)
 	$(PY) bench/bench_minilm.py
 	$(PY) bench/bench_cache.py
 	$(PY) bench/bench_sla.py
+	$(PY) bench/bench_telemetry.py
+	$(PY) bench/bench_compress.py
+	$(PY) bench/bench_offload.py

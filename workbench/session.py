@@ -94,6 +94,7 @@ class Session:
         self.database = database
         self.batch_size = batch_size
         self.memory_budget: int | None = None
+        self.memory_budget_cuda: int | None = None  # for models placed on a GPU (offloading's window)
         self.catalog = catalog
         self.cache = InferenceCache(con, self._fetch)
         self.telemetry = Telemetry()
@@ -114,6 +115,7 @@ class Session:
         cursor = self.con.cursor()
         child._setup(cursor, self.database, self.catalog.on_connection(cursor), self.batch_size)
         child.memory_budget = self.memory_budget
+        child.memory_budget_cuda = self.memory_budget_cuda
         child.disabled_rules = self.disabled_rules
         return child
 
@@ -380,18 +382,22 @@ class Session:
     def _base_model(self, name: str) -> Model:
         """The catalog's model, or its offloaded form when its options and the budget say so."""
         info = self.catalog.info(name)
-        directory = offloaded.should_offload(info.options, info.source, self.memory_budget)
+        device = str(info.options.get("device", "cpu"))
+        budget = self.memory_budget_cuda if device.startswith("cuda") else self.memory_budget
+        directory = offloaded.should_offload(info.options, info.source, budget)
         if directory is None:
             return self.catalog.get(name)
-        model = offloaded.load(name, directory, info.options, self.memory_budget)
+        model = offloaded.load(name, directory, info.options, budget, device=device)
         model.offloaded.telemetry = self.telemetry  # type: ignore[attr-defined]
         return model
 
     def _memory(self, name: str) -> str:
         """How a model's weights are held, for EXPLAIN (offloading is decided here, no weight read)."""
         info = self.catalog.info(name)
+        cuda = str(info.options.get("device", "cpu")).startswith("cuda")
         try:
-            directory = offloaded.should_offload(info.options, info.source, self.memory_budget)
+            directory = offloaded.should_offload(info.options, info.source,
+                                                 self.memory_budget_cuda if cuda else self.memory_budget)
         except WorkbenchError:
             return "resident"
         if directory is None:

@@ -19,7 +19,7 @@ from workbench.scheduler import POLICIES
 if TYPE_CHECKING:
     from workbench.session import Session
 
-SETTINGS = frozenset({"memory_budget_cpu", "sla_policy", "disabled_rules"})
+SETTINGS = frozenset({"memory_budget_cpu", "memory_budget_cuda", "sla_policy", "disabled_rules"})
 
 
 def apply(session: Session, name: str, value: Any) -> str:
@@ -27,6 +27,11 @@ def apply(session: Session, name: str, value: Any) -> str:
     if name == "memory_budget_cpu":
         set_memory_budget(session, value)
         shown = "none" if session.memory_budget is None else f"{session.memory_budget / 2**20:,.0f} MB"
+        return f"{name} = {shown}"
+    if name == "memory_budget_cuda":
+        none = value is None or str(value).lower() in ("none", "off", "default")
+        session.memory_budget_cuda = None if none else parse_size(value)
+        shown = "none" if none else f"{session.memory_budget_cuda / 2**20:,.0f} MB"
         return f"{name} = {shown}"
     if name == "sla_policy":
         policy = str(value).lower()
