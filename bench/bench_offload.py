@@ -25,7 +25,7 @@ from transformers import BertConfig
 from workbench.runtime import offload
 
 PROBE = textwrap.dedent("""
-    import json, resource, sys, time, psutil, torch
+    import json, sys, time, psutil, torch
     from transformers import AutoConfig, AutoModel, BertModel  # the libraries, loaded before the model
     from workbench.runtime import offload
     directory, budget, batch, seq = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
@@ -42,7 +42,8 @@ PROBE = textwrap.dedent("""
     for i in range(len(model.plan)):
         model._load(i)
     io = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # VmHWM: this process image's peak RSS (ru_maxrss would carry the parent's over exec)
+    peak = next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmHWM"))
     print(json.dumps({"before": before, "peak": peak, "bytes": run.bytes, "total": total, "io": io,
                       "compute": run.compute_s, "io_wait": run.io_wait_s, "in_flight": model.in_flight_limit}))
 """)
