@@ -32,7 +32,7 @@ def test_live_display_updates_during_the_query_then_freezes(data_session, monkey
     s.sql("ALTER MODEL minilm SET cache = 'off'")
     states = []
     try:
-        with LiveDisplay(s.telemetry, interval=0.0) as live:
+        with LiveDisplay(s.telemetry, interval=0.0, show_after=0.0) as live:
             s.telemetry.subscribe(lambda e: live._widget is not None and states.append(dict(live._widget.state)))
             s.sql("SELECT count(minilm(body)) AS n FROM pydoc WHERE id < 150")
     finally:
@@ -62,3 +62,11 @@ def test_summary_html_and_text_show_the_same_facts(digits_session):
     assert facts(snap)
     for key, value in facts(snap):
         assert f"{key}: {value}" in text and key in page and value in page
+
+
+def test_a_quick_query_shows_nothing(digits_session, monkeypatch):
+    out = Output()
+    monkeypatch.setattr(live_module, "display", out.display)
+    with LiveDisplay(digits_session.telemetry, show_after=60.0):
+        digits_session.sql("SELECT digits(pixels).label FROM digits WHERE id < 5")
+    assert not out.shown and not out.updates

@@ -6,7 +6,8 @@ ratio. The engine's event stream drives it from whatever thread reports (the que
 DuckDB's threads, the memory sampler), at most `INTERVAL_S` apart, so the front end gets
 updates during the query. When the query ends the output is replaced by a static HTML and
 text summary of the same facts: it renders after the notebook is saved and reopened without
-a kernel, in nbviewer and on GitHub.
+a kernel, in nbviewer and on GitHub. A query done within `SHOW_AFTER_S` shows nothing but
+its result.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from workbench.telemetry.stream import Event, Telemetry
 from workbench.telemetry.summary import facts, memory_series, progress_text, summary_html, summary_text
 
 INTERVAL_S = 0.2
+#: a query quicker than this shows no widget and leaves no summary
+SHOW_AFTER_S = 0.3
 
 _HERE = Path(__file__).parent
 
@@ -47,16 +50,20 @@ def widget_state(tracker: Tracker, pushes: int) -> dict[str, Any]:
 
 
 class LiveDisplay:
-    """While active, every model query of `telemetry` shows a live widget that freezes into
-    a static summary when it ends. Use as a context manager around a cell's work."""
+    """While active, every model query of `telemetry` that runs longer than `show_after`
+    seconds shows a live widget, which freezes into a static summary when the query ends; a
+    quicker query shows nothing (its result says all there is to say). Use as a context
+    manager around a cell's work."""
 
-    def __init__(self, telemetry: Telemetry, interval: float = INTERVAL_S):
+    def __init__(self, telemetry: Telemetry, interval: float = INTERVAL_S, show_after: float = SHOW_AFTER_S):
         self.telemetry = telemetry
         self.interval = interval
+        self.show_after = show_after
         self.pushes = 0  # widget updates sent (a figure for the closing note and tests)
         self._tracker = Tracker()
         self._widget: LiveQuery | None = None
         self._handle: Any = None
+        self._started: float | None = None  # the running query's start; None between queries
         self._last = 0.0
         self._lock = threading.Lock()
         self._unsubscribe: Any = None
@@ -72,19 +79,22 @@ class LiveDisplay:
     def __call__(self, event: Event) -> None:
         self._tracker(event)
         if event.kind == "query_start":
-            if threading.current_thread() is threading.main_thread():
-                self._freeze()
-                self._widget = LiveQuery(state=widget_state(self._tracker, self.pushes))
-                bundle = self._widget._repr_mimebundle_()[0]
-                bundle["text/html"] = summary_html(self._tracker.copy())  # shown where widgets are not
-                self._handle = display(bundle, raw=True, display_id=True)
-                self._last = time.perf_counter()
+            self._freeze()
+            self._started = event.t
+            if self.show_after <= 0:
+                self._show()
             return
         if event.kind == "query_end":
             self._freeze()
             return
         now = time.perf_counter()
-        if self._widget is None or now - self._last < self.interval:
+        if self._widget is None:
+            # shown from whichever thread reports first after the moment has passed (the
+            # memory sampler reports every quarter second): the kernel routes it to this cell
+            if self._started is not None and now - self._started >= self.show_after:
+                self._show()
+            return
+        if now - self._last < self.interval:
             return
         with self._lock:  # several threads report; one pushes at a time
             if self._widget is None or now - self._last < self.interval:
@@ -93,11 +103,22 @@ class LiveDisplay:
             self.pushes += 1
             self._widget.state = widget_state(self._tracker, self.pushes)
 
+    def _show(self) -> None:
+        with self._lock:
+            if self._widget is not None or self._started is None:
+                return
+            self._widget = LiveQuery(state=widget_state(self._tracker, self.pushes))
+            bundle = self._widget._repr_mimebundle_()[0]
+            bundle["text/html"] = summary_html(self._tracker.copy())  # shown where widgets are not
+            self._handle = display(bundle, raw=True, display_id=True)
+            self._last = time.perf_counter()
+
     def _freeze(self) -> None:
         """Replace the live widget by the static summary (the same facts, no kernel needed)."""
         with self._lock:
             widget, handle = self._widget, self._handle
             self._widget = self._handle = None
+            self._started = None
         if widget is None:
             return
         s = self._tracker.copy()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,8 +64,9 @@ class Telemetry:
         for listener in listeners:
             try:
                 listener(event)
-            except Exception:  # noqa: BLE001 - a broken display never stops a query
+            except Exception as exc:  # noqa: BLE001 - a broken display never stops a query
                 self.unsubscribe(listener)
+                warnings.warn(f"workbench: a telemetry listener failed and was removed: {exc!r}", stacklevel=2)
 
     def progress(self, op_id: int) -> Callable[[int, int], None] | None:
         """A (rows_done, rows_total) callback for one operator, or None when unobserved."""
