@@ -102,7 +102,7 @@ def test_sql_runs_a_model_offloaded_under_the_budget_with_the_same_outputs(tmp_p
 
     import workbench
 
-    d = _text_model_dir(tmp_path, layers=24)  # 35 MB of weights
+    d = _text_model_dir(tmp_path, layers=32)  # 41 MB of weights
     s = workbench.connect()
     try:
         s.sql("CALL load_dataset('pydoc')")
@@ -114,7 +114,7 @@ def test_sql_runs_a_model_offloaded_under_the_budget_with_the_same_outputs(tmp_p
         from workbench.models.catalog import _LOADED
 
         assert not [k for k in _LOADED if k[2] and '"offload": "on"' in k[2]]
-        s.sql("ALTER MODEL big SET offload = 'auto'; SET memory_budget_cpu = '32MB'")
+        s.sql("ALTER MODEL big SET offload = 'auto'; SET memory_budget_cpu = '40MB'")
         op = s.explain(query).operators[0]
         assert op.memory.startswith("offloaded") and "memory" in s.explain(query).to_dict()["root"]["children"][0]
         events = []

@@ -105,7 +105,8 @@ def test_unobserved_queries_emit_nothing_and_a_broken_listener_is_dropped(digits
         raise ValueError("display bug")
 
     tele.subscribe(broken)
-    tele.emit("progress", id=1, rows_done=1, rows_total=2, batches=1)
+    with pytest.warns(UserWarning, match="display bug"):
+        tele.emit("progress", id=1, rows_done=1, rows_total=2, batches=1)
     assert not tele.active
 
 

@@ -196,16 +196,16 @@ class Offloaded:
         self._lock = threading.Lock()
         self.last = RunStats()
         self._copy_stream = torch.cuda.Stream() if device.startswith("cuda") else None
-        # The ring: one slot per unit in flight, each the size of the largest unit, mapped
-        # anonymously (pinned on CUDA), so what the weights use is exactly this and is
-        # given back to the system when the model is closed, whatever the allocator does.
-        slot = max(self.unit_bytes)
+        # On CUDA the ring is one pinned staging slot per unit in flight, each the size of the
+        # largest unit (pinning is slow, so it is done once). On the CPU each unit gets its own
+        # anonymous mapping of exactly its size, unmapped as soon as the unit's tensors are
+        # dropped: what the weights hold is what is in flight, whatever the allocator does.
         if self._copy_stream is not None:
+            slot = max(self.unit_bytes)
             self._ring = [memoryview(torch.empty(slot, dtype=torch.uint8, pin_memory=True).numpy())
                           for _ in range(self.in_flight_limit)]
         else:
-            self._maps = [mmap.mmap(-1, max(slot, 1)) for _ in range(self.in_flight_limit)]
-            self._ring = [memoryview(m) for m in self._maps]
+            self._ring = []
         for i, (_, unit, _) in enumerate(self.plan):
             unit.register_forward_pre_hook(self._pre_hook(i))
             unit.register_forward_hook(self._post_hook(i))
@@ -242,7 +242,8 @@ class Offloaded:
 
     def _load(self, i: int) -> tuple[dict[str, torch.Tensor], float]:
         t0 = time.perf_counter()
-        slot, layout = self._ring[i % len(self._ring)], self.layouts[i]
+        layout = self.layouts[i]
+        slot = self._ring[i % len(self._ring)] if self._ring else memoryview(mmap.mmap(-1, max(self.unit_bytes[i], 1)))
         host = {k: read_into(e, self._fd(e.file), slot, layout[k]) for k, e in self.plan[i][2].items()}
         if self._copy_stream is not None:  # host -> device on the copy stream, overlapping compute
             with torch.cuda.stream(self._copy_stream):
@@ -327,17 +328,12 @@ class Offloaded:
             os.close(fd)
         self._fds.clear()
         self._ring = []
-        for m in getattr(self, "_maps", []):
-            try:
-                m.close()
-            except BufferError:  # a view still exported: freed with its last user
-                pass
 
 
 def overhead(budget: int) -> int:
-    """What a forward costs besides weights and activations (torch's thread pools and scratch
-    buffers, measured at about 30 MB on the first forward): kept out of the weights' window."""
-    return min(32 * 2**20, budget // 4)
+    """What a query costs besides weights and activations (torch's thread pools and scratch
+    buffers, the tokenizer's and Arrow's buffers: 30-50 MB measured): kept out of the window."""
+    return min(48 * 2**20, budget // 3)
 
 
 def _find(name: str, names: set[str]) -> str | None:
