@@ -37,13 +37,15 @@ PROBE = textwrap.dedent("""
     model(input_ids=ids, attention_mask=torch.ones_like(ids))
     total = time.perf_counter() - t0
     run = model.last
-    # the IO bound: the same bytes through the same path (positional reads into the ring), no compute
+    # VmHWM: this process image's peak RSS (ru_maxrss would carry the parent's over exec)
+    peak = next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmHWM"))
+    # the IO bound: the same bytes through the same path (positional reads into the same
+    # memory), one unit after another, no compute
     t0 = time.perf_counter()
     for i in range(len(model.plan)):
         model._load(i)
+        model._release(i)
     io = time.perf_counter() - t0
-    # VmHWM: this process image's peak RSS (ru_maxrss would carry the parent's over exec)
-    peak = next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmHWM"))
     print(json.dumps({"before": before, "peak": peak, "bytes": run.bytes, "total": total, "io": io,
                       "compute": run.compute_s, "io_wait": run.io_wait_s, "in_flight": model.in_flight_limit}))
 """)

@@ -206,6 +206,10 @@ class Offloaded:
                           for _ in range(self.in_flight_limit)]
         else:
             self._ring = []
+        self._pool: list[mmap.mmap] = []
+        self._slots: dict[int, mmap.mmap] = {}
+        repeated = [b for (name, _, _), b in zip(self.plan, self.unit_bytes) if name.rsplit(".", 1)[-1].isdigit()]
+        self._reuse_cap = max(repeated or self.unit_bytes)
         for i, (_, unit, _) in enumerate(self.plan):
             unit.register_forward_pre_hook(self._pre_hook(i))
             unit.register_forward_hook(self._post_hook(i))
@@ -243,7 +247,7 @@ class Offloaded:
     def _load(self, i: int) -> tuple[dict[str, torch.Tensor], float]:
         t0 = time.perf_counter()
         layout = self.layouts[i]
-        slot = self._ring[i % len(self._ring)] if self._ring else memoryview(mmap.mmap(-1, max(self.unit_bytes[i], 1)))
+        slot = self._ring[i % len(self._ring)] if self._ring else memoryview(self._mapping(i))
         host = {k: read_into(e, self._fd(e.file), slot, layout[k]) for k, e in self.plan[i][2].items()}
         if self._copy_stream is not None:  # host -> device on the copy stream, overlapping compute
             with torch.cuda.stream(self._copy_stream):
@@ -281,6 +285,27 @@ class Offloaded:
 
         return hook
 
+    def _mapping(self, i: int) -> mmap.mmap:
+        """Unit i's host memory: a released mapping that fits (its pages are already there, so
+        nothing is faulted or zeroed again), or a new one of the unit's size."""
+        need = max(self.unit_bytes[i], 1)
+        with self._lock:
+            fitting = [m for m in self._pool if len(m) >= need]
+            mm = min(fitting, key=len) if fitting else None
+            if mm is not None:
+                self._pool.remove(mm)
+            self._slots[i] = mm = mm or mmap.mmap(-1, need)
+        return mm
+
+    def _release(self, i: int) -> None:
+        """After unit i ran: keep its mapping for the next units if it is block-sized and
+        fewer than the in-flight count are kept; a bigger one (embeddings) is unmapped."""
+        with self._lock:
+            mm = self._slots.pop(i, None)
+            if mm is not None and len(mm) <= self._reuse_cap and len(self._pool) < self.in_flight_limit:
+                self._pool.append(mm)
+            # otherwise dropped here: unmapped once the unit's last tensor is gone
+
     def _post_hook(self, i: int) -> Callable[..., None]:
         def hook(unit: nn.Module, _args: Any, _out: Any) -> None:
             if self._copy_stream is not None:
@@ -296,6 +321,7 @@ class Offloaded:
                     setattr(owner, attr, nn.Parameter(meta, requires_grad=False))
                 else:
                     owner.register_buffer(attr, meta)
+            self._release(i)
             if self.in_flight_limit == 1:
                 with self._lock:
                     self._submit(i + 1)
@@ -328,6 +354,8 @@ class Offloaded:
             os.close(fd)
         self._fds.clear()
         self._ring = []
+        self._pool.clear()
+        self._slots.clear()
 
 
 def overhead(budget: int) -> int:
