@@ -18,8 +18,12 @@ lab: $(STAMP)
 
 test: lint unit notebooks
 
+# ruff (lint rules and formatting), mypy (types) and lint-imports (the layering): pyproject.toml
 lint: $(STAMP)
 	$(VENV)/bin/ruff check workbench tests bench
+	$(VENV)/bin/ruff format --check workbench tests bench
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 unit: $(STAMP)
 	bash tests/browser/ensure_chromium.sh

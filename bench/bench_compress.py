@@ -37,7 +37,7 @@ def main() -> None:
     candidates = {
         "float32": module,
         f"int8 within 1% ({report.applied})": chosen.model,
-        "int8, every linear layer": variants._dynamic(module, names),
+        "int8, every linear layer": variants.dynamic_int8(module, names),
         "int4 weight-only": compress.quantize_embeddings(compress.quantize(module, "int4")),
         "low-rank, 50% of linear params": compress.low_rank(module, compress.ranks_for_fraction(module, 0.5, names)),
     }

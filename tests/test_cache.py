@@ -1,13 +1,7 @@
 """The inference cache: fingerprints, hits, policies, persistence, concurrency, crash safety."""
 
-import os
 import random
-import signal
-import subprocess
-import sys
-import textwrap
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -16,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import workbench
+from tests.kill_points import Forks
 from workbench.cache import CacheError
 from workbench.models.tensor import TensorModel
 
@@ -210,45 +205,42 @@ def test_cached_results_always_equal_fresh_computation(digits_session, steps):
 
 
 # -- crash safety --------------------------------------------------------------------------------
-WRITER = textwrap.dedent("""
-    import sys, workbench
-    s = workbench.connect(sys.argv[1])
-    print("ready", flush=True)
-    i = 0
-    while True:
-        s.sql(f"SELECT digits(pixels) FROM digits WHERE id >= {(i * 53) % 1700} AND id < {(i * 53) % 1700 + 90}")
-        i += 1
-""")
+WRITER = """
+def write(db, start):
+    s = workbench.connect(db)
+    for i in range(int(start), int(start) + 100_000):
+        lo = (i * 53) % 1700
+        s.sql(f"SELECT digits(pixels) FROM digits WHERE id >= {lo} AND id < {lo + 90}")
+        print(f"query {i} {lo}", flush=True)  # its cache entries are committed
+"""
 
 
 def test_sigkill_during_cache_writes_leaves_committed_entries_intact(tmp_path):
     db = str(tmp_path / "kill.duckdb")
     with workbench.connect(db) as s:
         s.sql("CALL load_dataset('digits')")
-    script = tmp_path / "writer.py"
-    script.write_text(WRITER)
     rng = random.Random(7)
-    committed = 0
-    for _ in range(20):
-        proc = subprocess.Popen([sys.executable, str(script), db], stdout=subprocess.PIPE, text=True)
-        assert proc.stdout.readline().strip() == "ready"
-        time.sleep(rng.uniform(0.05, 0.6))
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        with workbench.connect(db) as s:  # reopens: no corruption
-            n, distinct = s.con.sql("SELECT count(*), count(DISTINCT (fp, h)) FROM workbench_cache_digits "
-                                    "WHERE fp IS NOT NULL").fetchall()[0] if _has_cache(s) else (0, 0)
-            assert n == distinct and n >= committed  # nothing committed was lost
-            committed = n
-    assert committed > 0  # the kills did land between real cache writes
+    committed, queries = 0, 0
+    with Forks(tmp_path / "writer.py", WRITER) as forks:
+        for _ in range(20):
+            # the kill lands at a random point after the k-th query's write-back: in the next
+            # query's lookup, inference or write, or between two queries
+            done = forks.kill_after([db, queries], commits=rng.randint(1, 3), delay=rng.uniform(0.0, 0.25))
+            queries += len(done)
+            windows = [int(line.split()[2]) for line in done]
+            with workbench.connect(db) as s:  # reopens: no corruption
+                n, distinct = s.con.sql("SELECT count(*), count(DISTINCT (fp, h)) FROM workbench_cache_digits "
+                                        "WHERE fp IS NOT NULL").fetchall()[0]
+                assert n == distinct and n >= committed  # whole entries, none lost since the last check
+                where = " OR ".join(f"(d.id >= {lo} AND d.id < {lo + 90})" for lo in windows)
+                lost = s.con.sql(f"SELECT count(*) FROM digits d WHERE ({where}) AND NOT EXISTS "
+                                 "(SELECT 1 FROM workbench_cache_digits c WHERE c.k = d.pixels)").fetchall()[0][0]
+                assert lost == 0, f"{lost} entries of queries that returned before the kill are missing"
+                committed = n
+    assert committed > 0 and queries >= 20  # every kill landed after real cache writes
     with workbench.connect(db) as s:
         cached = s.sql("SELECT id, digits(pixels).label AS l FROM digits ORDER BY id")
         assert cached.stats[0]["cache_hits"] == committed
         s.sql("ALTER MODEL digits SET cache = 'off'")
         fresh = s.sql("SELECT id, digits(pixels).label AS l FROM digits ORDER BY id")
         assert cached.pl().equals(fresh.pl())  # every stored entry is a correct output
-
-
-def _has_cache(s):
-    tables = s.con.sql("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'workbench_cache_digits'")
-    return tables.fetchall()[0][0]

@@ -35,8 +35,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from workbench.db import run, transaction
-from workbench.errors import WorkbenchError
+from workbench.db import PerThread, run, transaction
+from workbench.errors import CacheError
 from workbench.models.base import Model
 
 POLICIES = ("off", "exact", "normalized", "semantic")
@@ -44,10 +44,6 @@ NORMALIZERS = {"trim": "trim({})", "whitespace": "regexp_replace({}, '\\s+', ' '
 DEFAULT_MAX_MB = 1024
 DEFAULT_THRESHOLD = 0.95
 _views = itertools.count(1)
-
-
-class CacheError(WorkbenchError):
-    """A bad cache setting."""
 
 
 @dataclass(frozen=True)
@@ -110,13 +106,21 @@ def table_name(model_name: str) -> str:
 
 
 class InferenceCache:
-    """Cache tables of one database. `query(sql, params)` runs DuckDB reads (interruptibly)."""
+    """Cache tables of one database, read and written on the calling thread's own cursor."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, query: Callable[[str, dict[str, Any] | None], pa.Table]):
-        self.con = con
-        self.query = query
+    def __init__(self, con: duckdb.DuckDBPyConnection):
+        self._cursors = PerThread(con)  # every thread reads and writes on its own cursor
 
-    # -- tables ------------------------------------------------------------------------
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        return self._cursors.get()
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> pa.Table:
+        return self.con.sql(sql, params=params or None).to_arrow_table()
+
+    def close(self) -> None:
+        self._cursors.close()
+
     def ensure_table(self, model_name: str, model: Model) -> str:
         table = table_name(model_name)
         key_type = model.input_type

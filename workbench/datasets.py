@@ -10,7 +10,7 @@ From SQL: `CALL load_dataset('pydoc')`. From Python: `workbench.datasets.load(s,
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -18,8 +18,6 @@ import pyarrow as pa
 from workbench.db import run
 from workbench.errors import CatalogError
 
-if TYPE_CHECKING:
-    from workbench.session import Session
 
 NAMES = ("pydoc", "digits")
 
@@ -50,16 +48,18 @@ def digits_table() -> pa.Table:
     })
 
 
-def load(session: Session, name: str) -> int:
-    """Create (or replace) table `name` in the session; returns its row count."""
+def load(target: Any, name: str) -> int:
+    """Create (or replace) table `name` in a session (or on a DuckDB connection); returns its
+    row count."""
     builders = {"pydoc": pydoc_table, "digits": digits_table}
     if name not in builders:
         raise CatalogError(f"unknown dataset '{name}' (datasets: {', '.join(NAMES)})")
     table = builders[name]()
+    con = target.cursor()  # a Session hands a cursor of its own; so does a DuckDB connection
     view = f"__wb_dataset_{name}"
-    session.con.register(view, table)
     try:
-        run(session.con, f'CREATE OR REPLACE TABLE "{name}" AS SELECT * FROM {view}')
+        con.register(view, table)
+        run(con, f'CREATE OR REPLACE TABLE "{name}" AS SELECT * FROM {view}')
     finally:
-        session.con.unregister(view)
+        con.close()
     return table.num_rows

@@ -7,6 +7,7 @@ connection meanwhile; `run` always fetches, so side-effect statements never leav
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -57,9 +58,9 @@ def translate_error(exc: duckdb.Error, plan: Plan | None, models: set[str]) -> W
     if "Candidate functions:" in msg:  # DuckDB lists every overload; the first line says it
         head, _, rest = msg.partition("Candidate functions:")
         msg = head.rstrip() + f" ({len(rest.strip().splitlines())} candidate signatures)"
-    names = {op.lookup: op.model for op in plan.operators} if plan is not None else {}
+    names = {str(op.id): op.model for op in plan.operators} if plan is not None else {}
     # show the user's model names, never our lookup functions
-    msg = re.sub(r"__wb_\d+_lookup_\d+", lambda m: names.get(m.group(0), "<model call>"), msg)
+    msg = re.sub(r"__wb_lookup_(\d+)", lambda m: names.get(m.group(1), "<model call>"), msg, flags=re.IGNORECASE)
     if isinstance(exc, duckdb.InterruptException) or "interrupted" in msg.lower():
         return QueryInterrupted("query interrupted; nothing was saved")
     if isinstance(exc, duckdb.OutOfMemoryException):
@@ -75,3 +76,35 @@ def translate_error(exc: duckdb.Error, plan: Plan | None, models: set[str]) -> W
     if isinstance(exc, duckdb.BinderException) and ("not found" in msg or "does not exist" in msg):
         return CatalogError(msg)
     return ExecutionError(msg)
+
+
+class PerThread:
+    """A DuckDB cursor of `con` for each thread that asks: an object shared by a session's
+    threads (the catalog, the cache) runs its statements on the calling thread's own
+    cursor, so two threads never share one connection."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection):
+        self.root = con
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._all: list[duckdb.DuckDBPyConnection] = []
+
+    def get(self) -> duckdb.DuckDBPyConnection:
+        cursor = getattr(self._local, "cursor", None)
+        if cursor is None:
+            with self._lock:
+                cursor = self.root.cursor()
+                self._all.append(cursor)
+            cursor.execute("SET enable_progress_bar = false").fetchall()
+            self._local.cursor = cursor
+        return cursor
+
+    def close(self) -> None:
+        """Close every thread's cursor (the database file is released once all are closed)."""
+        with self._lock:
+            cursors, self._all = self._all, []
+        for cursor in cursors:
+            try:
+                cursor.close()
+            except duckdb.Error:  # pragma: no cover - closed with the database already
+                pass

@@ -59,3 +59,36 @@ class QueryInterrupted(WorkbenchError):
 
 class OutOfMemoryBudget(WorkbenchError):
     """A query needed more memory than the session's budget (SET memory_budget_cpu) allows."""
+
+
+class ParadigmUnavailable(WorkbenchError):
+    """A paradigm forced by a hint or `paradigm=` cannot run this model (no relational form,
+    a compressed variant, ...). Over the memory budget it is `OutOfMemoryBudget` instead."""
+
+
+class UnsupportedCall(WorkbenchError):
+    """A model call in a position the engine cannot run yet."""
+
+
+class CacheError(WorkbenchError):
+    """A bad inference-cache setting."""
+
+
+class QueryDropped(WorkbenchError):
+    """The sequencer did not run the query (it could not meet its deadline, or was cancelled)."""
+
+
+class UsageError(WorkbenchError):
+    """The `%%dlsql` magic's own options are wrong."""
+
+
+class DlsqlError(Exception):
+    """Shown in the notebook as one short line, without a Python traceback (raised by the
+    magic for every error, ours or not, so the kernel never prints a stack)."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{self.kind}: {self}"]

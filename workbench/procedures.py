@@ -10,16 +10,30 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
+
+import duckdb
 
 import pyarrow as pa
 
 from workbench import datasets
+from workbench.cache import InferenceCache
 from workbench.errors import ParameterError
+from workbench.models.catalog import Catalog
+from workbench.optimizer import calibration
 from workbench.result import Result
 
-if TYPE_CHECKING:
-    from workbench.session import Session
+
+
+class Host(Protocol):
+    """What a procedure may use of the session that calls it."""
+
+    catalog: Catalog
+    cache: InferenceCache
+
+    def cursor(self) -> duckdb.DuckDBPyConnection: ...
+
+    def calibrate(self) -> dict[str, float]: ...
 
 
 def _message(msg: str, statement: str, start: float) -> Result:
@@ -27,22 +41,22 @@ def _message(msg: str, statement: str, start: float) -> Result:
                   message=msg)
 
 
-def load_dataset(session: Session, name: Any = None, *rest: Any) -> Result:
+def load_dataset(session: Host, name: Any = None, *rest: Any) -> Result:
     start = time.perf_counter()
     if not isinstance(name, str) or rest:
         raise ParameterError("usage: CALL load_dataset('pydoc' | 'digits')")
-    rows = datasets.load(session, name)
+    rows = datasets.load(session.cursor(), name)
     return _message(f"table {name} loaded ({rows:,} rows)", f"CALL load_dataset('{name}')", start)
 
 
-def cache_stats(session: Session, *args: Any) -> Result:
+def cache_stats(session: Host, *args: Any) -> Result:
     if args:
         raise ParameterError("usage: CALL cache_stats()")
     start = time.perf_counter()
     return Result(session.cache.stats(), statement="CALL cache_stats()", elapsed=time.perf_counter() - start)
 
 
-def clear_cache(session: Session, name: Any = None, *rest: Any) -> Result:
+def clear_cache(session: Host, name: Any = None, *rest: Any) -> Result:
     start = time.perf_counter()
     if rest or (name is not None and not isinstance(name, str)):
         raise ParameterError("usage: CALL clear_cache() or CALL clear_cache('model')")
@@ -53,15 +67,12 @@ def clear_cache(session: Session, name: Any = None, *rest: Any) -> Result:
                     "CALL clear_cache()", start)
 
 
-def calibrate(session: Session, *args: Any) -> Result:
+def calibrate(session: Host, *args: Any) -> Result:
     """Re-run the cost model's micro-benchmarks (a few seconds) and store the results."""
-    from workbench.optimizer import calibration
-
     if args:
         raise ParameterError("usage: CALL calibrate()")
     start = time.perf_counter()
-    values = session._guard(lambda: calibration.calibrate(session.con))
-    session._constants = dict(values)
+    values = session.calibrate()
     table = pa.table({"name": list(values), "value": list(values.values()),
                       "unit": [calibration.UNITS.get(n, "") for n in values]})
     return Result(table, statement="CALL calibrate()", elapsed=time.perf_counter() - start)

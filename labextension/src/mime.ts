@@ -6,7 +6,8 @@
 
 import type { IRenderMime } from '@jupyterlab/rendermime-interfaces';
 
-import { PLAN_MIME_TYPE, rendererFactory } from './plan';
+import { rendererFactory } from './plan';
+import { PLAN_MIME_TYPE } from './schema';
 
 const extension: IRenderMime.IExtension = {
   id: 'workbench-jupyterlab:plan-renderer',

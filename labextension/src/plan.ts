@@ -20,16 +20,20 @@
 import type { IRenderMime } from '@jupyterlab/rendermime-interfaces';
 import { Widget } from '@lumino/widgets';
 
-/** The MIME type of a workbench plan (see workbench/plan/nodes.py). */
-export const PLAN_MIME_TYPE = 'application/vnd.workbench.plan+json';
+// The plan's types, MIME type and paradigm colours come from the plan's JSON Schema
+// (workbench/plan/plan.schema.json), through the generated ./schema.
+import {
+  PARADIGMS,
+  PARADIGM_COLOURS,
+  PLAN_MIME_TYPE,
+  type IPlan,
+  type PlanNode
+} from './schema';
 
-/** The paradigms in the order the optimizer lists them, with their colours. */
-export const PARADIGM_COLORS: { [paradigm: string]: string } = {
-  dl_centric: '#4C78A8',
-  udf_centric: '#F58518',
-  relation_centric: '#54A24B',
-  hybrid: '#B279A2'
-};
+export { PARADIGM_COLOURS, PLAN_MIME_TYPE };
+
+/** A paradigm's colour, for any string (undefined: not a known paradigm). */
+const COLOURS: { readonly [paradigm: string]: string | undefined } = PARADIGM_COLOURS;
 
 /** Estimated and actual values further apart than this factor mark a misestimate. */
 export const MISESTIMATE_FACTOR = 2;
@@ -37,11 +41,21 @@ export const MISESTIMATE_FACTOR = 2;
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 type JsonObject = { [key: string]: Json };
 
+/**
+ * Data shaped like `T` (a type of ./schema) as it arrives: an output saved by another
+ * version may lack any field, or hold null or another type in it, so each field is read
+ * as any JSON value; only the schema's field names are known.
+ */
+type Received<T> = { [K in T extends unknown ? keyof T : never]?: Json };
+
 /** A node of `data.root`. Any field may be missing or null. */
-interface IPlanNode extends JsonObject {}
+type IPlanNode = Received<PlanNode>;
+
+/** The field names of the nodes of the plan tree. */
+type PlanNodeKey = keyof IPlanNode;
 
 /** Fields a node's header or details show in their own way; the rest are listed generically. */
-const SHOWN_KEYS = new Set([
+const SHOWN_KEYS: ReadonlySet<string> = new Set<PlanNodeKey>([
   'operator',
   'children',
   'id',
@@ -117,7 +131,7 @@ export function misestimateFactor(
   return Math.max(e, a) / Math.min(e, a);
 }
 
-/** `#4C78A8` with an alpha, as `rgba(...)` (a tint that works on light and dark themes). */
+/** `#RRGGBB` with an alpha, as `rgba(...)` (a tint that works on light and dark themes). */
 function tint(hex: string, alpha: number): string {
   const m = /^#?([0-9a-f]{2})([0-9a-f]{2})([0-9a-f]{2})$/i.exec(hex);
   if (!m) {
@@ -230,9 +244,10 @@ function alternativesTable(node: IPlanNode): HTMLElement {
   const chosen = str(node.paradigm);
   const alternatives = isObject(node.alternatives) ? node.alternatives : {};
   // The known paradigms first, in their usual order; then any new ones.
+  const known: readonly string[] = PARADIGMS;
   const order = [
-    ...Object.keys(PARADIGM_COLORS).filter(p => p in alternatives),
-    ...Object.keys(alternatives).filter(p => !(p in PARADIGM_COLORS))
+    ...known.filter(p => p in alternatives),
+    ...Object.keys(alternatives).filter(p => !known.includes(p))
   ];
   if (chosen !== null && !order.includes(chosen)) {
     order.push(chosen);
@@ -245,7 +260,7 @@ function alternativesTable(node: IPlanNode): HTMLElement {
     row.dataset.paradigm = paradigm;
     const name = el('td', 'wb-alt-paradigm');
     const swatch = el('span', 'wb-swatch');
-    swatch.style.backgroundColor = PARADIGM_COLORS[paradigm] ?? 'var(--jp-border-color1)';
+    swatch.style.backgroundColor = COLOURS[paradigm] ?? 'var(--jp-border-color1)';
     name.append(swatch, document.createTextNode(paradigm));
     const costCell = el('td', 'wb-alt-cost');
     if (cost === null && paradigm in alternatives) {
@@ -320,7 +335,7 @@ function renderDetails(node: IPlanNode, isModel: boolean): HTMLElement {
       const batch = num(node.batch_size);
       addProp(dl, 'batch_size', batch === null ? 'tuned at run time' : formatRows(batch));
     }
-    for (const key of ['device', 'precision']) {
+    for (const key of ['device', 'precision'] as const) {
       if (key in node) {
         addProp(dl, key, renderValue(node[key]));
       }
@@ -383,7 +398,7 @@ export function renderNode(node: IPlanNode): HTMLElement {
     header.appendChild(el('span', 'wb-op wb-call', str(node.call) ?? str(node.model) ?? operator));
     if (paradigm !== null) {
       div.dataset.paradigm = paradigm;
-      const color = PARADIGM_COLORS[paradigm];
+      const color = COLOURS[paradigm];
       const chip = el('span', 'wb-paradigm', paradigm);
       if (color) {
         div.style.borderLeftColor = color;
@@ -497,13 +512,14 @@ export function renderNode(node: IPlanNode): HTMLElement {
 /** The whole output: title, tree, notes. */
 export function renderPlan(data: unknown): HTMLElement {
   const box = el('div', 'wb-plan');
-  if (!isObject(data) || !isObject(data.root)) {
+  const plan: Received<IPlan> = isObject(data) ? data : {};
+  if (!isObject(plan.root)) {
     box.appendChild(el('div', 'wb-plan-error', 'workbench: this plan has no tree to show.'));
     return box;
   }
   const title = el('div', 'wb-plan-title');
-  title.appendChild(el('span', 'wb-plan-kind', data.analyzed === true ? 'EXPLAIN ANALYZE' : 'EXPLAIN'));
-  const sql = str(data.sql);
+  title.appendChild(el('span', 'wb-plan-kind', plan.analyzed === true ? 'EXPLAIN ANALYZE' : 'EXPLAIN'));
+  const sql = str(plan.sql);
   if (sql) {
     title.appendChild(el('code', 'wb-sql-preview', sql));
     title.title = sql;
@@ -512,10 +528,10 @@ export function renderPlan(data: unknown): HTMLElement {
 
   const tree = el('div', 'wb-plan-tree');
   tree.setAttribute('role', 'tree');
-  tree.appendChild(renderNode(data.root));
+  tree.appendChild(renderNode(plan.root));
   box.appendChild(tree);
 
-  const notes = Array.isArray(data.notes) ? data.notes : [];
+  const notes = Array.isArray(plan.notes) ? plan.notes : [];
   if (notes.length) {
     const section = el('div', 'wb-plan-notes');
     section.appendChild(el('div', 'wb-plan-notes-title', 'Optimizer notes'));

@@ -1,8 +1,6 @@
 """The magic through a real IPython shell with the extension loaded (no mocks)."""
 
-import os
-import signal
-import threading
+import random
 import time
 
 import polars as pl
@@ -10,6 +8,7 @@ import pytest
 import torch
 
 from tests.conftest import run
+from tests.kill_points import Interrupt
 
 
 def test_every_statement_through_the_magic(shell, tmp_path):
@@ -96,14 +95,6 @@ def test_errors_are_one_short_line_and_the_shell_survives(shell, capsys, cell, f
     assert ok and value.pl()["answer"][0] == 42
 
 
-def _interrupt_after(seconds):
-    def fire():
-        time.sleep(seconds)
-        os.kill(os.getpid(), signal.SIGINT)
-
-    threading.Thread(target=fire, daemon=True).start()
-
-
 @pytest.mark.parametrize(
     "cell",
     [
@@ -113,10 +104,15 @@ def _interrupt_after(seconds):
 )
 def test_interrupt_stops_quickly_and_nothing_partial_is_left(shell, capsys, cell):
     run(shell, "%%dlsql\nSELECT minilm('warm up')")
-    _interrupt_after(1.0)
-    start = time.perf_counter()
-    ok, err = run(shell, cell)
-    stopped = time.perf_counter() - start - 1.0
+    session = shell.magics_manager.registry["DlsqlMagic"].session()  # the one the cells run on
+    # interrupt a random moment after the statement is under way (DuckDB running it, or the
+    # model's first batch done), never timed from the start of the cell
+    interrupt = Interrupt(random.Random(cell).uniform(0.0, 0.5), on_duckdb="minilm" not in cell)
+    with interrupt.armed(session.telemetry):
+        ok, err = run(shell, cell)
+        end = time.perf_counter()
+    assert interrupt.sent_at is not None, "the cell ended before it showed progress"
+    stopped = end - interrupt.sent_at
     assert not ok and "interrupted" in (capsys.readouterr().out + str(err)).lower()
     assert stopped < 1.5, f"took {stopped:.2f} s to stop"
     ok, value = run(shell, "%%dlsql\nSELECT count(*) AS n FROM duckdb_tables() WHERE table_name = 'emb'")

@@ -2,8 +2,9 @@
 
 A case is a query and the plan after applying only that rule to the builder's logical
 plan, rendered one line per operator (`op <call> [fields]: <input query>`) and the final
-SQL. Costs come from a fixed set of machine constants (a reference machine), so paradigm
-choices in fixtures do not depend on the machine running the tests.
+SQL. The rules run on a schema dict and a fake catalog (tests/optimizer/fake.py): no
+DuckDB, no torch, no session, and fixed machine constants, so choices do not depend on the
+machine running the tests.
 """
 
 import re
@@ -13,19 +14,15 @@ import pytest
 import torch
 
 import workbench
-from workbench.execution.lookups import Lookups
+from tests.optimizer import fake
+from workbench.engine.planner import bind, hints_of
 from workbench.optimizer import hints
-from workbench.optimizer.context import Context
-from workbench.optimizer.cost import CostModel
 from workbench.optimizer.rules import RULES
+from workbench.plan.render import public_sql
+from workbench.settings import SETTINGS
 from workbench.sql import statements as st
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "rules"
-REFERENCE_MACHINE = {
-    "transfer_s_per_byte": 1e-9, "dl_fixed_s": 4e-3, "lookup_s_per_row": 1e-7, "udf_chunk_s": 1e-4,
-    "rel_s_per_mac": 1.5e-9, "rel_s_per_output": 1e-7, "rel_fixed_s": 3e-3, "store_s_per_byte": 3e-8,
-    "torch_s_per_mac": 1.5e-11, "torch_batch_s": 1e-5,
-}
 PHYSICAL = {"choose_paradigm", "choose_batch_threads"}
 
 
@@ -35,24 +32,6 @@ def cases():
         for block in path.read_text().strip().split("\n\n"):
             _, query, expected = re.split(r"^-- (?:query|expected)\n", block.strip(), flags=re.M)
             yield pytest.param(rule, query.strip(), expected.strip(), id=f"{rule}: {query.strip()[:50]}")
-
-
-@pytest.fixture(scope="module")
-def s():
-    s = workbench.connect()
-    s.sql("CALL load_dataset('digits'); CALL load_dataset('pydoc');"
-          "CREATE TABLE big AS SELECT i AS id, [i % 7, i % 5, i % 3, 1]::FLOAT[4] AS v FROM range(50000) t(i)")
-    torch.manual_seed(0)
-    cheap = torch.nn.Sequential(torch.nn.Linear(64, 8), torch.nn.ReLU(), torch.nn.Linear(8, 10))
-    wide = torch.nn.Sequential(torch.nn.Linear(64, 2048), torch.nn.ReLU(), torch.nn.Linear(2048, 2048),
-                               torch.nn.ReLU(), torch.nn.Linear(2048, 10))
-    small = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 2))
-    s.register_model("cheap", cheap, task="classify", batch_size=512)
-    s.register_model("wide", wide, task="classify", batch_size=512)
-    s.register_model("small", small, task="classify", batch_size=512)
-    s.sql("ALTER MODEL digits SET cache = 'off', batch_size = 256")
-    yield s
-    s.close()
 
 
 def render(plan, rule):
@@ -68,25 +47,35 @@ def render(plan, rule):
         shown = f" [{', '.join(fields)}]" if fields else ""
         lines.append(f"op {op.call}{shown}: {op.input_sql}")
     lines.append(f"final: {plan.final_sql}")
-    return re.sub(r"__wb_\d+_(lookup|udf)_", r"\1_", "\n".join(lines))
+    return public_sql("\n".join(lines))
 
 
-def apply_one(s, rule_name, query):
-    (stmt,) = st.split(query, frozenset(s.procedures), workbench.settings.SETTINGS)
-    text, values = s._bind(stmt, {})
-    with Lookups(s) as temp:
-        plan = s._build_plan(text, temp, values)
-        ctx = Context(cost=CostModel(REFERENCE_MACHINE, learned=False), facts=s._facts_of(values), model=s.catalog.get,
-                      hints=s._hints(stmt, None), cores=2, batch_size=s.catalog.batch_size)
-        rule = {r.NAME: r for r in RULES}[rule_name]
-        if rule_name == "choose_batch_threads":  # it reads the paradigm the previous rule chose
-            plan = {r.NAME: r for r in RULES}["choose_paradigm"].apply(plan, ctx)
-        return rule.apply(plan, ctx)
+def apply_one(rule_name, query):
+    (stmt,) = st.split(query, frozenset(), SETTINGS)
+    text, values = bind(stmt, {})
+    planner = fake.planner()
+    plan = planner.logical(text)
+    ctx = planner.context(plan, values, hints_of(stmt, None))
+    rules = {r.NAME: r for r in RULES}
+    if rule_name == "choose_batch_threads":  # it reads the paradigm the previous rule chose
+        plan = rules["choose_paradigm"].apply(plan, ctx)
+    return rules[rule_name].apply(plan, ctx)
+
+
+@pytest.fixture(scope="module")
+def s():
+    s = workbench.connect()
+    s.sql("CALL load_dataset('digits'); CALL load_dataset('pydoc')")
+    torch.manual_seed(0)
+    cheap = torch.nn.Sequential(torch.nn.Linear(64, 8), torch.nn.ReLU(), torch.nn.Linear(8, 10))
+    s.register_model("cheap", cheap, task="classify", batch_size=512)
+    yield s
+    s.close()
 
 
 @pytest.mark.parametrize("rule, query, expected", list(cases()))
-def test_rule_fixture(s, rule, query, expected):
-    assert render(apply_one(s, rule, query), rule) == expected
+def test_rule_fixture(rule, query, expected):
+    assert render(apply_one(rule, query), rule) == expected
 
 
 def test_every_rule_has_fixtures():

@@ -1,8 +1,10 @@
 """The plan builder against input/expected fixtures (tests/fixtures/model_calls.sql).
 
-Each case: a query, the DuckDB query that computes each model operator's distinct inputs
-(filters that need no model pushed in, the call's own table only where that is safe), and
-the final SQL in which each call reads its operator's output (`lookup_N`).
+Each case: a query, the logical plan before any optimizer rule (the query over the call's
+own table only where that is safe that computes each model operator's inputs, with the
+model-free conjuncts the push_filters rule may move into it after `pushable:`), and the
+final SQL in which each call reads its operator's output (`lookup_N`). The builder runs on
+the schema dict of tests/optimizer/fake.py; the same queries then run for real.
 """
 
 import re
@@ -11,6 +13,11 @@ from pathlib import Path
 import pytest
 
 import workbench
+from tests.optimizer import fake
+from workbench.engine.planner import bind
+from workbench.plan.render import public_sql
+from workbench.settings import SETTINGS
+from workbench.sql import statements as st
 from workbench.errors import InputTypeError, WorkbenchError
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "model_calls.sql"
@@ -37,13 +44,24 @@ def s():
 
 
 def normal(sql):
-    return re.sub(r"__wb_\d+_lookup_", "lookup_", sql, flags=re.I)
+    return public_sql(sql)
+
+
+def logical(query):
+    (stmt,) = st.split(query, frozenset(), SETTINGS)
+    text, _ = bind(stmt, {"q": "x"})
+    return fake.planner().logical(text)
+
+
+def shown(op):
+    pushable = [p for q in op.inputs for p in q.pushable]
+    return normal(op.input_sql) + (f" -- pushable: {' AND '.join(pushable)}" if pushable else "")
 
 
 @pytest.mark.parametrize("query, inputs, final", list(cases()))
-def test_plan_matches_fixture(s, query, inputs, final):
-    plan = s.explain(query, {"q": "x"}, paradigm="dl_centric")
-    assert [(op.model, normal(op.input_sql)) for op in plan.operators] == inputs
+def test_plan_matches_fixture(query, inputs, final):
+    plan = logical(query)
+    assert [(op.model, shown(op)) for op in plan.operators] == inputs
     assert normal(plan.final_sql) == final
 
 

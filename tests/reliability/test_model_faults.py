@@ -1,13 +1,12 @@
 """Python models that misbehave: a clear error naming model and batch; the session lives on."""
 
-import os
-import signal
-import threading
+import random
 import time
 
 import pytest
 import torch
 
+from tests.kill_points import Interrupt
 from workbench.errors import ModelError, QueryInterrupted
 
 
@@ -59,9 +58,11 @@ def test_faulty_models_give_clear_errors(session, figures, module, fragment):
 def test_slow_model_interrupted_is_never_turned_into_nulls(session, figures):
     session.sql("CALL load_dataset('digits')")
     session.register_model("slow", Slow(), task="embed", input_dim=64, output_dim=3, batch_size=8)
-    threading.Thread(target=lambda: (time.sleep(0.5), os.kill(os.getpid(), signal.SIGINT)), daemon=True).start()
-    with pytest.raises(QueryInterrupted):
-        session.sql("CREATE TABLE out AS SELECT slow(pixels) AS y FROM digits WHERE id < 400")
+    # interrupt a random moment after the model's first batch, never timed from the query's start
+    with Interrupt(random.Random(5).uniform(0.0, 0.3)).armed(session.telemetry) as interrupt:
+        with pytest.raises(QueryInterrupted):
+            session.sql("CREATE TABLE out AS SELECT slow(pixels) AS y FROM digits WHERE id < 400")
+    assert interrupt.sent_at is not None  # interrupted while the model ran, not before
     assert session.sql("SELECT count(*) AS n FROM duckdb_tables() WHERE table_name = 'out'").pl()["n"][0] == 0
     cached = session.sql("SELECT count(*) AS n FROM duckdb_tables() WHERE table_name = 'workbench_cache_slow'")
     if cached.pl()["n"][0]:

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from workbench.errors import ModelError
-from workbench.models.base import Model
+from workbench.models.base import Model, exclusive
 from workbench.runtime.memory import MemoryGuard
 
 
@@ -134,7 +134,8 @@ def _has_nan(arr: pa.Array) -> bool:
 
 def _predict(model: Model, name: str, batch: Any, number: int, first_row: int) -> pa.Array:
     try:
-        return model.predict(batch)
+        with exclusive(model):
+            return model.predict(batch)
     except ModelError as exc:
         raise ModelError(f"model '{name}' failed on batch {number + 1}: {exc}") from None
     except (KeyboardInterrupt, MemoryError):

@@ -21,6 +21,7 @@ from workbench.errors import InputTypeError
 from workbench.execution import batching
 from workbench.models.base import Model
 from workbench.plan.nodes import ModelOperator
+from workbench.plan.stats import OperatorStats
 from workbench.runtime.memory import MemoryGuard
 from workbench.telemetry.stream import Telemetry
 
@@ -28,7 +29,7 @@ from workbench.telemetry.stream import Telemetry
 @dataclass
 class OperatorRun:
     table: pa.Table  # columns k (input), v (output)
-    stats: dict[str, Any]
+    stats: OperatorStats
 
 
 @dataclass
@@ -96,23 +97,15 @@ def run(
         cache.cache.store(op.model, model, cache.policy, cache.fingerprint, misses, result.outputs,
                           vectors=vectors, hit_keys=keys.take(pa.array(found.hit_index)))
     outputs = _merge(found, result.outputs, n)
-    stats = {
-        "model": op.model,
-        "call": op.call,
-        "paradigm": op.paradigm,
-        "rows": n,
-        "seconds": round(result.seconds, 6),
-        "batch_size": (min(result.batch_size, len(misses)) if len(misses) else result.batch_size) or None,
-        "batches": result.batches,
-        "device": model.device,
-        "precision": getattr(model, "precision", "float32"),
-        "memory": getattr(model, "memory", "resident"),
-        "cache_hits": len(found.hit_index),
-        "cache_misses": len(found.miss_index) if cache is not None else 0,
-        "cache_policy": cache.policy.describe() if cache is not None else "off",
-    }
-    if found.semantic_hits:
-        stats["cache_semantic_hits"] = found.semantic_hits
+    stats = OperatorStats(
+        model=op.model, call=op.call, paradigm=op.paradigm, rows=n, seconds=round(result.seconds, 6),
+        batch_size=(min(result.batch_size, len(misses)) if len(misses) else result.batch_size) or None,
+        batches=result.batches, device=model.device, precision=getattr(model, "precision", "float32"),
+        memory=getattr(model, "memory", "resident"), cache_hits=len(found.hit_index),
+        cache_misses=len(found.miss_index) if cache is not None else 0,
+        cache_policy=cache.policy.describe() if cache is not None else "off",
+        cache_semantic_hits=found.semantic_hits or None,
+    )
     return OperatorRun(pa.table({"k": keys, "v": outputs}), stats)
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -79,7 +79,7 @@ class Stage:
         return y
 
 
-def stages(layers: list[Layer]) -> list[Stage]:
+def stages(layers: Sequence[Layer]) -> list[Stage]:
     """The Linear layers with their activations (a leading Embedding is not a stage)."""
     out: list[Stage] = []
     pending: list[str] = []
@@ -107,7 +107,7 @@ def ensure_weights(con: duckdb.DuckDBPyConnection, model_name: str, model: Tenso
     return store_weights(con, model_name, fingerprint, chain_of(model)[0])
 
 
-def store_weights(con: duckdb.DuckDBPyConnection, model_name: str, fingerprint: str, layers: list[Layer]) -> float:
+def store_weights(con: duckdb.DuckDBPyConnection, model_name: str, fingerprint: str, layers: Sequence[Layer]) -> float:
     """Write the model's Linear layers in block form unless this fingerprint is stored;
     returns the seconds spent (0 when already there). Old versions of the model are removed."""
     run_sql(con, f"CREATE TABLE IF NOT EXISTS {TABLE} (model VARCHAR, fp VARCHAR, layer INTEGER, "
@@ -215,7 +215,7 @@ def model_sql(model: TensorModel, keys_view: str, *, hidden_only: bool = False) 
     if hidden_only:
         stage_list = stage_list[:1]
     ctes, last = layers_sql(keys_view, stage_list, embedding=embedding)
-    if hidden_only and embedding:  # the hybrid's relational part is the embedding lookup
+    if hidden_only and isinstance(layers[0], Embedding):  # the hybrid's relational part is the embedding lookup
         ctes = ctes[:1]
         if layers[0].shape[1] <= BLOCK:  # one block per id: no regrouping (no aggregate to hold)
             head = "SELECT rid, x AS v FROM x0"

@@ -28,6 +28,7 @@ from workbench.execution import batching
 from workbench.execution.dl_centric import to_model_inputs
 from workbench.models.base import Model
 from workbench.plan.nodes import ModelOperator
+from workbench.plan.stats import OperatorStats
 from workbench.runtime.memory import MemoryGuard
 from workbench.telemetry.stream import Telemetry
 
@@ -45,8 +46,6 @@ class UdfOperator:
         self.seconds = 0.0
         self._started, self._reported, self._batches = False, 0, 0  # telemetry's running counts
         self._stats_lock = threading.Lock()
-        # a text model's tokenizer is not thread-safe: its calls take turns
-        self._model_lock = threading.Lock() if model.input_kind == "text" else None
 
     def register(self) -> None:
         self.con.create_function(self.name, self, [self.op.input_type], self.model.output_type, type="arrow")
@@ -76,13 +75,9 @@ class UdfOperator:
         unique, inverse = _unique(present)
         inputs = to_model_inputs(self.op.call, self.op.model, self.model, unique)
         step = self._progress() if self.telemetry is not None else None
-        if self._model_lock is not None:
-            with self._model_lock:
-                result = batching.run(self.model, self.op.model, inputs, batch_size=self.batch_size, guard=self.guard,
-                                      progress=step)
-        else:
-            result = batching.run(self.model, self.op.model, inputs, batch_size=self.batch_size, guard=self.guard,
-                                  progress=step)
+        # (a text model's calls take turns inside batching: its tokenizer is not thread-safe)
+        result = batching.run(self.model, self.op.model, inputs, batch_size=self.batch_size, guard=self.guard,
+                              progress=step)
         out = result.outputs.take(pa.array(inverse))
         if keys.null_count:
             positions = np.cumsum(np.asarray(valid.to_numpy(zero_copy_only=False), dtype=np.int64)) - 1
@@ -121,15 +116,15 @@ class UdfOperator:
 
         return step
 
-    def stats(self) -> dict[str, Any]:
-        return {
-            "model": self.op.model, "call": self.op.call, "paradigm": "udf_centric", "rows": self.inferred,
-            "input_rows": self.rows, "seconds": round(self.seconds, 6), "batch_size": self.batch_size,
-            "batches": self.calls, "device": self.model.device,
-            "precision": getattr(self.model, "precision", "float32"),
-            "memory": getattr(self.model, "memory", "resident"), "cache_hits": 0, "cache_misses": 0,
-            "cache_policy": "bypassed (udf_centric)" if self.op.cache_policy != "off" else "off",
-        }
+    def stats(self) -> OperatorStats:
+        return OperatorStats(
+            model=self.op.model, call=self.op.call, paradigm="udf_centric", rows=self.inferred,
+            input_rows=self.rows, seconds=round(self.seconds, 6), batch_size=self.batch_size,
+            batches=self.calls, device=self.model.device,
+            precision=getattr(self.model, "precision", "float32"),
+            memory=getattr(self.model, "memory", "resident"), cache_hits=0, cache_misses=0,
+            cache_policy="bypassed (udf_centric)" if self.op.cache_policy != "off" else "off",
+        )
 
 
 def _unique(keys: pa.Array) -> tuple[pa.Array, np.ndarray]:

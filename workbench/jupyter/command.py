@@ -15,11 +15,9 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from workbench.errors import WorkbenchError
+from workbench.errors import UsageError, WorkbenchError
 
-
-class UsageError(WorkbenchError):
-    """The magic's own options are wrong."""
+__all__ = ["Command", "UsageError", "parse"]
 
 
 @dataclass(frozen=True)

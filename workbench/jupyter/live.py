@@ -108,7 +108,8 @@ class LiveDisplay:
             if self._widget is not None or self._started is None:
                 return
             self._widget = LiveQuery(state=widget_state(self._tracker, self.pushes))
-            bundle = self._widget._repr_mimebundle_()[0]
+            mime = self._widget._repr_mimebundle_()  # None only for a widget without a view
+            bundle = dict(mime[0]) if mime else {}
             bundle["text/html"] = summary_html(self._tracker.copy())  # shown where widgets are not
             self._handle = display(bundle, raw=True, display_id=True)
             self._last = time.perf_counter()

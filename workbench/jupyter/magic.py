@@ -13,20 +13,9 @@ from typing import Any
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from traitlets import Bool, Integer, Unicode
 
-from workbench.errors import WorkbenchError, shorten
+from workbench.errors import DlsqlError, WorkbenchError, shorten
 from workbench.jupyter import command
 from workbench.session import Session
-
-
-class DlsqlError(Exception):
-    """Shown in the notebook as one short line, without a Python traceback."""
-
-    def __init__(self, kind: str, message: str):
-        super().__init__(message)
-        self.kind = kind
-
-    def _render_traceback_(self) -> list[str]:
-        return [f"{self.kind}: {self}"]
 
 
 @magics_class
@@ -53,7 +42,6 @@ class DlsqlMagic(Magics):
             if self._session is not None:
                 self._session.close()
             self._session = Session(wanted)
-        self._session.batch_size = self.batch_size or None
         return self._session
 
     def _live(self, session: Session) -> Any:
@@ -89,14 +77,9 @@ class DlsqlMagic(Magics):
                     ns[cmd.output] = result.pl()
                 result.display_limit = cmd.limit or self.display_limit
                 return result
-            saved = session.batch_size
-            if cmd.batch_size:
-                session.batch_size = cmd.batch_size
-            try:
-                with self._live(session):
-                    result = session.sql(cmd.sql, params=ns, namespace=ns, paradigm=cmd.paradigm)
-            finally:
-                session.batch_size = saved
+            with self._live(session):  # the cell's batch size, else the notebook's (%config)
+                result = session.sql(cmd.sql, params=ns, namespace=ns, paradigm=cmd.paradigm,
+                                     batch_size=cmd.batch_size or self.batch_size or None)
         except WorkbenchError as exc:
             raise DlsqlError(type(exc).__name__, shorten(str(exc))) from None
         except KeyboardInterrupt:

@@ -6,6 +6,10 @@ shape, so executors never need to know where a model came from.
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,3 +128,21 @@ def label_score(labels: list[Any] | np.ndarray, scores: np.ndarray, label_type: 
         [pa.array(labels, type=label_type), pa.array(np.asarray(scores, dtype=np.float32))],
         names=["label", "score"],
     )
+
+
+# One lock per loaded text model (keyed by the object, dropped with it): a transformers
+# tokenizer is not thread-safe, so calls of one text model from many threads take turns.
+_LOCKS: weakref.WeakKeyDictionary[Model, threading.Lock] = weakref.WeakKeyDictionary()
+_LOCKS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def exclusive(model: Model) -> Iterator[None]:
+    """Hold the model's lock while it runs, when it needs one (text models)."""
+    if model.input_kind != "text":
+        yield
+        return
+    with _LOCKS_LOCK:
+        lock = _LOCKS.setdefault(model, threading.Lock())
+    with lock:
+        yield

@@ -8,15 +8,18 @@ restart asks the user to register it again instead of failing obscurely.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
 from workbench.cache import policy_of
-from workbench.db import run, transaction
+from workbench.db import PerThread, run, transaction
 from workbench.errors import CatalogError, ModelLoadError, UnknownModelError, shorten
 from workbench.models import loading, offloaded
 from workbench.models.base import Model, ModelInfo
@@ -29,35 +32,51 @@ _BUILTIN_ALTERABLE = {"cache", "cache_normalize", "cache_threshold", "cache_max_
                       "precision", "max_accuracy_loss", "low_rank", "offload"}
 # Loaded path models are shared by every session of the process (keyed by file and options).
 _LOADED: dict[tuple[str, float, str], Model] = {}
+_LOADING = threading.RLock()
+
+
+def _locked(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A catalog change holds the catalog's lock (two threads never interleave changes)."""
+
+    @functools.wraps(method)
+    def locked(self: Catalog, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return locked
 
 
 class Catalog:
+    """Shared by a session's threads: statements run on the calling thread's own cursor, and
+    changes (and loading a model) hold the catalog's lock."""
+
     def __init__(self, con: duckdb.DuckDBPyConnection):
-        self.con = con
+        self._cursors = PerThread(con)
+        self._lock = threading.RLock()
         run(
-            con, f"CREATE TABLE IF NOT EXISTS {TABLE} (name VARCHAR PRIMARY KEY, source VARCHAR NOT NULL, "
+            self.con, f"CREATE TABLE IF NOT EXISTS {TABLE} (name VARCHAR PRIMARY KEY, source VARCHAR NOT NULL, "
             "task VARCHAR, options JSON, created_at TIMESTAMP DEFAULT current_timestamp)"
         )
         self._objects: dict[str, Model] = {}  # models from Python objects, this session only
         self._stored: dict[str, ModelInfo] = {}
+        self._overrides: dict[str, dict[str, Any]] = {}
         self.refresh()
 
-    def on_connection(self, con: duckdb.DuckDBPyConnection) -> Catalog:
-        """The same catalog read through another connection (a worker's cursor), sharing the
-        models registered from Python objects."""
-        other = object.__new__(Catalog)
-        other.con = con
-        other._objects = self._objects
-        other.refresh()
-        return other
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        return self._cursors.get()
+
+    def close(self) -> None:
+        self._cursors.close()
 
     # -- lookup -------------------------------------------------------------------------
     def refresh(self) -> None:
         rows = run(self.con, f"SELECT name, source, task, options FROM {TABLE}")
         infos = [ModelInfo(r[0], r[1], r[2] or "", json.loads(r[3]) if r[3] else {}) for r in rows]
         # rows for built-in names only hold option overrides (ALTER MODEL minilm SET ...)
-        self._overrides = {i.name: i.options for i in infos if i.name in BUILTINS}
-        self._stored = {i.name: i for i in infos if i.name not in BUILTINS}
+        with self._lock:  # both maps change together: a reader sees the old or the new pair
+            self._overrides = {i.name: i.options for i in infos if i.name in BUILTINS}
+            self._stored = {i.name: i for i in infos if i.name not in BUILTINS}
 
     @property
     def names(self) -> set[str]:
@@ -93,11 +112,13 @@ class Catalog:
         path = info.source
         mtime = os.path.getmtime(path) if os.path.exists(path) else 0.0
         cache_key = (os.path.abspath(path), mtime, json.dumps(info.options, sort_keys=True))
-        if cache_key not in _LOADED:
-            _LOADED[cache_key] = loading.from_path(name, path, info.options)
-        return _LOADED[cache_key]
+        with _LOADING:  # one load per file, whichever thread asks first
+            if cache_key not in _LOADED:
+                _LOADED[cache_key] = loading.from_path(name, path, info.options)
+            return _LOADED[cache_key]
 
     # -- changes ------------------------------------------------------------------------
+    @_locked
     def create(
         self,
         name: str,
@@ -137,6 +158,7 @@ class Catalog:
         self.refresh()
         return model
 
+    @_locked
     def drop(self, name: str, if_exists: bool = False) -> bool:
         key = name.lower()
         if key in BUILTINS:
@@ -153,6 +175,7 @@ class Catalog:
         self.refresh()
         return True
 
+    @_locked
     def alter(self, name: str, options: dict[str, Any]) -> None:
         """Change options; for a built-in model only serving options (cache, batch_size)."""
         key = name.lower()

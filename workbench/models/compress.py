@@ -32,6 +32,9 @@ PRECISIONS = ("float32", "int8", "int4")
 class WeightOnlyLinear(nn.Module):
     """int8 or int4 weights (per output channel scale), dequantized at each call."""
 
+    qweight: torch.Tensor  # buffers (register_buffer), declared for type checkers
+    scale: torch.Tensor
+
     def __init__(self, linear: nn.Linear, bits: int):
         super().__init__()
         w = linear.weight.detach().float()
@@ -198,6 +201,9 @@ def accuracy(reference: np.ndarray, candidate: np.ndarray, task: str) -> float:
 
 class QuantizedEmbedding(nn.Module):
     """An embedding table stored int8 with one scale per row; rows dequantized on lookup."""
+
+    qweight: torch.Tensor  # buffers (register_buffer), declared for type checkers
+    scale: torch.Tensor
 
     def __init__(self, embedding: nn.Embedding):
         super().__init__()

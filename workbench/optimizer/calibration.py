@@ -47,7 +47,8 @@ UNITS = {
     "torch_batch_s": "s/batch",
 }
 _process: dict[str, float] | None = None
-_lock = threading.Lock()
+_lock = threading.Lock()  # guards _process: measured once per process
+_save_lock = threading.Lock()
 
 
 def _time(fn: Callable[[], object], repeats: int) -> float:
@@ -175,11 +176,11 @@ def _wrapped_udf(cur: duckdb.DuckDBPyConnection, column: str, input_type: str, n
         module = torch.nn.Sequential(torch.nn.Linear(64, 1))
     model = TensorModel(module, task="regress")
     op = ModelOperator(id=0, model="__calibration__", call="__calibration__(k)", inputs=(),
-                       lookup="__wb_cal_udf", input_type=input_type, output_type="FLOAT")
+                       input_type=input_type, output_type="FLOAT")
     udf = UdfOperator(cur, op, model, batch_size=2048)
     udf.register()
     try:
-        run(cur, f"SELECT count(__wb_cal_udf({column})) FROM __wb_cal")
+        run(cur, f"SELECT count({op.lookup}({column})) FROM __wb_cal")
     finally:
         udf.remove()
 
@@ -194,27 +195,57 @@ def load(con: duckdb.DuckDBPyConnection) -> dict[str, float] | None:
 
 
 def save(con: duckdb.DuckDBPyConnection, values: dict[str, float]) -> None:
-    try:
-        run(con, f"CREATE TABLE IF NOT EXISTS {TABLE} (name VARCHAR PRIMARY KEY, value DOUBLE, unit VARCHAR, "
-                 "measured_at TIMESTAMP)")
-        for name, value in values.items():
-            run(con, f"INSERT OR REPLACE INTO {TABLE} VALUES ($n, $v, $u, now()::TIMESTAMP)",
-                {"n": name, "v": value, "u": UNITS.get(name, "")})
-    except Exception:  # noqa: BLE001 - a read-only database keeps the figures in the process
-        pass
+    """Store `values` at once, in one transaction of a cursor of its own: committed before
+    the caller's statement goes on (and whatever becomes of it), all or nothing. Never
+    raises: a read-only database, or a concurrent writer that wins twice, leaves the
+    figures in the process only."""
+    with _save_lock:  # one writer per process: threads never conflict with each other
+        for attempt in (1, 2):
+            try:
+                cur = con.cursor()
+            except Exception:  # noqa: BLE001 - a closed connection: nothing to store into
+                return
+            try:
+                run(cur, "BEGIN TRANSACTION")
+                run(cur, f"CREATE TABLE IF NOT EXISTS {TABLE} (name VARCHAR PRIMARY KEY, value DOUBLE, "
+                         "unit VARCHAR, measured_at TIMESTAMP)")
+                for name, value in values.items():
+                    run(cur, f"INSERT OR REPLACE INTO {TABLE} VALUES ($n, $v, $u, now()::TIMESTAMP)",
+                        {"n": name, "v": value, "u": UNITS.get(name, "")})
+                run(cur, "COMMIT")
+                return
+            except Exception:  # noqa: BLE001 - read-only database, or a conflicting writer
+                try:
+                    run(cur, "ROLLBACK")
+                except Exception:  # noqa: BLE001 - no transaction left to roll back
+                    pass
+                if attempt == 2:
+                    return
+            finally:
+                try:
+                    cur.close()
+                except Exception:  # noqa: BLE001 - already closed with the database
+                    pass
 
 
 def constants(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
-    """The calibration for this database: stored, else this process's, else measured now."""
+    """The calibration for this database: stored, else this process's, else measured now.
+
+    Safe to call from many threads at once (each with a cursor of its own): the process
+    measures at most once, under the lock, and a calibration the database lacks is stored
+    (committed) before this returns, so before the caller's query does any work."""
     global _process
     found = load(con)
     if found is not None:
         return found
     with _lock:
+        found = load(con)  # another thread may have stored it while this one waited
+        if found is not None:
+            return found
         if _process is None:
             _process = measure(con)
         values = dict(_process)
-    save(con, values)
+        save(con, values)
     return values
 
 
@@ -224,5 +255,5 @@ def calibrate(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
     values = measure(con, thorough=True)
     with _lock:
         _process = dict(values)
-    save(con, values)
+        save(con, values)
     return values

@@ -1,4 +1,8 @@
-"""What optimizer rules may consult: the cost model, hints, input facts and the models."""
+"""What optimizer rules may consult: the cost model, hints, input facts and model profiles.
+
+Everything here is a record or a pure function of records: rules never touch DuckDB, torch
+or a session, so tests run them on a fake catalog (tests/optimizer/fake.py).
+"""
 
 from __future__ import annotations
 
@@ -6,25 +10,26 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from workbench.models.base import Model
 from workbench.optimizer.cost import CostModel, Facts
 from workbench.optimizer.hints import Hints
+from workbench.optimizer.profile import ModelProfile
 from workbench.plan.nodes import ModelOperator
 
 
 @dataclass
 class Context:
     cost: CostModel
-    facts: Callable[[ModelOperator], Facts]  # counted by DuckDB, cached per input query
-    model: Callable[[str], Model]
+    facts: Callable[[ModelOperator], Facts]  # counted by DuckDB (or a fake), once per operator
+    profile: Callable[[str], ModelProfile]
     hints: Hints = field(default_factory=Hints)
     batch_size: Callable[[str], int | None] = lambda name: None  # the user's batch size for a model
     precision: Callable[[str], str] = lambda name: "float32"  # the variant a model's options ask for
     memory: Callable[[str], str] = lambda name: "resident"  # how the model's weights are held
+    #: paradigms that cannot run a model (profile, precision) -> {paradigm: why}: the executors' answer
+    unavailable: Callable[[ModelProfile, str], dict[str, str]] = lambda profile, precision: {}
     cores: int = field(default_factory=lambda: os.cpu_count() or 1)
 
     def row_seconds(self, op: ModelOperator) -> float:
         """Estimated model seconds per input row (for ordering predicates)."""
-        model = self.model(op.model)
-        batch = self.batch_size(op.model) or model.batch_size or model.tuned_batch_size or max(model.batch_candidates)
-        return self.cost.row_seconds(model, batch, self.facts(op))
+        profile = self.profile(op.model)
+        return self.cost.row_seconds(profile, profile.default_batch(self.batch_size(op.model)), self.facts(op))

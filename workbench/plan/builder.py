@@ -9,6 +9,10 @@ lookup function that reads the operator's output, so every piece of SQL around t
 
 Calls are processed innermost first, so `m1(m2(x))` runs m2, then m1 over m2's outputs.
 Identical calls (same model, same input expression) share one operator and run once.
+
+Building is pure: it reads the catalog's model signatures and asks its `Schema` for column
+names and the type of an input query; it never writes to the database. Which operators a
+piece of SQL reads is taken from the syntax tree (`reads_of`), never from its text.
 """
 
 from __future__ import annotations
@@ -17,14 +21,14 @@ import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
-from workbench.errors import InputTypeError, SQLSyntaxError, WorkbenchError
-from workbench.models.base import Model
-from workbench.plan.nodes import InputQuery, ModelOperator, Plan
+from workbench.errors import InputTypeError, SQLSyntaxError, UnsupportedCall
+from workbench.plan.nodes import InputQuery, ModelFilter, ModelOperator, Plan, lookup_name, operator_id
 
 _SCOPES = (exp.Select, exp.Update, exp.Delete)
 _ARRAY_TYPE = re.compile(r"^(?P<elem>[A-Z]+)(\(\d+,\s*\d+\))?\[(?P<n>\d*)\]$")
@@ -33,8 +37,28 @@ _NUMERIC = {"FLOAT", "DOUBLE", "REAL", "TINYINT", "SMALLINT", "INTEGER", "BIGINT
             "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "DECIMAL"}
 
 
-class UnsupportedCall(WorkbenchError):
-    """A model call in a position the engine cannot run yet."""
+class Signature(Protocol):
+    """What the builder needs to know of a model (a loaded `Model` or a planning record)."""
+
+    input_kind: str  # text | ids | tensor
+    input_dim: int | None
+    device: str
+
+    @property
+    def input_type(self) -> str: ...
+
+    @property
+    def output_type(self) -> str: ...
+
+
+class Schema(Protocol):
+    """The database as planning sees it: read only."""
+
+    def columns_of(self, from_item: str) -> set[str] | None:
+        """Column names a FROM item yields (lower case), or None when unknown."""
+
+    def type_of(self, query: str, params: tuple[str, ...]) -> str:
+        """The DuckDB type of the single column of `query` (no operator is called in it)."""
 
 
 @dataclass
@@ -77,25 +101,12 @@ def model_calls(tree: exp.Expression, names: set[str]) -> list[exp.Anonymous]:
 
 
 class PlanBuilder:
-    """Turns one statement into a Plan.
+    """Turns one statement into a logical Plan (before any optimizer rule)."""
 
-    `columns_of(sql)` returns the column names a FROM item yields (or None if unknown);
-    `input_type_of(sql)` returns the DuckDB type of the single column of a query;
-    `declare(op)` makes the operator's lookup function callable (bound to empty output)
-    so later input queries that nest this call can be typed and estimated.
-    """
-
-    def __init__(
-        self,
-        models: dict[str, Model],
-        columns_of: Callable[[str], set[str] | None],
-        input_type_of: Callable[[str, tuple[str, ...]], str],
-        declare: Callable[[ModelOperator, Model], str],
-    ):
+    def __init__(self, models: dict[str, Signature], schema: Schema):
         self.models = models
-        self.columns_of = columns_of
-        self.input_type_of = input_type_of
-        self.declare = declare
+        self.schema = schema
+        self.output_types: dict[int, str] = {}  # operator id -> its output type, for nested calls
 
     def build(self, text: str, tree: exp.Expression) -> Plan:
         names = set(self.models)
@@ -120,17 +131,17 @@ class PlanBuilder:
             arg = call.expressions[0]
             key = (model_name, arg.sql(dialect="duckdb", normalize_functions=False))
             op = operators.get(key)
-            query, scope, owner = self._input_query(call, arg, names)
+            query, scope, owner, reads = self._input_query(call, arg, names)
             withs = _enclosing_withs(call)
             if op is None:
-                op = self._operator(len(operators) + 1, model_name, call_text, query)
+                op = self._operator(len(operators) + 1, model_name, call_text, query, reads)
                 operators[key] = op
             elif query not in op.inputs:
                 operators[key] = op = replace(
-                    op, inputs=(*op.inputs, query),
+                    op, inputs=(*op.inputs, query), reads=_merge_ids(op.reads, reads),
                     params=tuple(dict.fromkeys((*op.params, *_params(parse(query.widest().sql()))))))
             made.append((key, op.inputs.index(query), scope, owner, withs))
-            call.replace(exp.Anonymous(this=op.lookup, expressions=[arg.copy()]))
+            call.replace(exp.Anonymous(this=lookup_name(op.id), expressions=[arg.copy()]))
         # now that every call reads its lookup: the WITH clauses each input query needs, and
         # the conjuncts on other calls' outputs (for order_predicates), in their final form
         for key, index, scope, owner, withs in made:
@@ -139,56 +150,59 @@ class PlanBuilder:
             q = replace(q, with_sql=_with_sql(withs, [q.key, q.source or "", *q.filters, *q.pushable]))
             extra: list[str] = []
             if scope is not None and owner is not None:
-                found = self._model_filters(scope, owner, op.lookup)
+                found = self._model_filters(scope, owner, op.id)
                 q = replace(q, model_filters=found)
                 extra = [p for _, f in found for p in _params(parse(f"SELECT 1 WHERE {f}"))]
             inputs = tuple(q if i == index else other for i, other in enumerate(op.inputs))
             operators[key] = replace(op, inputs=inputs, params=tuple(dict.fromkeys((*op.params, *extra))))
         final = tree.sql(dialect="duckdb", normalize_functions=False)
         return Plan(
-            sql=text, final_sql=final, operators=tuple(operators.values()),
+            sql=text, final_sql=final, operators=tuple(operators.values()), reads=reads_of(tree),
             params=tuple(_params(tree)),
         )
 
-    def _model_filters(self, scope: exp.Expression, owner: _Source, own_lookup: str) -> tuple[tuple[str, str], ...]:
+    def _model_filters(self, scope: exp.Expression, owner: _Source, own_id: int) -> tuple[ModelFilter, ...]:
         where = scope.args.get("where")
         if where is None:
             return ()
         sources = _sources(scope)
         own_cols = self._columns(owner)
-        found = []
+        found: list[ModelFilter] = []
         for c in _conjuncts(where.this):
-            lookups = sorted({n.name for n in c.find_all(exp.Anonymous) if _is_lookup(n.name)})
-            if not lookups or own_lookup in lookups or not _pushable(c, set(), allow_lookups=True):
+            ids = reads_of(c)
+            if not ids or own_id in ids or not _pushable(c, set(), allow_lookups=True):
                 continue
             if _only_from(c, owner, own_cols, len(sources) == 1):
-                found.append((",".join(lookups), c.sql(dialect="duckdb", normalize_functions=False)))
+                found.append((ids, c.sql(dialect="duckdb", normalize_functions=False)))
         return tuple(found)
 
     # -- one operator ------------------------------------------------------------------
-    def _operator(self, n: int, model_name: str, call_text: str, query: InputQuery) -> ModelOperator:
+    def _operator(self, n: int, model_name: str, call_text: str, query: InputQuery,
+                  reads: tuple[int, ...]) -> ModelOperator:
         model = self.models[model_name]
         params = tuple(_params(parse(query.widest().sql())))
-        got = self.input_type_of(query.widest().sql(), params)
+        typing = replace(query, filters=(), pushable=(), model_filters=(), after=())
+        typing_sql = with_nulls(typing.sql(), self.output_types)
+        got = self.schema.type_of(typing_sql, tuple(_params(parse(typing_sql))))
         _check_input_type(call_text, model_name, model, got)
-        op = ModelOperator(
-            id=n, model=model_name, call=call_text, inputs=(query,), lookup="",
-            input_type=got, output_type=model.output_type, device=model.device,
-            batch_size=model.batch_size or model.tuned_batch_size, params=params,
+        self.output_types[n] = model.output_type
+        return ModelOperator(
+            id=n, model=model_name, call=call_text, inputs=(query,), reads=reads,
+            input_type=got, output_type=model.output_type, device=model.device, params=params,
         )
-        return replace(op, lookup=self.declare(op, model))
 
     def _input_query(
         self, call: exp.Expression, arg: exp.Expression, names: set[str]
-    ) -> tuple[InputQuery, exp.Expression | None, _Source | None]:
+    ) -> tuple[InputQuery, exp.Expression | None, _Source | None, tuple[int, ...]]:
         """The logical input query of one call (no filter pushed yet, not deduplicated), the
-        scope it reads from and the single source owning its columns (if there is one)."""
+        scope it reads from, the single source owning its columns (if there is one) and the
+        operators its key and source read."""
         expr_sql = arg.sql(dialect="duckdb", normalize_functions=False)
         cols = _own_columns(arg)
         scope = call.find_ancestor(*_SCOPES)
         if not cols or scope is None:
             sub = any(isinstance(n, exp.Select) for n in arg.walk())
-            return self._with(InputQuery(key=expr_sql, subquery_key=sub), call), None, None
+            return self._with(InputQuery(key=expr_sql, subquery_key=sub), call), None, None, reads_of(arg)
         # find the scope whose sources own the columns (walking out for correlated calls)
         while scope is not None:
             sources = _sources(scope)
@@ -211,10 +225,13 @@ class PlanBuilder:
             own_cols = self._columns(owner)
             keep = [c for c in conjuncts if _only_from(c, owner, own_cols, len(sources) == 1)]
             from_sql = _source_sql(owner)
+            source_reads = reads_of(owner.node)
         else:
             keep = [c for c in conjuncts if all(
                 (not col.table) or col.table.lower() in aliases for col in _own_columns(c))]
             from_sql = _from_clause(scope)
+            source_reads = _merge_ids(*(reads_of(s.node) for s in sources),
+                                      *(reads_of(j) for j in scope.args.get("joins") or []))
             if from_sql is None:
                 raise UnsupportedCall(f"{_call_text(call)}: cannot find the rows its input comes from")
             if any(c.find(exp.Anonymous) is not None and c.find(exp.Anonymous).name.lower() in names
@@ -223,14 +240,16 @@ class PlanBuilder:
                     f"{_call_text(call)}: this combination of model calls in JOIN ON is not supported"
                 )
         keep_sql = tuple(c.sql(dialect="duckdb", normalize_functions=False) for c in keep)
+        reads = _merge_ids(reads_of(arg), source_reads)
         if aggregated:
             if len(keep) != len(all_conjuncts):
                 raise UnsupportedCall(f"{_call_text(call)}: an aggregate input with a model in WHERE is not supported")
             group = scope.args.get("group")
             group_sql = group.sql(dialect="duckdb", normalize_functions=False) if group is not None else ""
+            reads = _merge_ids(reads, *(reads_of(c) for c in keep))
             return self._with(InputQuery(key=expr_sql, source=from_sql, filters=keep_sql, group=group_sql,
-                                         aggregated=True), call), None, None
-        return self._with(InputQuery(key=expr_sql, source=from_sql, pushable=keep_sql), call), scope, owner
+                                         aggregated=True), call), None, None, reads
+        return self._with(InputQuery(key=expr_sql, source=from_sql, pushable=keep_sql), call), scope, owner, reads
 
     @staticmethod
     def _with(q: InputQuery, call: exp.Expression) -> InputQuery:
@@ -258,7 +277,7 @@ class PlanBuilder:
         return candidates[0]
 
     def _columns(self, source: _Source) -> set[str] | None:
-        return self.columns_of(_source_sql(source))
+        return self.schema.columns_of(_source_sql(source))
 
 
 def _name_model_columns(tree: exp.Expression, names: set[str]) -> None:
@@ -275,7 +294,7 @@ def _name_model_columns(tree: exp.Expression, names: set[str]) -> None:
                 select.expressions[i].replace(exp.alias_(proj.copy(), text, quoted=True))
 
 
-def _check_input_type(call_text: str, model_name: str, model: Model, got: str) -> None:
+def _check_input_type(call_text: str, model_name: str, model: Signature, got: str) -> None:
     if model.input_kind == "text":
         if got != "VARCHAR":
             raise InputTypeError(f"{call_text}: model '{model_name}' expects VARCHAR input, got {got}")
@@ -303,8 +322,36 @@ def _call_text(call: exp.Expression) -> str:
 
 
 def _is_lookup(name: str) -> bool:
-    """Lookup functions (workbench/execution/lookups.py) are named __wb_<session>_lookup_<n>."""
-    return name.startswith("__wb_") and "_lookup_" in name
+    return operator_id(name) is not None
+
+
+def reads_of(node: exp.Expression) -> tuple[int, ...]:
+    """The operators a piece of a planned statement reads, from its tree: the ids of the
+    lookup functions it calls, in id order."""
+    found = {operator_id(f.name) for f in node.find_all(exp.Anonymous)}
+    return tuple(sorted(i for i in found if i is not None))
+
+
+def _merge_ids(*groups: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(sorted({i for g in groups for i in g}))
+
+
+def with_nulls(sql: str, output_types: dict[int, str]) -> str:
+    """`sql` with every operator's lookup call replaced by a NULL of the operator's declared
+    output type, so planning can type and count a query that nests calls before any model
+    ran (and without defining anything in the database)."""
+    if "__wb_lookup_" not in sql.lower():
+        return sql
+    tree = parse(sql)
+
+    def typed_null(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Anonymous):
+            op_id = operator_id(node.name)
+            if op_id is not None and op_id in output_types:
+                return exp.Cast(this=exp.Null(), to=exp.DataType.build(output_types[op_id], dialect="duckdb"))
+        return node
+
+    return tree.transform(typed_null).sql(dialect="duckdb", normalize_functions=False)
 
 
 def _params(tree: exp.Expression) -> list[str]:

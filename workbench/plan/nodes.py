@@ -6,6 +6,11 @@ a `ModelOperator` (model, input queries, output type, options). The builder prod
 logical plan; optimizer rules (workbench/optimizer/rules/) rewrite it and then assign the
 physical choices: paradigm, device, batch size, threads, precision, with the estimated
 cost of every alternative kept for EXPLAIN. `actual_*` fields are filled by ANALYZE.
+
+Operators are named by id. Where SQL reads an operator's output it calls the function
+`lookup_name(id)`; which operators a piece of the plan reads is recorded as ids
+(`ModelOperator.reads`, `Plan.reads`, the ids of each model filter), found in the syntax
+tree by the builder, so no rule ever searches SQL text for another operator's name.
 """
 
 from __future__ import annotations
@@ -15,9 +20,27 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from workbench.plan.render import Displayable, public_sql, seconds_text
+from workbench.plan.stats import OperatorStats
+
 PARADIGMS = ("dl_centric", "udf_centric", "relation_centric", "hybrid")
-MIME_TYPE = "application/vnd.workbench.plan+json"
-_SESSION_NAMES = re.compile(r"__wb_\d+_(lookup|udf)_(\d+)", re.IGNORECASE)
+_LOOKUP_PREFIX = "__wb_lookup_"
+_LOOKUP = re.compile(r"__wb_lookup_(\d+)$", re.IGNORECASE)
+
+#: a model filter: (ids of the operators it reads, the conjunct's SQL)
+ModelFilter = tuple[tuple[int, ...], str]
+
+
+def lookup_name(op_id: int) -> str:
+    """The function through which SQL reads operator `op_id`'s output. The runner defines it
+    on the cursor of the one statement it runs, so the same name never meets another query."""
+    return f"{_LOOKUP_PREFIX}{op_id}"
+
+
+def operator_id(function_name: str) -> int | None:
+    """The operator a function name stands for (`__wb_lookup_12` -> 12), or None."""
+    m = _LOOKUP.match(function_name)
+    return int(m.group(1)) if m else None
 
 
 @dataclass(frozen=True)
@@ -26,7 +49,7 @@ class InputQuery:
 
     `pushable` holds the model-free conjuncts of the call's WHERE that the push_filters rule
     may move into `filters`; `model_filters` holds conjuncts on other model operators'
-    outputs (lookup function, SQL) that order_predicates may add once those ran first.
+    outputs that order_predicates may apply (`after`) once those operators ran first.
     """
 
     key: str
@@ -34,7 +57,8 @@ class InputQuery:
     with_sql: str = ""
     filters: tuple[str, ...] = ()
     pushable: tuple[str, ...] = ()
-    model_filters: tuple[tuple[str, str], ...] = ()
+    model_filters: tuple[ModelFilter, ...] = ()
+    after: tuple[ModelFilter, ...] = ()  # model filters applied: they read operators that run first
     group: str = ""
     distinct: bool = False
     aggregated: bool = False  # the key holds an aggregate: it sees exactly the filtered rows
@@ -42,15 +66,21 @@ class InputQuery:
 
     def widest(self) -> InputQuery:
         """This query with every candidate filter applied (to find all its parameters)."""
-        return replace(self, filters=(*self.filters, *self.pushable, *(f for _, f in self.model_filters)),
-                       pushable=(), model_filters=())
+        return replace(self, filters=(*self.filters, *self.pushable), pushable=(),
+                       after=(*self.after, *self.model_filters), model_filters=())
+
+    def without_after(self) -> InputQuery:
+        """This query without the filters on other operators' outputs (which do not exist
+        before those operators ran: planning counts rows without them)."""
+        return replace(self, after=())
 
     def sql(self, *, distinct: bool | None = None) -> str:
         d = self.distinct if distinct is None else distinct
         prefix = f"{self.with_sql} " if self.with_sql else ""
         if self.source is None:
             return f"{prefix}SELECT {'DISTINCT ' if d and self.subquery_key else ''}{self.key} AS k"
-        where = f" WHERE {' AND '.join(self.filters)}" if self.filters else ""
+        conditions = (*self.filters, *(sql for _, sql in self.after))
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         if self.aggregated:
             group = f" {self.group}" if self.group else ""
             inner = f"{prefix}SELECT {self.key} AS k FROM {self.source}{where}{group}"
@@ -72,7 +102,7 @@ class ModelOperator:
     model: str
     call: str  # the call as the user wrote it, e.g. "minilm(body)"
     inputs: tuple[InputQuery, ...]
-    lookup: str  # the function the final SQL calls instead of the model
+    reads: tuple[int, ...] = ()  # operators whose outputs its input queries read (they run first)
     input_type: str = ""
     output_type: str = ""
     paradigm: str = "dl_centric"
@@ -98,14 +128,25 @@ class ModelOperator:
     actual_cache_hits: int | None = None
 
     @property
+    def lookup(self) -> str:
+        """The function through which SQL reads this operator's output."""
+        return lookup_name(self.id)
+
+    @property
     def input_sql(self) -> str:
         """DuckDB query yielding the operator's inputs (distinct when dedup_inputs ran)."""
         return union_sql(self.inputs)
 
-    def with_actuals(self, stats: dict[str, Any]) -> ModelOperator:
-        return replace(self, actual_rows=stats["rows"], actual_seconds=stats["seconds"],
-                       batch_size=stats["batch_size"], actual_cache_hits=stats["cache_hits"],
-                       paradigm=stats.get("paradigm", self.paradigm))
+    @property
+    def nested_in(self) -> tuple[int, ...]:
+        """Operators its input values come from (a call nested in this one's argument or
+        source), as opposed to those that only filter its rows."""
+        filtering = {i for q in self.inputs for ids, _ in q.after for i in ids}
+        return tuple(i for i in self.reads if i not in filtering)
+
+    def with_actuals(self, stats: OperatorStats) -> ModelOperator:
+        return replace(self, actual_rows=stats.rows, actual_seconds=stats.seconds, batch_size=stats.batch_size,
+                       actual_cache_hits=stats.cache_hits, paradigm=stats.paradigm)
 
     def estimate_error(self) -> float | None:
         """Relative error of the estimated seconds against the actual ones (ANALYZE)."""
@@ -130,12 +171,13 @@ class ModelOperator:
         return text
 
     def alternatives_text(self) -> str:
-        return ", ".join(f"{p} {_seconds(s)}" for p, s in self.alternatives)
+        return ", ".join(f"{p} {seconds_text(s)}" for p, s in self.alternatives)
 
     def node(self, children: list[dict[str, Any]], analyzed: bool) -> dict[str, Any]:
         """This operator as a node of `Plan.to_dict()['root']`."""
         d: dict[str, Any] = {
             "operator": "ModelOperator", "id": self.id, "model": self.model, "call": self.call,
+            "reads": list(self.reads),
             "paradigm": self.paradigm, "forced": self.forced,
             "alternatives": {p: _round(s) for p, s in self.alternatives},
             "estimated_seconds": _round(self.estimated_seconds), "reason": self.reason,
@@ -165,17 +207,12 @@ def _round(x: float | None) -> float | None:
     return None if x is None else float(f"{x:.3g}")
 
 
-def _seconds(x: float | None) -> str:
-    if x is None:
-        return "n/a"
-    return f"{x * 1000:.3g} ms" if x < 1 else f"{x:.3g} s"
-
-
-@dataclass(frozen=True)
-class Plan:
+@dataclass(frozen=True, repr=False)
+class Plan(Displayable):
     sql: str  # the statement as written
     final_sql: str  # the statement DuckDB runs once the operators have run
     operators: tuple[ModelOperator, ...] = ()
+    reads: tuple[int, ...] = ()  # operators the final statement reads directly
     analyzed: bool = False
     params: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()  # what the optimizer rules did, in order
@@ -183,25 +220,23 @@ class Plan:
     actual_rows: int | None = field(default=None, compare=False)  # ANALYZE: the statement's result rows
     actual_seconds: float | None = field(default=None, compare=False)  # ANALYZE: the whole statement
 
-    def consumers(self) -> dict[str, list[ModelOperator]]:
-        """For each lookup function, the operators whose inputs read it (nested calls)."""
-        out: dict[str, list[ModelOperator]] = {}
-        for op in self.operators:
-            for other in self.operators:
-                if other is not op and op.lookup and op.lookup in other.input_sql:
-                    out.setdefault(op.lookup, []).append(other)
-        return out
+    def operator(self, op_id: int) -> ModelOperator:
+        return next(op for op in self.operators if op.id == op_id)
+
+    def consumed(self) -> set[int]:
+        """Operators whose output another operator's inputs read (nested calls)."""
+        return {i for op in self.operators for i in op.reads}
 
     def root(self) -> dict[str, Any]:
         """The plan as a tree: the final query reads the top model operators; an operator
         reads the operators its inputs call, and its input query."""
-        consumed = self.consumers()
+        by_id = {op.id: op for op in self.operators}
 
         def node(op: ModelOperator) -> dict[str, Any]:
-            inner = [o for o in self.operators if o is not op and o.lookup and o.lookup in op.input_sql]
-            return op.node([node(o) for o in inner], self.analyzed)
+            return op.node([node(by_id[i]) for i in op.reads if i in by_id], self.analyzed)
 
-        tops = [op for op in self.operators if op.lookup not in consumed]
+        consumed = self.consumed()
+        tops = [op for op in self.operators if op.id not in consumed]
         root: dict[str, Any] = {"operator": "Query", "sql": self.final_sql}
         if self.analyzed:
             root.update(actual_rows=self.actual_rows, actual_seconds=self.actual_seconds)
@@ -211,8 +246,8 @@ class Plan:
     def to_dict(self) -> dict[str, Any]:
         """Deterministic JSON form (no timings unless analyzed; estimates to 3 digits).
 
-        The engine's per-session function names (`__wb_<session>_lookup_<n>`) appear as
-        `lookup_<n>` / `udf_<n>`, so the same query gives the same dict in any session."""
+        The engine's lookup functions (`__wb_lookup_<id>`) appear as `lookup_<id>`, so the
+        same query gives the same dict in any session."""
         d = asdict(self)
         d["operators"] = [asdict(op) | {"input_sql": op.input_sql} for op in self.operators]
         if not self.analyzed:
@@ -221,25 +256,4 @@ class Plan:
                 for key in ("actual_rows", "actual_seconds", "actual_cache_hits"):
                     op.pop(key, None)
         d["root"] = self.root()
-        return json.loads(_SESSION_NAMES.sub(r"\1_\2", json.dumps(d)))
-
-    def text(self) -> str:
-        from workbench.display import plan_lines
-
-        return "\n".join("  " * depth + line for depth, line in plan_lines(self))
-
-    def __str__(self) -> str:
-        return self.text()
-
-    def __repr__(self) -> str:
-        return self.text()
-
-    def _repr_html_(self) -> str:
-        from workbench.display import plan_html
-
-        return plan_html(self)
-
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        """The plan for any front end: the JSON tree under a vendor MIME type (for a
-        renderer that draws it), static HTML of the same facts, and text."""
-        return {MIME_TYPE: self.to_dict(), "text/html": self._repr_html_(), "text/plain": self.text()}
+        return json.loads(public_sql(json.dumps(d)))

@@ -202,7 +202,7 @@ class Offloaded:
         # dropped: what the weights hold is what is in flight, whatever the allocator does.
         if self._copy_stream is not None:
             slot = max(self.unit_bytes)
-            self._ring = [memoryview(torch.empty(slot, dtype=torch.uint8, pin_memory=True).numpy())
+            self._ring = [torch.empty(slot, dtype=torch.uint8, pin_memory=True).numpy().data
                           for _ in range(self.in_flight_limit)]
         else:
             self._ring = []

@@ -19,14 +19,17 @@ import statistics
 import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
+import duckdb
 import numpy as np
 
 from workbench.db import run
-
-if TYPE_CHECKING:
-    from workbench.session import Session
+from workbench.models.base import Model
+from workbench.models.catalog import Catalog
+from workbench.plan.nodes import Plan
+from workbench.result import Result
 
 HISTORY = "workbench_query_history"
 WINDOW = 15  # observations a median is taken over
@@ -39,14 +42,29 @@ def statement_key(sql: str) -> str:
     return re.sub(r"\s+", " ", sql.strip()).lower()[:500]
 
 
+class Runs(Protocol):
+    """What the scheduler and its estimator use of a session."""
+
+    catalog: Catalog
+
+    def sql(self, text: str, params: Mapping[str, Any] | None = None, *,
+            namespace: Mapping[str, Any] | None = None) -> Result: ...
+
+    def explain(self, text: str, params: Mapping[str, Any] | None = None) -> Plan: ...
+
+    def model(self, name: str) -> Model: ...
+
+    def cursor(self) -> duckdb.DuckDBPyConnection: ...
+
+
 class LatencyEstimator:
-    def __init__(self, session: Session):
+    def __init__(self, session: Runs):
         self.session = session
         self._rates: dict[str, deque[float]] = {}  # model -> recent seconds per computed input
         self._overheads: dict[str, deque[float]] = {}  # statement shape -> recent seconds besides models
         self.errors: list[float] = []  # relative errors of finished queries
         self._lock = threading.Lock()
-        run(session.con, f"CREATE TABLE IF NOT EXISTS {HISTORY} (finished_at TIMESTAMP DEFAULT current_timestamp, "
+        run(session.cursor(), f"CREATE TABLE IF NOT EXISTS {HISTORY} (finished_at TIMESTAMP DEFAULT current_timestamp, "
                          "shape VARCHAR, operators JSON, estimated_ms DOUBLE, actual_ms DOUBLE, status VARCHAR)")
         self._learn_history()
 
@@ -91,7 +109,7 @@ class LatencyEstimator:
 
     def _calibrate(self, name: str) -> float:
         """Seconds per input from a probe batch: the starting point before any history."""
-        model = self.session._base_model(name)
+        model = self.session.model(name)
         n = 16
         if model.input_kind == "text":
             batch: Any = [_PROBE] * n
@@ -118,7 +136,7 @@ class LatencyEstimator:
         try:
             ops = [{"model": s["model"], "computed": s.get("cache_misses") or s["rows"], "seconds": s["seconds"]}
                    for s in stats]
-            run(self.session.con.cursor(), f"INSERT INTO {HISTORY} (shape, operators, estimated_ms, actual_ms, "
+            run(self.session.cursor(), f"INSERT INTO {HISTORY} (shape, operators, estimated_ms, actual_ms, "
                                            "status) VALUES (?, ?, ?, ?, ?)",
                 [statement_key(sql), json.dumps(ops), None if estimated_s is None else estimated_s * 1000,
                  run_s * 1000, status])
@@ -126,7 +144,7 @@ class LatencyEstimator:
             pass
 
     def _learn_history(self) -> None:
-        rows = run(self.session.con, f"SELECT shape, operators, actual_ms FROM {HISTORY} ORDER BY finished_at")
+        rows = run(self.session.cursor(), f"SELECT shape, operators, actual_ms FROM {HISTORY} ORDER BY finished_at")
         for shape, ops_json, actual_ms in rows:
             ops = json.loads(ops_json) if ops_json else []
             model_s = 0.0

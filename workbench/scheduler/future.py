@@ -6,11 +6,9 @@ import threading
 import time
 from typing import Any
 
-from workbench.errors import WorkbenchError
+from workbench.errors import QueryDropped
 
-
-class QueryDropped(WorkbenchError):
-    """The sequencer did not run the query (it could not meet its deadline, or was cancelled)."""
+__all__ = ["QueryDropped", "QueryFuture"]
 
 
 class QueryFuture:
@@ -34,6 +32,7 @@ class QueryFuture:
         self.run_ms: float | None = None  # execution alone
         self.started_at: float | None = None  # seconds after submission
         self.finished_at: float | None = None
+        self.features: list[dict[str, Any]] = []  # what the latency estimate was made from
         self._result: Any = None
         self._error: BaseException | None = None
         self._event = threading.Event()
@@ -72,11 +71,11 @@ class QueryFuture:
         return f"<QueryFuture {', '.join(parts)}>"
 
     # -- for the scheduler --------------------------------------------------------------
-    def _start(self) -> None:
+    def set_running(self) -> None:
         self.status = "running"
         self.started_at = time.perf_counter() - self.submitted
 
-    def _finish(self, result: Any = None, error: BaseException | None = None, run_ms: float | None = None) -> None:
+    def set_finished(self, result: Any = None, error: BaseException | None = None, run_ms: float | None = None) -> None:
         now = time.perf_counter()
         self.finished_at = now - self.submitted
         self.actual_ms = self.finished_at * 1000
@@ -89,7 +88,7 @@ class QueryFuture:
             self.status = "late" if now > self.deadline else "done"
         self._event.set()
 
-    def _drop(self, reason: str) -> None:
+    def set_dropped(self, reason: str) -> None:
         self.status = "dropped"
         self.reason = reason
         self.finished_at = time.perf_counter() - self.submitted

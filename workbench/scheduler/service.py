@@ -11,8 +11,8 @@ Policies (`SET sla_policy = ...`):
              when a worker frees up if running it would make a waiting query miss its deadline
              (otherwise it runs, late, rather than leave the worker idle)
 
-Each worker has its own DuckDB cursor (a child session); no connection is shared across
-threads. Futures always resolve: done, late, failed (the query raised) or dropped (with the
+Workers call the session itself: a session runs every call on a DuckDB cursor of its own,
+so no connection is shared across threads. Futures always resolve: done, late, failed (the query raised) or dropped (with the
 reason).
 """
 
@@ -21,20 +21,18 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from workbench.engine.config import POLICIES
 from workbench.errors import ParameterError
-from workbench.scheduler.estimator import LatencyEstimator
+from workbench.scheduler.estimator import LatencyEstimator, Runs
 from workbench.scheduler.future import QueryFuture
 
-if TYPE_CHECKING:
-    from workbench.session import Session
-
-POLICIES = ("fifo", "reorder", "drop", "hybrid")
+__all__ = ["POLICIES", "Scheduler"]
 
 
 class Scheduler:
-    def __init__(self, session: Session, workers: int = 2):
+    def __init__(self, session: Runs, workers: int = 2):
         if workers < 1:
             raise ParameterError("the worker pool needs at least one worker")
         self.session = session
@@ -51,7 +49,6 @@ class Scheduler:
         self._estimate_lock = threading.Lock()
         self._threads = [threading.Thread(target=self._work, name=f"workbench-worker-{i}", daemon=True)
                          for i in range(workers)]
-        self._children = [session._cursor_session() for _ in range(workers)]
         for t in self._threads:
             t.start()
 
@@ -62,19 +59,19 @@ class Scheduler:
         if deadline_ms is not None and deadline_ms <= 0:
             raise ParameterError(f"deadline_ms must be positive, not {deadline_ms}")
         future = QueryFuture(sql, params, deadline_ms, next(self._seq))
-        future._features = []
+        future.features = []
         for attempt in (1, 2):  # a second try rides out a moment of catalog contention
             try:
                 with self._estimate_lock:  # estimation reads through the submitting session
-                    future._features = self.estimator.features(sql, params)
-                    future.estimated_ms = self.estimator.estimate_seconds(sql, future._features) * 1000
+                    future.features = self.estimator.features(sql, params)
+                    future.estimated_ms = self.estimator.estimate_seconds(sql, future.features) * 1000
                 break
             except Exception:  # a query that cannot be planned fails when it runs, with its own error
                 time.sleep(0.01 * attempt)
         with self._cond:
             reason = self._admission(future)
             if reason:
-                future._drop(reason)
+                future.set_dropped(reason)
                 self.finished.append(future)
                 return future
             self._queue.append(future)
@@ -109,7 +106,7 @@ class Scheduler:
                 f = min(self._queue, key=lambda q: q.seq)
             self._queue.remove(f)
             if self.policy == "hybrid" and self._hopeless(f) and self._would_cost_a_deadline(f):
-                f._drop(f"cannot meet its deadline of {f.deadline_ms:,.0f} ms even if run now "
+                f.set_dropped(f"cannot meet its deadline of {f.deadline_ms:,.0f} ms even if run now "
                         f"(estimated {f.estimated_ms:,.0f} ms), and running it would make a waiting "
                         "query miss its own")
                 self.finished.append(f)
@@ -136,7 +133,6 @@ class Scheduler:
         return False
 
     def _work(self) -> None:
-        child = self._children[self._threads.index(threading.current_thread())]
         while True:
             with self._cond:
                 f = None
@@ -144,14 +140,14 @@ class Scheduler:
                     self._cond.wait()
                 if f is None:
                     return
-                f._start()
+                f.set_running()
                 self._running[f.seq] = f
                 self.max_running = max(self.max_running, len(self._running))
             start = time.perf_counter()
             result, error = None, None
             try:
-                child.catalog.refresh()
-                result = child.sql(f.sql, f.params, namespace={})
+                self.session.catalog.refresh()  # models another process may have created
+                result = self.session.sql(f.sql, f.params, namespace={})
             except BaseException as exc:  # any failure resolves the future, never the worker
                 error = exc
             run_s = time.perf_counter() - start
@@ -159,10 +155,10 @@ class Scheduler:
             status = "failed" if error is not None else ("late" if time.perf_counter() > f.deadline else "done")
             stats = result.stats if result is not None else []
             est = f.estimated_ms / 1000 if f.estimated_ms is not None else None
-            self.estimator.observe(f.sql, getattr(f, "_features", []), est, run_s, stats, status)
+            self.estimator.observe(f.sql, f.features, est, run_s, stats, status)
             with self._cond:
                 self._running.pop(f.seq, None)
-                f._finish(result, error, run_ms=run_s * 1000)
+                f.set_finished(result, error, run_ms=run_s * 1000)
                 self.finished.append(f)
                 self._cond.notify_all()
 
@@ -177,7 +173,7 @@ class Scheduler:
         with self._cond:
             if cancel_pending or not wait:  # nothing queued is left without an answer
                 for f in self._queue:
-                    f._drop("cancelled: the scheduler was shut down")
+                    f.set_dropped("cancelled: the scheduler was shut down")
                     self.finished.append(f)
                 self._queue.clear()
             if wait:
@@ -187,7 +183,3 @@ class Scheduler:
             self._cond.notify_all()
         for t in self._threads:
             t.join(timeout=None if wait else 0.1)
-        if not wait:
-            return
-        for child in self._children:
-            child.close()

@@ -38,7 +38,7 @@ class QueryKind:
 
 
 def kinds(session: Session) -> list[QueryKind]:
-    topics = [r[0] for r in session.con.sql(
+    topics = [r[0] for r in session.cursor().sql(
         "SELECT topic FROM pydoc GROUP BY topic HAVING count(*) BETWEEN 15 AND 40 ORDER BY topic").fetchall()]
     questions = ["how do I open a file", "what is a generator", "exceptions and errors", "loop over a list",
                  "import a module", "define a class", "string formatting", "integer division"]
@@ -70,6 +70,7 @@ def measure(session: Session, query_kinds: list[QueryKind], runs: int = 4, seed:
         for _ in range(runs):
             f = session.submit(k.sql, k.params(rng))
             f.result(timeout=300)
+            assert f.run_ms is not None  # set when the query finished
             times.append(f.run_ms / 1000)
         means[k.name] = statistics.mean(times)
     return means
@@ -131,7 +132,7 @@ def replay(session: Session, arrivals: list[Arrival], policy: str, load: float) 
         f.wait(600)
     makespan = max(f.submitted + (f.finished_at or 0) for f in futures) - start
     completed = [f for f in futures if f.status in ("done", "late")]
-    latencies = sorted(f.actual_ms for f in completed) or [float("nan")]
+    latencies = sorted(f.actual_ms for f in completed if f.actual_ms is not None) or [float("nan")]
     errors = session.scheduler.estimator.errors[errors_before:] or [float("nan")]
     return Report(
         policy=policy, load=load, queries=len(futures),

@@ -24,7 +24,7 @@ NAME = "choose_batch_threads"
 def apply(plan: Plan, ctx: Context) -> Plan:
     ops = []
     for op in plan.operators:
-        model = ctx.model(op.model)
+        model = ctx.profile(op.model)
         batch = ctx.batch_size(op.model) or model.batch_size or model.tuned_batch_size
         cores = ctx.cores
         if op.paradigm == "relation_centric":

@@ -6,20 +6,19 @@ choice, so EXPLAIN shows why. A hint forces a paradigm; a forced paradigm that c
 With the inference cache on, udf_centric is taken only when forced or when a LIMIT lets it
 stop early: it runs inside DuckDB's pipeline where the cache is neither read nor filled.
 
-A udf_centric operator is called by the statement itself: its lookup function is renamed
-to the UDF the executor registers.
+A udf_centric operator is called by the statement itself: the runner defines its lookup
+function as the UDF instead of a read of materialized outputs, so the SQL does not change.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 
-from workbench.errors import OutOfMemoryBudget, ParameterError
+from workbench.errors import OutOfMemoryBudget, ParadigmUnavailable
 from workbench.optimizer.context import Context
 from workbench.optimizer.cost import Estimate
 from workbench.optimizer.rules.lazy_limit import in_where
-from workbench.plan.nodes import InputQuery, Plan
+from workbench.plan.nodes import Plan
 
 NAME = "choose_paradigm"
 #: LIMIT over a model predicate: share of rows assumed to pass it
@@ -29,25 +28,24 @@ PREDICATE_SELECTIVITY = 0.5
 def apply(plan: Plan, ctx: Context) -> Plan:
     ops = list(plan.operators)
     for i, op in enumerate(ops):
-        model = ctx.model(op.model)
+        model = ctx.profile(op.model)
         facts = ctx.facts(op)
         limit_rows = None
         if op.limit is not None:
-            share = PREDICATE_SELECTIVITY if in_where(plan.final_sql, op.lookup) else 1.0
+            share = PREDICATE_SELECTIVITY if in_where(plan.final_sql, op.id) else 1.0
             limit_rows = min(facts.input_rows, int(op.limit / share) + 1)
         estimates = ctx.cost.estimates(model, facts, batch=ctx.batch_size(op.model) or model.batch_size,
                                        limit_rows=limit_rows)
         precision = ctx.precision(op.model)
-        if precision != "float32":  # compressed layers are torch modules the relational forms cannot read
-            estimates = [e if e.paradigm in ("dl_centric", "udf_centric") else
-                         replace(e, seconds=None, parts=(), note=f"the {precision} variant runs in torch")
-                         for e in estimates]
+        blocked = ctx.unavailable(model, precision)  # the executors' own answer
+        estimates = [replace(e, seconds=None, parts=(), note=blocked[e.paradigm])
+                     if e.paradigm in blocked and e.seconds is not None else e for e in estimates]
         by_name = {e.paradigm: e for e in estimates}
         forced = ctx.hints.forced(op.model)
         if forced is not None:
             chosen = by_name[forced]
             if chosen.seconds is None:
-                error = OutOfMemoryBudget if "memory budget" in chosen.note else ParameterError
+                error = OutOfMemoryBudget if "memory budget" in chosen.note else ParadigmUnavailable
                 raise error(f"{op.call}: cannot run {forced}: {chosen.note}")
             reason = f"forced by a hint ({forced})"
         else:
@@ -65,10 +63,7 @@ def apply(plan: Plan, ctx: Context) -> Plan:
             expected_hit_ratio=facts.hit_ratio if facts.cache_on else None, cache_policy=facts.cache_policy,
             precision=precision, memory=ctx.memory(op.model),
         )
-    plan = replace(plan, operators=tuple(ops))
-    for op_id in [op.id for op in plan.operators if op.paradigm == "udf_centric"]:
-        plan = _call_udf(plan, op_id)
-    return plan
+    return replace(plan, operators=tuple(ops))
 
 
 def _why(chosen: Estimate, eligible: list[Estimate], estimates: list[Estimate], cache_on: bool,
@@ -87,25 +82,3 @@ def _why(chosen: Estimate, eligible: list[Estimate], estimates: list[Estimate], 
     if blocked:
         text += "; " + "; ".join(dict.fromkeys(blocked))
     return text
-
-
-def udf_name(lookup: str) -> str:
-    return lookup.replace("_lookup_", "_udf_")
-
-
-def _call_udf(plan: Plan, op_id: int) -> Plan:
-    op = next(o for o in plan.operators if o.id == op_id)
-    new = udf_name(op.lookup)
-    pattern = re.compile(rf"\b{re.escape(op.lookup)}\b", re.IGNORECASE)
-
-    def sub(text: str) -> str:
-        return pattern.sub(new, text)
-
-    def query(q: InputQuery) -> InputQuery:
-        return replace(q, key=sub(q.key), with_sql=sub(q.with_sql), source=sub(q.source) if q.source else q.source,
-                       filters=tuple(map(sub, q.filters)), pushable=tuple(map(sub, q.pushable)),
-                       model_filters=tuple((lk, sub(s)) for lk, s in q.model_filters))
-
-    ops = tuple(replace(o, lookup=new) if o.id == op_id else replace(o, inputs=tuple(map(query, o.inputs)))
-                for o in plan.operators)
-    return replace(plan, final_sql=sub(plan.final_sql), operators=ops)

@@ -14,8 +14,8 @@ from dataclasses import replace
 from sqlglot import exp
 
 from workbench.optimizer.context import Context
-from workbench.plan.builder import parsed
-from workbench.plan.nodes import Plan
+from workbench.plan.builder import parsed, reads_of
+from workbench.plan.nodes import Plan, operator_id
 
 NAME = "lazy_limit"
 
@@ -28,10 +28,10 @@ def apply(plan: Plan, ctx: Context | None = None) -> Plan:
     if n is None:
         return plan
     direct = _direct_calls(tree)
-    consumed = {op.lookup for op in plan.operators for o in plan.operators if o is not op and op.lookup in o.input_sql}
+    consumed = plan.consumed()
     ops, notes = [], []
     for op in plan.operators:
-        if op.lookup in direct and op.lookup not in consumed:
+        if op.id in direct and op.id not in consumed:
             op = replace(op, limit=n)
             notes.append(f"{NAME}: {op.call} may stop after {n:,} rows (LIMIT without ORDER BY)")
         ops.append(op)
@@ -61,8 +61,8 @@ def limit_of(tree: exp.Expression) -> int | None:
     return int(value.name) + extra
 
 
-def _direct_calls(select: exp.Select) -> set[str]:
-    """Functions called by the top-level SELECT list and WHERE (not in a subquery)."""
+def _direct_calls(select: exp.Select) -> set[int]:
+    """Operators called by the top-level SELECT list and WHERE (not in a subquery)."""
     parts = list(select.expressions)
     if select.args.get("where") is not None:
         parts.append(select.args["where"])
@@ -70,13 +70,14 @@ def _direct_calls(select: exp.Select) -> set[str]:
     for part in parts:
         for f in part.find_all(exp.Anonymous):
             inner = f.find_ancestor(exp.Select)
-            if inner is select:
-                found.add(f.name)
+            op_id = operator_id(f.name)
+            if inner is select and op_id is not None:
+                found.add(op_id)
     return found
 
 
-def in_where(sql: str, function: str) -> bool:
-    """Whether the top-level WHERE calls `function` (a model predicate: rows may not pass)."""
+def in_where(sql: str, op_id: int) -> bool:
+    """Whether the top-level WHERE reads operator `op_id` (a model predicate: rows may not pass)."""
     tree = parsed(sql)
     where = tree.args.get("where") if isinstance(tree, exp.Select) else None
-    return where is not None and any(f.name == function for f in where.find_all(exp.Anonymous))
+    return where is not None and op_id in reads_of(where)

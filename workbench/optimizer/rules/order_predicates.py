@@ -24,26 +24,28 @@ def apply(plan: Plan, ctx: Context) -> Plan:
     ops = list(plan.operators)
     if not any(q.model_filters for op in ops for q in op.inputs):
         return plan
-    needs = {op.id: {o.id for o in ops if o is not op and o.lookup in op.input_sql} for op in ops}
+    needs = {op.id: set(op.reads) for op in ops}
     rank = {op.id: ctx.row_seconds(op) / (1 - SELECTIVITY) for op in ops}
     order: list[ModelOperator] = []
     while len(order) < len(ops):
         placed = {o.id for o in order}
         ready = [op for op in ops if op.id not in placed and needs[op.id] <= placed]
         order.append(min(ready, key=lambda op: (rank[op.id], op.id)))
-    ran: set[str] = set()
+    ran: set[int] = set()
     result, notes = [], []
     for op in order:
         inputs = []
+        reads = set(op.reads)
         for q in op.inputs:
-            usable = [(lk, sql) for lk, sql in q.model_filters if set(lk.split(",")) <= ran]
+            usable = [(ids, sql) for ids, sql in q.model_filters if set(ids) <= ran]
             if usable:
-                q = replace(q, filters=(*q.filters, *(sql for _, sql in usable)),
+                q = replace(q, after=(*q.after, *usable),
                             model_filters=tuple(m for m in q.model_filters if m not in usable))
+                reads.update(i for ids, _ in usable for i in ids)
                 notes.append(f"{NAME}: {op.call} runs after cheaper model predicates, on the rows they keep")
             inputs.append(q)
-        result.append(replace(op, inputs=tuple(inputs)))
-        ran.add(op.lookup)
+        result.append(replace(op, inputs=tuple(inputs), reads=tuple(sorted(reads))))
+        ran.add(op.id)
     if [op.id for op in order] != [op.id for op in ops] and not notes:
         notes.append(f"{NAME}: model operators reordered by cost")
     return replace(plan, operators=tuple(result), notes=(*plan.notes, *dict.fromkeys(notes)))

@@ -15,7 +15,7 @@ from dataclasses import replace
 from sqlglot import exp
 
 from workbench.optimizer.context import Context
-from workbench.plan.builder import is_inside, parsed
+from workbench.plan.builder import is_inside, parsed, reads_of
 from workbench.plan.nodes import Plan
 
 NAME = "prune_outputs"
@@ -24,7 +24,6 @@ NAME = "prune_outputs"
 def apply(plan: Plan, ctx: Context | None = None) -> Plan:
     if not plan.operators:
         return plan
-    lookups = {op.lookup for op in plan.operators}
     tree = parsed(plan.final_sql).copy()
     removed: list[str] = []
     for holder in list(tree.find_all(exp.CTE, exp.Subquery)):
@@ -36,7 +35,7 @@ def apply(plan: Plan, ctx: Context | None = None) -> Plan:
         for proj in list(body.expressions):
             if len(body.expressions) == 1:
                 break
-            if not any(f.name in lookups for f in proj.find_all(exp.Anonymous)):
+            if not reads_of(proj):
                 continue
             name = proj.alias_or_name.lower()
             # `c.label` may be field `label` of column `c`: every part of a reference counts
@@ -49,9 +48,10 @@ def apply(plan: Plan, ctx: Context | None = None) -> Plan:
     if not removed:
         return plan
     final = tree.sql(dialect="duckdb", normalize_functions=False)
+    reads = reads_of(tree)
     kept = list(plan.operators)
     while True:  # drop operators nothing reads, then the ones only they read
-        still = [op for op in kept if op.lookup in final or any(op.lookup in o.input_sql for o in kept if o is not op)]
+        still = [op for op in kept if op.id in reads or any(op.id in o.reads for o in kept if o is not op)]
         if len(still) == len(kept):
             break
         kept = still
@@ -59,7 +59,7 @@ def apply(plan: Plan, ctx: Context | None = None) -> Plan:
     note = f"{NAME}: removed unread column(s) {', '.join(removed)}"
     if dropped:
         note += f"; {', '.join(dropped)} will not run"
-    return replace(plan, final_sql=final, operators=tuple(kept), notes=(*plan.notes, note))
+    return replace(plan, final_sql=final, operators=tuple(kept), reads=reads, notes=(*plan.notes, note))
 
 
 def _star_outside(tree: exp.Expression, body: exp.Expression) -> bool:

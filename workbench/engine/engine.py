@@ -1,0 +1,184 @@
+"""The engine a `Session` delegates to: plans and runs one SQL statement with model calls
+on a cursor of its own, under a given config. Shared by every thread of a session: what it
+keeps (the calibration, what runs taught the cost model) is guarded."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from workbench.cache import InferenceCache, policy_of
+from workbench.engine.config import Config, effective_batch_size
+from workbench.engine.io import Cursor
+from workbench.engine.models import Models, profile_of
+from workbench.engine.planner import Catalog, Planner, bind, calls_models, hints_of, with_actuals
+from workbench.engine.runner import Run, Runner
+from workbench.execution import batching, dl_centric, registry, relation_centric
+from workbench.models.base import Model
+from workbench.models.catalog import Catalog as ModelCatalog
+from workbench.optimizer import calibration
+from workbench.optimizer.cost import CostModel, Facts, Learned
+from workbench.optimizer.profile import ModelProfile
+from workbench.plan.nodes import ModelOperator, Plan
+from workbench.plan.stats import OperatorStats
+from workbench.sql import statements as st
+from workbench.telemetry import Telemetry
+
+
+class Engine:
+    def __init__(self, con: duckdb.DuckDBPyConnection, catalog: ModelCatalog, cache: InferenceCache,
+                 telemetry: Telemetry):
+        self.con = con
+        self.catalog = catalog
+        self.cache = cache
+        self.telemetry = telemetry
+        self.models = Models(catalog, telemetry)
+        self.learned = Learned()
+        self.writes = threading.RLock()
+        self._constants: dict[str, float] | None = None
+        self._constants_lock = threading.Lock()
+        self.runner = Runner(self.models, telemetry, cache_use=self.cache_use, learn=self.learn, writes=self.writes)
+
+    def cursor(self) -> Cursor:
+        return Cursor(self.con, lambda: self.catalog.names)
+
+    # -- the cost model -------------------------------------------------------------------
+    def constants(self, cursor: Cursor) -> dict[str, float]:
+        """This machine's calibration (stored in the database; measured once if missing)."""
+        with self._constants_lock:
+            if self._constants is None:
+                self._constants = cursor.guarded(lambda: calibration.constants(cursor.con))
+            return self._constants
+
+    def recalibrate(self, cursor: Cursor) -> dict[str, float]:
+        values = cursor.guarded(lambda: calibration.calibrate(cursor.con))
+        with self._constants_lock:
+            self._constants = dict(values)
+        return values
+
+    def cost_model(self, cursor: Cursor, config: Config) -> CostModel:
+        return CostModel(self.constants(cursor), memory_budget=config.memory_budget, learned=self.learned,
+                         weights_stored=lambda fp: relation_centric.stored(cursor.con, fp))
+
+    def learn(self, op: ModelOperator, model: Model, stats: OperatorStats) -> None:
+        """Teach the cost model what this run of the model measured."""
+        constants = self._constants
+        if constants is None:
+            return
+        profile = profile_of(op.model, model, constants)
+        facts = Facts(rows=stats.computed, input_rows=stats.input_rows or stats.computed,
+                      avg_chars=op.avg_input_chars)
+        CostModel(constants, learned=self.learned).observe(
+            profile, stats.computed, stats.seconds, stats.batch_size or profile.max_batch, facts, op.paradigm)
+
+    # -- planning -----------------------------------------------------------------------
+    def planner(self, cursor: Cursor, config: Config, values: dict[str, Any],
+                batch_size: int | None = None) -> Planner:
+        constants = self.constants(cursor)
+        profiles: dict[str, ModelProfile] = {}
+
+        def profile(name: str) -> ModelProfile:
+            if name not in profiles:
+                profiles[name] = self.models.profile(name, config, constants)
+            return profiles[name]
+
+        def cache_policy(name: str) -> str:
+            policy = policy_of(self.catalog.info(name).options, self.models.base(name, config))
+            return "off" if policy.kind == "off" else policy.describe()
+
+        catalog = Catalog(
+            names=frozenset(self.catalog.names), profile=profile,
+            batch_size=lambda name: effective_batch_size(call=batch_size, model_option=self.catalog.batch_size(name),
+                                                         session=config.batch_size),
+            precision=self.models.precision, memory=lambda name: self.models.memory(name, config),
+            cache_policy=cache_policy, unavailable=registry.unavailable,
+        )
+        schema = _Schema(cursor, values)
+        return Planner(catalog, schema, _Counter(self, cursor, config), self.cost_model(cursor, config),
+                       cores=os.cpu_count() or 1)
+
+    def plan(self, stmt: st.Sql, params: Mapping[str, Any] | None, cursor: Cursor, config: Config, *,
+             paradigm: str | None = None, batch_size: int | None = None) -> tuple[Plan, dict[str, Any]]:
+        text, values = bind(stmt, params)
+        if not calls_models(stmt, self.catalog.names):
+            return Plan(sql=stmt.text, final_sql=text, params=tuple(values)), values
+        planner = self.planner(cursor, config, values, batch_size)
+        plan = planner.plan(text, values, hints_of(stmt, paradigm), config.disabled_rules)
+        return plan, values
+
+    # -- running ------------------------------------------------------------------------
+    def run(self, plan: Plan, values: dict[str, Any], cursor: Cursor, config: Config) -> Run:
+        if not plan.operators:
+            start = time.perf_counter()
+            table = cursor.fetch(plan.final_sql, values)
+            return Run(table, [], time.perf_counter() - start)
+        return self.runner.run(plan, values, cursor, config)
+
+    def explain(self, stmt: st.Sql, params: Mapping[str, Any] | None, cursor: Cursor, config: Config, *,
+                analyze: bool = False, paradigm: str | None = None, batch_size: int | None = None) -> Plan:
+        plan, values = self.plan(stmt, params, cursor, config, paradigm=paradigm, batch_size=batch_size)
+        if analyze:  # ANALYZE runs the whole statement
+            done = self.run(plan, values, cursor, config)
+            plan = with_actuals(plan, done.stats, done.table.num_rows, round(done.seconds, 6))
+        relational = cursor.relational_plan(plan.final_sql, {n: values[n] for n in plan.params if n in values})
+        return replace(plan, sql=stmt.text, relational_plan=relational)
+
+    # -- the inference cache --------------------------------------------------------------
+    def cache_use(self, name: str, model: Model) -> dl_centric.CacheUse | None:
+        policy = policy_of(self.catalog.info(name).options, model)
+        if policy.kind == "off":
+            return None
+        embed = self._semantic_embedder(model) if policy.kind == "semantic" else None
+        return dl_centric.CacheUse(self.cache, policy, model.fingerprint(), embed)
+
+    def _semantic_embedder(self, model: Model) -> Any:
+        """Vectors for nearest-input reuse: minilm embeddings of text, or the input arrays."""
+        if model.input_kind == "text":
+            embedder = self.catalog.get("minilm")
+
+            def embed(keys: pa.Array) -> Any:
+                vectors = batching.run(embedder, "minilm", keys.to_pylist()).outputs
+                return vectors.flatten().to_numpy().reshape(len(keys), -1)
+
+            return embed
+        return lambda keys: dl_centric.to_model_inputs("semantic cache", "input vectors", model, keys)
+
+
+class _Schema:
+    """Column names and types, read through the statement's cursor."""
+
+    def __init__(self, cursor: Cursor, values: dict[str, Any]):
+        self.cursor = cursor
+        self.values = values
+
+    def columns_of(self, from_item: str) -> set[str] | None:
+        return self.cursor.columns_of(from_item)
+
+    def type_of(self, query: str, params: tuple[str, ...]) -> str:
+        return self.cursor.type_of(query, {p: self.values.get(p) for p in params})
+
+
+class _Counter:
+    """Input counts and expected cache hits, read through the statement's cursor."""
+
+    def __init__(self, engine: Engine, cursor: Cursor, config: Config):
+        self.engine, self.cursor, self.config = engine, cursor, config
+
+    def count(self, query: str, params: dict[str, Any], text: bool) -> tuple[int, int, float]:
+        length = ", avg(length(k)) AS c" if text else ", 0 AS c"
+        counted = self.cursor.fetch(f"SELECT count(k) AS n, count(DISTINCT k) AS d{length} FROM ({query})", params)
+        total, rows, chars = (counted.column(i)[0].as_py() or 0 for i in range(3))
+        return int(total), int(rows), float(chars)
+
+    def hit_ratio(self, op: ModelOperator, params: dict[str, Any]) -> float:
+        model = self.engine.models.base(op.model, self.config)
+        policy = policy_of(self.engine.catalog.info(op.model).options, model)
+        return self.cursor.guarded(lambda: self.engine.cache.expected_hit_ratio(
+            op.model, model, policy, model.fingerprint(), op.input_sql, params)) or 0.0

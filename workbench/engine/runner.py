@@ -1,0 +1,141 @@
+"""Run a physical plan: each model operator through its paradigm's executor, then the
+statement itself, on the call's own cursor.
+
+Operators run in plan order (an operator another one reads runs first). A materialized
+operator's outputs become its lookup function; a streaming one's lookup function is its
+UDF, run by the statement. Telemetry hears the query start and end only when someone
+listens; what each run measured goes back to the cost model (`learn`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from workbench.engine.config import Config
+from workbench.engine.io import Cursor
+from workbench.engine.models import Models
+from workbench.errors import WorkbenchError
+from workbench.execution import dl_centric
+from workbench.execution.lookups import Lookups
+from workbench.execution.registry import EXECUTORS, Job, Outcome
+from workbench.execution.udf_centric import original_error
+from workbench.models import variants
+from workbench.models.base import Model
+from workbench.plan.nodes import ModelOperator, Plan
+from workbench.plan.stats import OperatorStats
+from workbench.runtime.memory import MemoryGuard
+from workbench.runtime.threads import torch_threads
+from workbench.telemetry import MemorySampler, Telemetry
+
+
+@dataclass
+class Run:
+    """What running a plan gave: the statement's rows and one record per operator."""
+
+    table: pa.Table
+    stats: list[OperatorStats] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class Runner:
+    def __init__(self, models: Models, telemetry: Telemetry, *,
+                 cache_use: Callable[[str, Model], dl_centric.CacheUse | None],
+                 learn: Callable[[ModelOperator, Model, OperatorStats], None],
+                 writes: Any):
+        self.models = models
+        self.telemetry = telemetry
+        self.cache_use = cache_use
+        self.learn = learn
+        self.writes = writes  # a lock around the engine's own writes (weight tables)
+
+    def run(self, plan: Plan, values: dict[str, Any], cursor: Cursor, config: Config) -> Run:
+        start = time.perf_counter()
+        guard = MemoryGuard(config.memory_budget) if config.memory_budget else None
+        cursor.plan = plan
+        outcomes: list[tuple[ModelOperator, Model, Outcome]] = []
+        with Lookups(cursor) as lookups, self._observed(plan, start, config, cursor) as observed:
+            for op in plan.operators:
+                model = self.models.variant(op.model, config, lambda base, op=op: sample_inputs(
+                    cursor, op, values, base, variants.SAMPLE_ROWS))
+                job = Job(op=op, model=model, cursor=cursor, values=values, telemetry=self.telemetry,
+                          cache=self.cache_use(op.model, model) if op.paradigm != "udf_centric" else None,
+                          guard=guard, memory_budget=config.memory_budget, writes=self.writes)
+                with torch_threads(op.threads[1] if op.threads and op.paradigm != "udf_centric" else None):
+                    outcome = EXECUTORS[op.paradigm].run(job)
+                if outcome.udf is not None:
+                    lookups.stream(outcome.udf)
+                else:
+                    assert outcome.table is not None
+                    lookups.fill(op, outcome.table, distinct=all(q.distinct for q in op.inputs))
+                outcomes.append((op, model, outcome))
+            table = self._statement(plan, values, cursor, outcomes)
+            if guard is not None:
+                guard.check("the final query")
+            stats = [outcome.stats() for _, _, outcome in outcomes]
+            for (op, model, _), s in zip(outcomes, stats):
+                if op.paradigm in ("dl_centric", "udf_centric"):
+                    self.learn(op, model, s)
+            observed(table.num_rows, stats)
+        return Run(table, stats, time.perf_counter() - start)
+
+    def _statement(self, plan: Plan, values: dict[str, Any], cursor: Cursor,
+                   outcomes: list[tuple[ModelOperator, Model, Outcome]]) -> pa.Table:
+        """Run the statement itself (UDF operators run inside it)."""
+        udfs = [o.udf for _, _, o in outcomes if o.udf is not None]
+        torch_n = max((u.op.threads[1] for u in udfs if u.op.threads), default=None)
+        try:
+            with torch_threads(torch_n):
+                return cursor.fetch(plan.final_sql, {n: values[n] for n in plan.params if n in values})
+        except WorkbenchError:
+            error = original_error(udfs)
+            if error is not None:
+                raise error from None
+            raise
+
+    @contextlib.contextmanager
+    def _observed(self, plan: Plan, start: float, config: Config,
+                  cursor: Cursor) -> Iterator[Callable[[int, list[OperatorStats]], None]]:
+        """Tell the event stream a query starts and ends (and sample memory meanwhile), only
+        when someone listens. Yields the function that records the result's size."""
+        tele = self.telemetry
+        if not tele.active:
+            yield lambda rows, stats: None
+            return
+        # a budget bounds the growth from here (MemoryGuard), so the line sits above the start
+        tele.emit("query_start", sql=plan.sql, budgets={"cpu": config.memory_budget},
+                  baseline={"cpu": psutil.Process().memory_info().rss},
+                  operators=[{"id": op.id, "call": op.call, "paradigm": op.paradigm,
+                              "estimated_rows": op.estimated_rows} for op in plan.operators])
+        done: dict[str, Any] = {}
+
+        def record(rows: int, stats: list[OperatorStats]) -> None:
+            done.update(rows=rows, stats=stats)
+
+        error = None
+        try:
+            models = [self.models.base(op.model, config) for op in plan.operators]
+            with MemorySampler(tele, cursor.con, models):
+                yield record
+        except BaseException as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            for op, s in zip(plan.operators, done.get("stats", ())):
+                tele.emit("operator_end", id=op.id, rows=s.rows, seconds=s.seconds)
+            tele.emit("query_end", rows=done.get("rows"), seconds=time.perf_counter() - start, error=error)
+
+
+def sample_inputs(cursor: Cursor, op: ModelOperator, values: dict[str, Any], model: Model, rows: int) -> Any:
+    """A reproducible sample of an operator's inputs, as the model takes them."""
+    query = f"SELECT * FROM ({op.input_sql}) USING SAMPLE {rows} ROWS (reservoir, 7)"
+    keys = cursor.fetch(query, {p: values[p] for p in op.params}).column(0).combine_chunks()
+    keys = keys.filter(pc.is_valid(keys)) if keys.null_count else keys
+    return dl_centric.to_model_inputs(op.call, op.model, model, keys)

@@ -1,0 +1,150 @@
+"""One executor per paradigm, behind one protocol, in one registry.
+
+The runner asks `EXECUTORS[op.paradigm]` to run an operator; the engine asks each executor
+which models it can run (`unavailable`), and hands the optimizer that answer (the optimizer
+never imports an executor). A materializing executor returns the operator's (input, output)
+table, read by the statement through the operator's lookup function; a streaming one
+(udf_centric) defines the lookup function as the model itself, run inside the statement.
+Offloaded and compressed models are forms of a model, not paradigms: every executor that
+runs torch runs them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+from workbench.execution import batching, dl_centric, hybrid, relation_centric
+from workbench.execution.udf_centric import UdfOperator
+from workbench.models.base import Model
+from workbench.optimizer.profile import ModelProfile
+from workbench.plan.nodes import ModelOperator
+from workbench.plan.stats import OperatorStats
+from workbench.runtime.memory import MemoryGuard
+from workbench.telemetry.stream import Telemetry
+
+
+class Fetcher(Protocol):
+    con: Any  # the call's DuckDB cursor
+
+    def fetch(self, sql: str, params: dict[str, Any] | None = None) -> pa.Table: ...
+
+
+@dataclass
+class Job:
+    """Everything one operator's run needs."""
+
+    op: ModelOperator
+    model: Model
+    cursor: Fetcher
+    values: dict[str, Any]
+    telemetry: Telemetry
+    cache: dl_centric.CacheUse | None = None
+    guard: MemoryGuard | None = None
+    memory_budget: int | None = None
+    writes: threading.RLock = field(default_factory=threading.RLock)  # engine writes (weight tables)
+
+
+@dataclass
+class Outcome:
+    """What an executor leaves: the materialized (k, v) table, or the UDF that the statement
+    calls; `stats()` is final once the statement ran."""
+
+    stats: Callable[[], OperatorStats]
+    table: pa.Table | None = None
+    udf: UdfOperator | None = None
+
+
+class Executor(Protocol):
+    paradigm: str
+
+    def unavailable(self, profile: ModelProfile, precision: str) -> str | None:
+        """Why this executor cannot run the model (None: it can)."""
+
+    def run(self, job: Job) -> Outcome: ...
+
+
+def _materialized(job: Job, infer: Callable[..., batching.BatchRun] | None) -> Outcome:
+    run = dl_centric.run(job.cursor.fetch, job.op, job.model, job.values, batch_size=job.op.batch_size,
+                         cache=job.cache, guard=job.guard, infer=infer, telemetry=job.telemetry,
+                         progress=job.telemetry.progress(job.op.id))
+    return Outcome(stats=lambda: run.stats, table=run.table)
+
+
+class DlCentric:
+    paradigm = "dl_centric"
+
+    def unavailable(self, profile: ModelProfile, precision: str) -> str | None:
+        return None
+
+    def run(self, job: Job) -> Outcome:
+        return _materialized(job, None)
+
+
+class UdfCentric:
+    paradigm = "udf_centric"
+
+    def unavailable(self, profile: ModelProfile, precision: str) -> str | None:
+        return None
+
+    def run(self, job: Job) -> Outcome:
+        udf = UdfOperator(job.cursor.con, job.op, job.model, batch_size=job.op.batch_size, guard=job.guard,
+                          telemetry=job.telemetry)
+        udf.register()
+        return Outcome(stats=udf.stats, udf=udf)
+
+
+class RelationCentric:
+    paradigm = "relation_centric"
+
+    def unavailable(self, profile: ModelProfile, precision: str) -> str | None:
+        if precision != "float32":  # compressed layers are torch modules the relational forms cannot read
+            return f"the {precision} variant runs in torch"
+        return None if profile.layers else f"no relational form: {profile.no_chain}"
+
+    def run(self, job: Job) -> Outcome:
+        def rel(keys: pa.Array, progress: Callable[[int, int], None] | None = None) -> batching.BatchRun:
+            t0 = time.perf_counter()
+            with job.writes:
+                relation_centric.ensure_weights(job.cursor.con, job.op.model, job.model)
+            out = relation_centric.infer(job.cursor.con, job.cursor.fetch, job.model, keys, progress=progress,
+                                         max_rows=relation_centric.chunk_rows(job.memory_budget))
+            return batching.BatchRun(out, 0, 1, time.perf_counter() - t0)
+
+        return _materialized(job, rel)
+
+
+class Hybrid:
+    paradigm = "hybrid"
+
+    def unavailable(self, profile: ModelProfile, precision: str) -> str | None:
+        reason = RelationCentric().unavailable(profile, precision)
+        if reason is None and profile.hybrid_tail_bytes is None:
+            return "needs two or more Linear layers"
+        return reason
+
+    def run(self, job: Job) -> Outcome:
+        def mixed(keys: pa.Array, progress: Callable[[int, int], None] | None = None) -> batching.BatchRun:
+            t0 = time.perf_counter()
+            with job.writes:
+                relation_centric.ensure_weights(job.cursor.con, job.op.model, job.model)
+            run = hybrid.infer(job.cursor.con, job.cursor.fetch, job.model, job.op.model, keys,
+                               batch_size=job.op.batch_size, guard=job.guard, progress=progress,
+                               max_rows=relation_centric.chunk_rows(job.memory_budget))
+            return replace(run, seconds=time.perf_counter() - t0)
+
+        return _materialized(job, mixed)
+
+
+EXECUTORS: dict[str, Executor] = {e.paradigm: e for e in (DlCentric(), UdfCentric(), RelationCentric(), Hybrid())}
+
+
+def unavailable(profile: ModelProfile, precision: str) -> dict[str, str]:
+    """For the optimizer: the paradigms that cannot run this model, and why."""
+    found = {name: e.unavailable(profile, precision) for name, e in EXECUTORS.items()}
+    return {name: why for name, why in found.items() if why is not None}

@@ -1,0 +1,42 @@
+"""What one model operator measured when it ran: the record every executor returns.
+
+`Result.stats` keeps its public form, one dict per operator (`OperatorStats.as_dict`); the
+engine, the cost model, the scheduler and EXPLAIN ANALYZE read the typed record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class OperatorStats:
+    model: str
+    call: str
+    paradigm: str
+    rows: int  # distinct inputs the operator answered (hits included)
+    seconds: float  # model time (waits for a shared model's lock excluded)
+    batch_size: int | None
+    batches: int
+    device: str = "cpu"
+    precision: str = "float32"
+    memory: str = "resident"
+    cache_hits: int = 0
+    cache_misses: int = 0
+    cache_policy: str = "off"
+    input_rows: int | None = None  # rows reaching the call (udf_centric: before its per-vector dedup)
+    cache_semantic_hits: int | None = None
+
+    @property
+    def computed(self) -> int:
+        """Inputs the model actually ran on (cache hits excluded)."""
+        return self.rows - self.cache_hits
+
+    def as_dict(self) -> dict[str, Any]:
+        """The public `Result.stats` form (optional fields only when set)."""
+        d = asdict(self)
+        for key in ("input_rows", "cache_semantic_hits"):
+            if d[key] is None:
+                del d[key]
+        return d
