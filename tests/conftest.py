@@ -44,9 +44,7 @@ def _ipython():
 def shell(_ipython):
     """The IPython shell with the extension loaded and a fresh in-memory database."""
     magic = _ipython.magics_manager.registry["DlsqlMagic"]
-    if magic._session is not None:
-        magic._session.close()
-        magic._session = None
+    magic.reset()
     magic.display_limit, magic.database, magic.batch_size = 20, ":memory:", 0
     _ipython.run_cell("%%dlsql\nCALL load_dataset('pydoc'); CALL load_dataset('digits')")
     return _ipython

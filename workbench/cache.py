@@ -29,7 +29,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import numpy as np
@@ -37,7 +37,9 @@ import pyarrow as pa
 
 from workbench.db import PerThread, run, transaction
 from workbench.errors import CacheError
-from workbench.models.base import Model
+
+if TYPE_CHECKING:  # the cache stores any model's outputs; models validate their cache options here
+    from workbench.models.base import Model
 
 POLICIES = ("off", "exact", "normalized", "semantic")
 NORMALIZERS = {"trim": "trim({})", "whitespace": "regexp_replace({}, '\\s+', ' ', 'g')", "case": "lower({})"}

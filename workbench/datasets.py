@@ -18,14 +18,15 @@ import pyarrow as pa
 from workbench.db import run
 from workbench.errors import CatalogError
 
-
 NAMES = ("pydoc", "digits")
 
 
 def pydoc_table() -> pa.Table:
     from pydoc_data.topics import topics
 
-    ids, names, bodies = [], [], []
+    ids: list[int] = []
+    names: list[str] = []
+    bodies: list[str] = []
     for topic in sorted(topics):
         for para in topics[topic].split("\n\n"):
             text = " ".join(line.strip() for line in para.strip().splitlines()).strip()

@@ -60,7 +60,8 @@ def translate_error(exc: duckdb.Error, plan: Plan | None, models: set[str]) -> W
         msg = head.rstrip() + f" ({len(rest.strip().splitlines())} candidate signatures)"
     names = {str(op.id): op.model for op in plan.operators} if plan is not None else {}
     # show the user's model names, never our lookup functions
-    msg = re.sub(r"__wb_lookup_(\d+)", lambda m: names.get(m.group(1), "<model call>"), msg, flags=re.IGNORECASE)
+    msg = re.sub(r"__wb_(?:\d+_)?lookup_(\d+)", lambda m: names.get(m.group(1), "<model call>"), msg,
+                 flags=re.IGNORECASE)
     if isinstance(exc, duckdb.InterruptException) or "interrupted" in msg.lower():
         return QueryInterrupted("query interrupted; nothing was saved")
     if isinstance(exc, duckdb.OutOfMemoryException):
@@ -70,12 +71,22 @@ def translate_error(exc: duckdb.Error, plan: Plan | None, models: set[str]) -> W
         return SQLSyntaxError(msg)
     if isinstance(exc, duckdb.CatalogException):
         if "Function with name" in msg:
-            names = sorted(models)
-            msg += f" (models: {', '.join(names[:12])}{', …' if len(names) > 12 else ''})"
+            known = sorted(models)
+            msg += f" (models: {', '.join(known[:12])}{', …' if len(known) > 12 else ''})"
         return CatalogError(msg)
     if isinstance(exc, duckdb.BinderException) and ("not found" in msg or "does not exist" in msg):
         return CatalogError(msg)
     return ExecutionError(msg)
+
+
+def quiet_progress_bar(con: duckdb.DuckDBPyConnection) -> None:
+    """Turn DuckDB's progress bar off on a new cursor: in a kernel it becomes a widget that
+    outlives the cell as a blank box; the engine's own telemetry reports instead. (A local
+    setting; safe mode's locked configuration keeps DuckDB's default, silent under 2 s.)"""
+    try:
+        con.execute("SET enable_progress_bar = false").fetchall()
+    except duckdb.Error:
+        pass
 
 
 class PerThread:
@@ -95,7 +106,7 @@ class PerThread:
             with self._lock:
                 cursor = self.root.cursor()
                 self._all.append(cursor)
-            cursor.execute("SET enable_progress_bar = false").fetchall()
+            quiet_progress_bar(cursor)
             self._local.cursor = cursor
         return cursor
 

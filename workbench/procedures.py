@@ -13,7 +13,6 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import duckdb
-
 import pyarrow as pa
 
 from workbench import datasets
@@ -22,7 +21,6 @@ from workbench.errors import ParameterError
 from workbench.models.catalog import Catalog
 from workbench.optimizer import calibration
 from workbench.result import Result
-
 
 
 class Host(Protocol):

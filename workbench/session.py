@@ -8,6 +8,7 @@ of its own, the catalog, cache and calibration are guarded, and settings are one
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
 import threading
 import time
@@ -87,7 +88,7 @@ class Session:
         if not isinstance(text, str):
             raise SQLSyntaxError(f"expected SQL text, got {type(text).__name__}")
         if namespace is None:  # CREATE MODEL ... FROM PYTHON var looks in the caller's frame
-            namespace = _FrameNamespace(sys._getframe(1))
+            namespace = _FrameNamespace(getattr(inspect.currentframe(), "f_back", None))
         statements = self._split(text)
         if not statements:
             raise SQLSyntaxError("nothing to run: the text has no SQL statement")
@@ -104,7 +105,7 @@ class Session:
         statements = self._split(text)
         if len(statements) != 1:
             raise SQLSyntaxError(f"explain() takes one statement, got {len(statements)}")
-        stmt = statements[0]
+        stmt: st.Statement | None = statements[0]
         if isinstance(stmt, st.Explain):
             analyze, stmt = analyze or stmt.analyze, stmt.statement
         if not isinstance(stmt, st.Sql):

@@ -33,7 +33,7 @@ def test_live_display_updates_during_the_query_then_freezes(data_session, monkey
     states = []
     try:
         with LiveDisplay(s.telemetry, interval=0.0, show_after=0.0) as live:
-            s.telemetry.subscribe(lambda e: live._widget is not None and states.append(dict(live._widget.state)))
+            s.telemetry.subscribe(lambda e: live.widget is not None and states.append(dict(live.widget.state)))
             s.sql("SELECT count(minilm(body)) AS n FROM pydoc WHERE id < 150")
     finally:
         s.sql("ALTER MODEL minilm SET cache = 'exact'")
@@ -46,7 +46,7 @@ def test_live_display_updates_during_the_query_then_freezes(data_session, monkey
     (final,) = out.updates
     assert set(final) == {"text/html", "text/plain"}, "frozen: no widget left in the saved notebook"
     assert "wb-live-summary" in final["text/html"] and "model rows in" in final["text/plain"]
-    assert live._widget is None
+    assert live.widget is None
 
 
 def test_summary_html_and_text_show_the_same_facts(digits_session):

@@ -13,7 +13,7 @@ from sqlglot import exp
 from workbench.engine.planner import Catalog, Planner
 from workbench.execution.registry import unavailable
 from workbench.optimizer.cost import CostModel
-from workbench.optimizer.profile import LayerShape, ModelProfile
+from workbench.plan.profile import LayerShape, ModelProfile
 
 #: fixed machine constants (a reference machine), so choices do not depend on the machine
 REFERENCE_MACHINE = {

@@ -15,10 +15,10 @@ import pytest
 import workbench
 from tests.optimizer import fake
 from workbench.engine.planner import bind
+from workbench.errors import InputTypeError, WorkbenchError
 from workbench.plan.render import public_sql
 from workbench.settings import SETTINGS
 from workbench.sql import statements as st
-from workbench.errors import InputTypeError, WorkbenchError
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "model_calls.sql"
 

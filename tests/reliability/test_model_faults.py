@@ -60,8 +60,11 @@ def test_slow_model_interrupted_is_never_turned_into_nulls(session, figures):
     session.register_model("slow", Slow(), task="embed", input_dim=64, output_dim=3, batch_size=8)
     # interrupt a random moment after the model's first batch, never timed from the query's start
     with Interrupt(random.Random(5).uniform(0.0, 0.3)).armed(session.telemetry) as interrupt:
-        with pytest.raises(QueryInterrupted):
-            session.sql("CREATE TABLE out AS SELECT slow(pixels) AS y FROM digits WHERE id < 400")
+        try:
+            with pytest.raises(QueryInterrupted):
+                session.sql("CREATE TABLE out AS SELECT slow(pixels) AS y FROM digits WHERE id < 400")
+        except KeyboardInterrupt:  # a failure of this test, not a Ctrl-C that stops the run
+            pytest.fail("Ctrl-C while the model ran escaped session.sql as KeyboardInterrupt, not QueryInterrupted")
     assert interrupt.sent_at is not None  # interrupted while the model ran, not before
     assert session.sql("SELECT count(*) AS n FROM duckdb_tables() WHERE table_name = 'out'").pl()["n"][0] == 0
     cached = session.sql("SELECT count(*) AS n FROM duckdb_tables() WHERE table_name = 'workbench_cache_slow'")

@@ -22,7 +22,7 @@ def test_offloaded_on_cuda_equals_the_model_held_on_the_device(tmp_path):
         expected = full(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state
     model = offload.build(tmp_path, budget=64 * 2**20, device="cuda")
     try:
-        assert model._copy_stream is not None and model.in_flight_limit == 2
+        assert model.copies_on_own_stream and model.in_flight_limit == 2
         got = model(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state
         assert torch.equal(got, expected)
         assert model.last.bytes == offload.checkpoint_bytes(tmp_path)

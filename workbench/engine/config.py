@@ -37,8 +37,9 @@ class Config:
         if name in ("memory_budget_cpu", "memory_budget_cuda"):
             size = None if _none(value) else parse_size(value)
             shown = "none" if size is None else f"{size / 2**20:,.0f} MB"
-            field = "memory_budget" if name == "memory_budget_cpu" else "memory_budget_cuda"
-            return replace(self, **{field: size}), f"{name} = {shown}"
+            if name == "memory_budget_cpu":
+                return replace(self, memory_budget=size), f"{name} = {shown}"
+            return replace(self, memory_budget_cuda=size), f"{name} = {shown}"
         if name == "sla_policy":
             policy = str(value).lower()
             if policy not in POLICIES:

@@ -25,8 +25,8 @@ from workbench.models.base import Model
 from workbench.models.catalog import Catalog as ModelCatalog
 from workbench.optimizer import calibration
 from workbench.optimizer.cost import CostModel, Facts, Learned
-from workbench.optimizer.profile import ModelProfile
 from workbench.plan.nodes import ModelOperator, Plan
+from workbench.plan.profile import ModelProfile
 from workbench.plan.stats import OperatorStats
 from workbench.sql import statements as st
 from workbench.telemetry import Telemetry
@@ -40,6 +40,7 @@ class Engine:
         self.cache = cache
         self.telemetry = telemetry
         self.models = Models(catalog, telemetry)
+        catalog.on_drop.append(relation_centric.drop_weights)  # a dropped model's weight blocks go too
         self.learned = Learned()
         self.writes = threading.RLock()
         self._constants: dict[str, float] | None = None

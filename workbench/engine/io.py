@@ -8,6 +8,7 @@ functions and views a statement defines live on its cursor and vanish with it.
 
 from __future__ import annotations
 
+import concurrent.futures
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -15,11 +16,13 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from workbench.db import translate_error
+from workbench.db import quiet_progress_bar, translate_error
 from workbench.errors import QueryInterrupted
 from workbench.plan.nodes import Plan
 
 INTERRUPTED = "query interrupted; nothing was saved"
+# the threads DuckDB calls of the main thread run on (so Ctrl-C reaches the main thread at once)
+_HELPERS = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="workbench-duckdb")
 
 
 class Cursor:
@@ -30,9 +33,8 @@ class Cursor:
         self.con = con.cursor()
         self.model_names = model_names
         self.plan: Plan | None = None  # the statement being run, for error messages
-        # DuckDB's own progress bar becomes an ipywidget in a kernel that outlives the cell
-        # as a blank box once saved; the engine's telemetry and live widget report instead.
-        self.con.execute("SET enable_progress_bar = false").fetchall()
+        # DuckDB's own progress bar becomes an ipywidget that outlives the cell as a blank box
+        quiet_progress_bar(self.con)
 
     def __enter__(self) -> Cursor:
         return self
@@ -103,26 +105,15 @@ def interruptible(fn: Callable[[], Any], con: duckdb.DuckDBPyConnection) -> Any:
     """
     if threading.current_thread() is not threading.main_thread():
         return fn()
-    box: dict[str, Any] = {}
-    done = threading.Event()
-
-    def work() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as exc:  # handed to the caller's thread below
-            box["error"] = exc
-        finally:
-            done.set()
-
-    threading.Thread(target=work, name="workbench-duckdb", daemon=True).start()
+    future = _HELPERS.submit(fn)  # a pooled thread: starting one per query costs more than the query
     try:
-        while not done.wait(0.1):
-            pass
+        while True:
+            try:
+                return future.result(timeout=0.1)
+            except concurrent.futures.TimeoutError:
+                continue
     except KeyboardInterrupt:
         con.interrupt()
-        done.wait()
+        concurrent.futures.wait([future])
         raise
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
 

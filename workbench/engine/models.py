@@ -22,7 +22,7 @@ from workbench.models import offloaded, variants
 from workbench.models.base import Model, exclusive
 from workbench.models.catalog import Catalog
 from workbench.models.layers import Embedding, Linear, chain_of, macs, split_after_first_linear, weight_bytes
-from workbench.optimizer.profile import LayerShape, ModelProfile
+from workbench.plan.profile import LayerShape, ModelProfile
 from workbench.telemetry.stream import Telemetry
 
 # A probe's timings per loaded model (keyed by the object, dropped with it): a model that

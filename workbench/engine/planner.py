@@ -17,9 +17,9 @@ from workbench.optimizer import hints
 from workbench.optimizer.context import Context
 from workbench.optimizer.cost import CostModel, Facts
 from workbench.optimizer.optimize import optimize
-from workbench.optimizer.profile import ModelProfile
 from workbench.plan.builder import PlanBuilder, Schema, parse, with_nulls
 from workbench.plan.nodes import ModelOperator, Plan, union_sql
+from workbench.plan.profile import ModelProfile
 from workbench.sql import params as sql_params
 from workbench.sql import statements as st
 

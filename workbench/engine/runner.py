@@ -10,9 +10,12 @@ listens; what each run measured goes back to the cost model (`learn`).
 from __future__ import annotations
 
 import contextlib
+import functools
+import itertools
+import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import psutil
@@ -29,11 +32,35 @@ from workbench.execution.registry import EXECUTORS, Job, Outcome
 from workbench.execution.udf_centric import original_error
 from workbench.models import variants
 from workbench.models.base import Model
-from workbench.plan.nodes import ModelOperator, Plan
+from workbench.plan.nodes import InputQuery, ModelOperator, Plan, lookup_name
 from workbench.plan.stats import OperatorStats
 from workbench.runtime.memory import MemoryGuard
 from workbench.runtime.threads import torch_threads
 from workbench.telemetry import MemorySampler, Telemetry
+
+
+# DuckDB keeps a Python UDF in the database's catalog, seen by every cursor: each execution
+# names its operators' lookup functions anew, so concurrent statements never collide.
+_executions = itertools.count(1)
+_PLACEHOLDER = re.compile(r"\b__wb_lookup_(\d+)\b", re.IGNORECASE)
+
+
+def named(plan: Plan, execution: int) -> Plan:
+    """The plan with each operator's lookup function renamed `__wb_<execution>_lookup_<id>`
+    (the builder's names are exact tokens, so the renaming cannot touch another name)."""
+    if not plan.operators:
+        return plan
+
+    def sub(sql: str) -> str:
+        return _PLACEHOLDER.sub(rf"__wb_{execution}_lookup_\1", sql)
+
+    def query(q: InputQuery) -> InputQuery:
+        return replace(q, key=sub(q.key), source=sub(q.source) if q.source else q.source, with_sql=sub(q.with_sql),
+                       filters=tuple(map(sub, q.filters)), after=tuple((ids, sub(f)) for ids, f in q.after))
+
+    ops = tuple(replace(op, inputs=tuple(map(query, op.inputs)), sql_name=sub(lookup_name(op.id)))
+                for op in plan.operators)
+    return replace(plan, final_sql=sub(plan.final_sql), operators=ops)
 
 
 @dataclass
@@ -58,18 +85,19 @@ class Runner:
 
     def run(self, plan: Plan, values: dict[str, Any], cursor: Cursor, config: Config) -> Run:
         start = time.perf_counter()
+        plan = named(plan, next(_executions))
         guard = MemoryGuard(config.memory_budget) if config.memory_budget else None
         cursor.plan = plan
         outcomes: list[tuple[ModelOperator, Model, Outcome]] = []
         with Lookups(cursor) as lookups, self._observed(plan, start, config, cursor) as observed:
             for op in plan.operators:
-                model = self.models.variant(op.model, config, lambda base, op=op: sample_inputs(
-                    cursor, op, values, base, variants.SAMPLE_ROWS))
+                model = self.models.variant(op.model, config, functools.partial(
+                    _sample_for, cursor, op, values))
                 job = Job(op=op, model=model, cursor=cursor, values=values, telemetry=self.telemetry,
                           cache=self.cache_use(op.model, model) if op.paradigm != "udf_centric" else None,
                           guard=guard, memory_budget=config.memory_budget, writes=self.writes)
                 with torch_threads(op.threads[1] if op.threads and op.paradigm != "udf_centric" else None):
-                    outcome = EXECUTORS[op.paradigm].run(job)
+                    outcome = cursor.guarded(functools.partial(EXECUTORS[op.paradigm].run, job))
                 if outcome.udf is not None:
                     lookups.stream(outcome.udf)
                 else:
@@ -131,6 +159,10 @@ class Runner:
             for op, s in zip(plan.operators, done.get("stats", ())):
                 tele.emit("operator_end", id=op.id, rows=s.rows, seconds=s.seconds)
             tele.emit("query_end", rows=done.get("rows"), seconds=time.perf_counter() - start, error=error)
+
+
+def _sample_for(cursor: Cursor, op: ModelOperator, values: dict[str, Any], base: Model) -> Any:
+    return sample_inputs(cursor, op, values, base, variants.SAMPLE_ROWS)
 
 
 def sample_inputs(cursor: Cursor, op: ModelOperator, values: dict[str, Any], model: Model, rows: int) -> Any:

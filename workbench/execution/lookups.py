@@ -36,7 +36,7 @@ class Lookups:
     def fill(self, op: ModelOperator, table: pa.Table, *, distinct: bool = True) -> None:
         """Define the operator's lookup over its outputs (one row per distinct input)."""
         con = self.cursor.con
-        view = f"__wb_out_{op.id}"
+        view = f"{op.lookup}_out"
         table = table.rename_columns([KEY, VALUE])
         con.register(view, table)
         self.views.append(view)

@@ -15,15 +15,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import pyarrow as pa
 
 from workbench.execution import batching, dl_centric, hybrid, relation_centric
 from workbench.execution.udf_centric import UdfOperator
 from workbench.models.base import Model
-from workbench.optimizer.profile import ModelProfile
+from workbench.models.tensor import TensorModel
 from workbench.plan.nodes import ModelOperator
+from workbench.plan.profile import ModelProfile
 from workbench.plan.stats import OperatorStats
 from workbench.runtime.memory import MemoryGuard
 from workbench.telemetry.stream import Telemetry
@@ -99,6 +100,11 @@ class UdfCentric:
         return Outcome(stats=udf.stats, udf=udf)
 
 
+def _tensor(model: Model) -> TensorModel:
+    """The relational forms run torch layer chains only (`unavailable` said so at planning)."""
+    return cast(TensorModel, model)
+
+
 class RelationCentric:
     paradigm = "relation_centric"
 
@@ -111,8 +117,8 @@ class RelationCentric:
         def rel(keys: pa.Array, progress: Callable[[int, int], None] | None = None) -> batching.BatchRun:
             t0 = time.perf_counter()
             with job.writes:
-                relation_centric.ensure_weights(job.cursor.con, job.op.model, job.model)
-            out = relation_centric.infer(job.cursor.con, job.cursor.fetch, job.model, keys, progress=progress,
+                relation_centric.ensure_weights(job.cursor.con, job.op.model, _tensor(job.model))
+            out = relation_centric.infer(job.cursor.con, job.cursor.fetch, _tensor(job.model), keys, progress=progress,
                                          max_rows=relation_centric.chunk_rows(job.memory_budget))
             return batching.BatchRun(out, 0, 1, time.perf_counter() - t0)
 
@@ -132,8 +138,8 @@ class Hybrid:
         def mixed(keys: pa.Array, progress: Callable[[int, int], None] | None = None) -> batching.BatchRun:
             t0 = time.perf_counter()
             with job.writes:
-                relation_centric.ensure_weights(job.cursor.con, job.op.model, job.model)
-            run = hybrid.infer(job.cursor.con, job.cursor.fetch, job.model, job.op.model, keys,
+                relation_centric.ensure_weights(job.cursor.con, job.op.model, _tensor(job.model))
+            run = hybrid.infer(job.cursor.con, job.cursor.fetch, _tensor(job.model), job.op.model, keys,
                                batch_size=job.op.batch_size, guard=job.guard, progress=progress,
                                max_rows=relation_centric.chunk_rows(job.memory_budget))
             return replace(run, seconds=time.perf_counter() - t0)

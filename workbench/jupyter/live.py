@@ -68,6 +68,11 @@ class LiveDisplay:
         self._lock = threading.Lock()
         self._unsubscribe: Any = None
 
+
+    @property
+    def widget(self) -> LiveQuery | None:
+        """The live widget while a query shows one (None before it appears and once frozen)."""
+        return self._widget
     def __enter__(self) -> LiveDisplay:
         self._unsubscribe = self.telemetry.subscribe(self)
         return self

@@ -30,6 +30,12 @@ class DlsqlMagic(Magics):
         self._session: Session | None = None
         self._configured: str | None = None  # the `database` setting the session was opened for
 
+    def reset(self) -> None:
+        """Close the notebook's session; the next cell opens a fresh one."""
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
     def session(self, database: str | None = None) -> Session:
         """The notebook's session. `--db PATH` switches it (and later cells stay there);
         a new `%config DlsqlMagic.database` takes effect on the next cell."""
@@ -64,6 +70,7 @@ class DlsqlMagic(Magics):
                 return session
             if not cmd.sql.strip():
                 raise command.UsageError("nothing to run: write SQL after %dlsql, or under %%dlsql")
+            assert self.shell is not None  # a magic runs inside a shell
             ns = self.shell.user_ns
             if cmd.run_async or cmd.deadline_ms is not None:
                 if cmd.paradigm:

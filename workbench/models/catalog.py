@@ -58,6 +58,8 @@ class Catalog:
             "task VARCHAR, options JSON, created_at TIMESTAMP DEFAULT current_timestamp)"
         )
         self._objects: dict[str, Model] = {}  # models from Python objects, this session only
+        #: called with (cursor, name) when a model is dropped: the engine removes what it stored
+        self.on_drop: list[Callable[[duckdb.DuckDBPyConnection, str], None]] = []
         self._stored: dict[str, ModelInfo] = {}
         self._overrides: dict[str, dict[str, Any]] = {}
         self.refresh()
@@ -132,9 +134,10 @@ class Catalog:
         """Register a model; returns it loaded (None for one that may stream from disk)."""
         key = self.check_name(name, replace)
         options = loading.check_options(name, dict(options or {}))
-        if path is not None and offloaded.mode_of(options) != "off" and offloaded.directory_of(path) is not None:
+        streamed = offloaded.directory_of(path) if path is not None and offloaded.mode_of(options) != "off" else None
+        if path is not None and streamed is not None:
             # a model that may not fit memory is checked without loading its weights
-            task = offloaded.check(name, offloaded.directory_of(path), options)
+            task = offloaded.check(name, streamed, options)
             source, model = os.path.abspath(os.path.expanduser(path)), None
         elif path is not None:
             model = loading.from_path(name, path, options)  # load now: errors show at CREATE
@@ -168,9 +171,8 @@ class Catalog:
                 return False
             raise UnknownModelError(f"unknown model '{name}'{self._hint()}")
         run(self.con, f"DELETE FROM {TABLE} WHERE name = ?", [key])
-        from workbench.execution.relation_centric import drop_weights
-
-        drop_weights(self.con, key)  # its weight blocks, if relation-centric stored them
+        for forget in self.on_drop:  # what the engine keeps of the model (relation-centric weight blocks)
+            forget(self.con, key)
         self._objects.pop(key, None)
         self.refresh()
         return True

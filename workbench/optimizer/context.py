@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 from workbench.optimizer.cost import CostModel, Facts
 from workbench.optimizer.hints import Hints
-from workbench.optimizer.profile import ModelProfile
 from workbench.plan.nodes import ModelOperator
+from workbench.plan.profile import ModelProfile
 
 
 @dataclass

@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from workbench.optimizer.profile import ModelProfile
+from workbench.plan.profile import ModelProfile
 
 VECTOR = 2048  # rows DuckDB hands a scalar UDF per call
 

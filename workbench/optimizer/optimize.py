@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from workbench.optimizer.context import Context
-from workbench.optimizer.rules import NAMES, RULES
+from workbench.optimizer.rules import RULES
 from workbench.plan.nodes import Plan
 
 #: rules that assign the physical plan: never disabled, or nothing could run

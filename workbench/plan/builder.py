@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -40,9 +39,14 @@ _NUMERIC = {"FLOAT", "DOUBLE", "REAL", "TINYINT", "SMALLINT", "INTEGER", "BIGINT
 class Signature(Protocol):
     """What the builder needs to know of a model (a loaded `Model` or a planning record)."""
 
-    input_kind: str  # text | ids | tensor
-    input_dim: int | None
-    device: str
+    @property
+    def input_kind(self) -> str: ...  # text | ids | tensor
+
+    @property
+    def input_dim(self) -> int | None: ...
+
+    @property
+    def device(self) -> str: ...
 
     @property
     def input_type(self) -> str: ...
@@ -64,11 +68,11 @@ class Schema(Protocol):
 @dataclass
 class _Source:
     alias: str
-    node: exp.Expression
+    node: exp.Expr
     null_supplying: bool
 
 
-def parse(text: str) -> exp.Expression:
+def parse(text: str) -> exp.Expr:
     try:
         tree = sqlglot.parse_one(text, read="duckdb")
     except ParseError as exc:
@@ -81,17 +85,17 @@ def parse(text: str) -> exp.Expression:
 
 
 @functools.lru_cache(maxsize=256)
-def parsed(text: str) -> exp.Expression:
+def parsed(text: str) -> exp.Expr:
     """A statement's tree, parsed once (rules read the same final SQL several times);
     callers that change the tree change a `.copy()`."""
     return parse(text)
 
 
-def model_calls(tree: exp.Expression, names: set[str]) -> list[exp.Anonymous]:
+def model_calls(tree: exp.Expr, names: set[str]) -> list[exp.Anonymous]:
     """Model calls in the order they must run: calls in JOIN ON first, then innermost first."""
     calls = [n for n in tree.find_all(exp.Anonymous) if n.name.lower() in names]
 
-    def depth(node: exp.Expression) -> int:
+    def depth(node: exp.Expr) -> int:
         d = 0
         while node.parent is not None:
             node, d = node.parent, d + 1
@@ -108,7 +112,7 @@ class PlanBuilder:
         self.schema = schema
         self.output_types: dict[int, str] = {}  # operator id -> its output type, for nested calls
 
-    def build(self, text: str, tree: exp.Expression) -> Plan:
+    def build(self, text: str, tree: exp.Expr) -> Plan:
         names = set(self.models)
         if isinstance(tree, exp.Create) and (tree.args.get("kind") or "").upper() == "VIEW":
             raise UnsupportedCall(
@@ -117,7 +121,7 @@ class PlanBuilder:
             )
         _name_model_columns(tree, names)
         operators: dict[tuple[str, str], ModelOperator] = {}
-        made: list[tuple[tuple[str, str], int, exp.Expression | None, _Source | None, list[exp.With]]] = []
+        made: list[tuple[tuple[str, str], int, exp.Expr | None, _Source | None, list[exp.With]]] = []
         for call in model_calls(tree, names):
             model_name = call.name.lower()
             call_text = _call_text(call)
@@ -139,7 +143,7 @@ class PlanBuilder:
             elif query not in op.inputs:
                 operators[key] = op = replace(
                     op, inputs=(*op.inputs, query), reads=_merge_ids(op.reads, reads),
-                    params=tuple(dict.fromkeys((*op.params, *_params(parse(query.widest().sql()))))))
+                    params=tuple(dict.fromkeys((*op.params, *_params(parsed(query.widest().sql()))))))
             made.append((key, op.inputs.index(query), scope, owner, withs))
             call.replace(exp.Anonymous(this=lookup_name(op.id), expressions=[arg.copy()]))
         # now that every call reads its lookup: the WITH clauses each input query needs, and
@@ -152,7 +156,7 @@ class PlanBuilder:
             if scope is not None and owner is not None:
                 found = self._model_filters(scope, owner, op.id)
                 q = replace(q, model_filters=found)
-                extra = [p for _, f in found for p in _params(parse(f"SELECT 1 WHERE {f}"))]
+                extra = [p for _, f in found for p in _params(parsed(f"SELECT 1 WHERE {f}"))]
             inputs = tuple(q if i == index else other for i, other in enumerate(op.inputs))
             operators[key] = replace(op, inputs=inputs, params=tuple(dict.fromkeys((*op.params, *extra))))
         final = tree.sql(dialect="duckdb", normalize_functions=False)
@@ -161,7 +165,7 @@ class PlanBuilder:
             params=tuple(_params(tree)),
         )
 
-    def _model_filters(self, scope: exp.Expression, owner: _Source, own_id: int) -> tuple[ModelFilter, ...]:
+    def _model_filters(self, scope: exp.Expr, owner: _Source, own_id: int) -> tuple[ModelFilter, ...]:
         where = scope.args.get("where")
         if where is None:
             return ()
@@ -180,10 +184,10 @@ class PlanBuilder:
     def _operator(self, n: int, model_name: str, call_text: str, query: InputQuery,
                   reads: tuple[int, ...]) -> ModelOperator:
         model = self.models[model_name]
-        params = tuple(_params(parse(query.widest().sql())))
+        params = tuple(_params(parsed(query.widest().sql())))
         typing = replace(query, filters=(), pushable=(), model_filters=(), after=())
         typing_sql = with_nulls(typing.sql(), self.output_types)
-        got = self.schema.type_of(typing_sql, tuple(_params(parse(typing_sql))))
+        got = self.schema.type_of(typing_sql, tuple(_params(parsed(typing_sql))))
         _check_input_type(call_text, model_name, model, got)
         self.output_types[n] = model.output_type
         return ModelOperator(
@@ -192,8 +196,8 @@ class PlanBuilder:
         )
 
     def _input_query(
-        self, call: exp.Expression, arg: exp.Expression, names: set[str]
-    ) -> tuple[InputQuery, exp.Expression | None, _Source | None, tuple[int, ...]]:
+        self, call: exp.Expr, arg: exp.Expr, names: set[str]
+    ) -> tuple[InputQuery, exp.Expr | None, _Source | None, tuple[int, ...]]:
         """The logical input query of one call (no filter pushed yet, not deduplicated), the
         scope it reads from, the single source owning its columns (if there is one) and the
         operators its key and source read."""
@@ -229,11 +233,12 @@ class PlanBuilder:
         else:
             keep = [c for c in conjuncts if all(
                 (not col.table) or col.table.lower() in aliases for col in _own_columns(c))]
-            from_sql = _from_clause(scope)
+            from_clause = _from_clause(scope)
             source_reads = _merge_ids(*(reads_of(s.node) for s in sources),
                                       *(reads_of(j) for j in scope.args.get("joins") or []))
-            if from_sql is None:
+            if from_clause is None:
                 raise UnsupportedCall(f"{_call_text(call)}: cannot find the rows its input comes from")
+            from_sql = from_clause
             if any(c.find(exp.Anonymous) is not None and c.find(exp.Anonymous).name.lower() in names
                    for c in (j.args.get("on") for j in scope.args.get("joins") or []) if c is not None):
                 raise UnsupportedCall(
@@ -252,7 +257,7 @@ class PlanBuilder:
         return self._with(InputQuery(key=expr_sql, source=from_sql, pushable=keep_sql), call), scope, owner, reads
 
     @staticmethod
-    def _with(q: InputQuery, call: exp.Expression) -> InputQuery:
+    def _with(q: InputQuery, call: exp.Expr) -> InputQuery:
         return replace(q, with_sql=_with_sql(_enclosing_withs(call), [q.key, q.source or "", *q.filters, *q.pushable]))
 
     def _single_source(self, sources: list[_Source], cols: list[exp.Column]) -> _Source | None:
@@ -280,7 +285,7 @@ class PlanBuilder:
         return self.schema.columns_of(_source_sql(source))
 
 
-def _name_model_columns(tree: exp.Expression, names: set[str]) -> None:
+def _name_model_columns(tree: exp.Expr, names: set[str]) -> None:
     """Give unaliased output columns that call a model the name the user wrote.
 
     Otherwise DuckDB would name them after our lookup functions.
@@ -315,7 +320,7 @@ def _check_input_type(call_text: str, model_name: str, model: Signature, got: st
         )
 
 
-def _call_text(call: exp.Expression) -> str:
+def _call_text(call: exp.Expr) -> str:
     """The call as the user wrote it (parameters shown in their `:name` spelling)."""
     args = ", ".join(a.sql(dialect="duckdb", normalize_functions=False) for a in call.expressions)
     return re.sub(r"\$(\w+)", r":\1", f"{call.name.lower()}({args})")
@@ -325,7 +330,7 @@ def _is_lookup(name: str) -> bool:
     return operator_id(name) is not None
 
 
-def reads_of(node: exp.Expression) -> tuple[int, ...]:
+def reads_of(node: exp.Expr) -> tuple[int, ...]:
     """The operators a piece of a planned statement reads, from its tree: the ids of the
     lookup functions it calls, in id order."""
     found = {operator_id(f.name) for f in node.find_all(exp.Anonymous)}
@@ -344,7 +349,7 @@ def with_nulls(sql: str, output_types: dict[int, str]) -> str:
         return sql
     tree = parse(sql)
 
-    def typed_null(node: exp.Expression) -> exp.Expression:
+    def typed_null(node: exp.Expr) -> exp.Expr:
         if isinstance(node, exp.Anonymous):
             op_id = operator_id(node.name)
             if op_id is not None and op_id in output_types:
@@ -354,12 +359,12 @@ def with_nulls(sql: str, output_types: dict[int, str]) -> str:
     return tree.transform(typed_null).sql(dialect="duckdb", normalize_functions=False)
 
 
-def _params(tree: exp.Expression) -> list[str]:
+def _params(tree: exp.Expr) -> list[str]:
     names = [p.name for p in tree.find_all(exp.Placeholder, exp.Parameter) if p.name]
     return list(dict.fromkeys(names))
 
 
-def _own_columns(node: exp.Expression) -> list[exp.Column]:
+def _own_columns(node: exp.Expr) -> list[exp.Column]:
     """Columns of `node` that belong to its own scope (not to a subquery inside it)."""
     found = []
     for col in node.find_all(exp.Column):
@@ -369,7 +374,7 @@ def _own_columns(node: exp.Expression) -> list[exp.Column]:
     return found
 
 
-def is_inside(inner: exp.Expression, node: exp.Expression) -> bool:
+def is_inside(inner: exp.Expr | None, node: exp.Expr) -> bool:
     while inner is not None:
         if inner is node:
             return True
@@ -377,13 +382,13 @@ def is_inside(inner: exp.Expression, node: exp.Expression) -> bool:
     return False
 
 
-def _conjuncts(condition: exp.Expression) -> list[exp.Expression]:
+def _conjuncts(condition: exp.Expr) -> list[exp.Expr]:
     if isinstance(condition, exp.And):
         return list(condition.flatten())
     return [condition]
 
 
-def _pushable(conjunct: exp.Expression, names: set[str], *, allow_lookups: bool = False) -> bool:
+def _pushable(conjunct: exp.Expr, names: set[str], *, allow_lookups: bool = False) -> bool:
     """Whether a conjunct can filter a call's input rows: no subquery or aggregate, no model
     call, and no other call's output unless `allow_lookups`."""
     if any(isinstance(n, (exp.Subquery, exp.Exists, exp.Select, exp.AggFunc, exp.Window))
@@ -393,7 +398,7 @@ def _pushable(conjunct: exp.Expression, names: set[str], *, allow_lookups: bool 
                    for n in conjunct.find_all(exp.Anonymous))
 
 
-def _only_from(conjunct: exp.Expression, source: _Source, own: set[str] | None, sole: bool) -> bool:
+def _only_from(conjunct: exp.Expr, source: _Source, own: set[str] | None, sole: bool) -> bool:
     for col in _own_columns(conjunct):
         if col.table:
             if col.table.lower() != source.alias:
@@ -405,8 +410,8 @@ def _only_from(conjunct: exp.Expression, source: _Source, own: set[str] | None, 
     return True
 
 
-def _sources(scope: exp.Expression) -> list[_Source]:
-    items: list[tuple[exp.Expression, str]] = []
+def _sources(scope: exp.Expr) -> list[_Source]:
+    items: list[tuple[exp.Expr, str]] = []
     if isinstance(scope, (exp.Update, exp.Delete)):
         items.append((scope.this, ""))
     from_ = scope.args.get("from_") or scope.args.get("from")
@@ -423,7 +428,7 @@ def _sources(scope: exp.Expression) -> list[_Source]:
     return result
 
 
-def _alias(node: exp.Expression) -> str:
+def _alias(node: exp.Expr) -> str:
     return (node.alias_or_name or "").lower()
 
 
@@ -431,7 +436,7 @@ def _source_sql(source: _Source) -> str:
     return source.node.sql(dialect="duckdb", normalize_functions=False)
 
 
-def _from_clause(scope: exp.Expression) -> str | None:
+def _from_clause(scope: exp.Expr) -> str | None:
     from_ = scope.args.get("from_") or scope.args.get("from")
     if from_ is None:
         return None
@@ -440,7 +445,7 @@ def _from_clause(scope: exp.Expression) -> str | None:
     return " ".join(parts)
 
 
-def _enclosing_withs(node: exp.Expression) -> list[exp.With]:
+def _enclosing_withs(node: exp.Expr) -> list[exp.With]:
     """The WITH clauses around a node, outermost first."""
     withs = []
     parent = node.parent

@@ -126,11 +126,12 @@ class ModelOperator:
     actual_rows: int | None = None
     actual_seconds: float | None = None
     actual_cache_hits: int | None = None
+    sql_name: str = field(default="", compare=False)  # the lookup's name in one execution (the runner's)
 
     @property
     def lookup(self) -> str:
         """The function through which SQL reads this operator's output."""
-        return lookup_name(self.id)
+        return self.sql_name or lookup_name(self.id)
 
     @property
     def input_sql(self) -> str:
@@ -250,6 +251,8 @@ class Plan(Displayable):
         same query gives the same dict in any session."""
         d = asdict(self)
         d["operators"] = [asdict(op) | {"input_sql": op.input_sql} for op in self.operators]
+        for op in d["operators"]:
+            op.pop("sql_name")
         if not self.analyzed:
             d.pop("actual_rows"), d.pop("actual_seconds")
             for op in d["operators"]:

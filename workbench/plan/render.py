@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from workbench.plan.nodes import Plan
 
 MIME_TYPE = schema_ts.load_schema()["x-mime-type"]  # the plan's JSON schema owns it
-_LOOKUP_ANYWHERE = re.compile(r"\b__wb_lookup_(\d+)\b", re.IGNORECASE)
+_LOOKUP_ANYWHERE = re.compile(r"\b__wb_(?:\d+_)?lookup_(\d+)\b", re.IGNORECASE)
 
 
 def public_sql(sql: str) -> str:

@@ -215,6 +215,11 @@ class Offloaded:
             unit.register_forward_hook(self._post_hook(i))
 
     @property
+    def copies_on_own_stream(self) -> bool:
+        """Host-to-device copies run on a CUDA stream of their own, overlapping compute."""
+        return self._copy_stream is not None
+
+    @property
     def in_flight_limit(self) -> int:
         """Units that may be in memory at once: the one computing and the next one, if both fit."""
         pairs = [a + b for a, b in zip(self.unit_bytes, self.unit_bytes[1:])]

@@ -17,7 +17,6 @@ import json
 import re
 import statistics
 import threading
-import time
 from collections import deque
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -26,8 +25,10 @@ import duckdb
 import numpy as np
 
 from workbench.db import run
+from workbench.engine.models import profile_of
 from workbench.models.base import Model
 from workbench.models.catalog import Catalog
+from workbench.optimizer.cost import CostModel, Facts
 from workbench.plan.nodes import Plan
 from workbench.result import Result
 
@@ -55,6 +56,8 @@ class Runs(Protocol):
     def model(self, name: str) -> Model: ...
 
     def cursor(self) -> duckdb.DuckDBPyConnection: ...
+
+    def cost_model(self) -> CostModel: ...
 
 
 class LatencyEstimator:
@@ -108,17 +111,11 @@ class LatencyEstimator:
         table.setdefault(key, deque(maxlen=WINDOW)).append(value)
 
     def _calibrate(self, name: str) -> float:
-        """Seconds per input from a probe batch: the starting point before any history."""
-        model = self.session.model(name)
-        n = 16
-        if model.input_kind == "text":
-            batch: Any = [_PROBE] * n
-        else:
-            batch = np.zeros((n, model.input_dim or 1), np.float32)
-        model.predict(batch[:2])  # warm-up
-        start = time.perf_counter()
-        model.predict(batch)
-        return (time.perf_counter() - start) / n
+        """Seconds per input before any history: the cost model's own estimate for the model
+        (one probe of it per process, shared with the optimizer), at a typical text length."""
+        profile = profile_of(name, self.session.model(name), self.session.cost_model().c)
+        facts = Facts(rows=1, input_rows=1, avg_chars=float(len(_PROBE)))
+        return CostModel(self.session.cost_model().c).row_seconds(profile, profile.default_batch(), facts)
 
     # -- learning -----------------------------------------------------------------------
     def observe(self, sql: str, feats: list[dict[str, Any]], estimated_s: float | None,

@@ -12,8 +12,8 @@ Policies (`SET sla_policy = ...`):
              (otherwise it runs, late, rather than leave the worker idle)
 
 Workers call the session itself: a session runs every call on a DuckDB cursor of its own,
-so no connection is shared across threads. Futures always resolve: done, late, failed (the query raised) or dropped (with the
-reason).
+so no connection is shared across threads. Futures always resolve: done, late, failed (the
+query raised) or dropped (with the reason).
 """
 
 from __future__ import annotations

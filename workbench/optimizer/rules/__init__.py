@@ -1,6 +1,8 @@
 """Optimizer rules, one per module, applied in this order. Each is `apply(plan, ctx) -> plan`
 and has input/expected fixtures in tests/fixtures/rules/."""
 
+from types import ModuleType
+
 from workbench.optimizer.rules import (
     choose_batch_threads,
     choose_paradigm,
@@ -11,6 +13,7 @@ from workbench.optimizer.rules import (
     push_filters,
 )
 
-RULES = (prune_outputs, push_filters, dedup_inputs, order_predicates, lazy_limit, choose_paradigm,
+#: each module has NAME and apply(plan, ctx) -> plan
+RULES: tuple[ModuleType, ...] = (prune_outputs, push_filters, dedup_inputs, order_predicates, lazy_limit, choose_paradigm,
          choose_batch_threads)
 NAMES = tuple(rule.NAME for rule in RULES)

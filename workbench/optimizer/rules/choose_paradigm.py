@@ -53,7 +53,7 @@ def apply(plan: Plan, ctx: Context) -> Plan:
             # a LIMIT lets a streaming UDF stop early
             eligible = [e for e in estimates if e.seconds is not None
                         and not (facts.cache_on and op.limit is None and e.paradigm == "udf_centric")]
-            chosen = min(eligible, key=lambda e: e.seconds)  # dl_centric is always eligible or budget-blocked
+            chosen = min(eligible, key=_seconds)  # dl_centric is always eligible or budget-blocked
             reason = _why(chosen, eligible, estimates, facts.cache_on, op.limit)
         ops[i] = replace(
             op, paradigm=chosen.paradigm, forced=forced is not None, parts=chosen.parts,
@@ -68,10 +68,10 @@ def apply(plan: Plan, ctx: Context) -> Plan:
 
 def _why(chosen: Estimate, eligible: list[Estimate], estimates: list[Estimate], cache_on: bool,
          limit: int | None) -> str:
-    runner_up = sorted((e for e in eligible if e is not chosen), key=lambda e: e.seconds)
+    runner_up = sorted((e for e in eligible if e is not chosen), key=_seconds)
     text = "cheapest estimate"
     if runner_up:
-        text += f" ({runner_up[0].seconds / max(chosen.seconds, 1e-9):.1f}x faster than {runner_up[0].paradigm})"
+        text += f" ({_seconds(runner_up[0]) / max(_seconds(chosen), 1e-9):.1f}x faster than {runner_up[0].paradigm})"
     if limit is not None and chosen.paradigm == "udf_centric":
         text += "; streams and stops at the LIMIT"
     if cache_on and chosen.paradigm == "udf_centric":
@@ -82,3 +82,9 @@ def _why(chosen: Estimate, eligible: list[Estimate], estimates: list[Estimate], 
     if blocked:
         text += "; " + "; ".join(dict.fromkeys(blocked))
     return text
+
+
+def _seconds(e: Estimate) -> float:
+    """The estimate of a paradigm that can run (the others never reach a comparison)."""
+    assert e.seconds is not None
+    return e.seconds

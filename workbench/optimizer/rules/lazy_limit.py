@@ -25,7 +25,7 @@ def apply(plan: Plan, ctx: Context | None = None) -> Plan:
         return plan
     tree = parsed(plan.final_sql)
     n = limit_of(tree)
-    if n is None:
+    if n is None or not isinstance(tree, exp.Select):
         return plan
     direct = _direct_calls(tree)
     consumed = plan.consumed()
@@ -38,7 +38,7 @@ def apply(plan: Plan, ctx: Context | None = None) -> Plan:
     return replace(plan, operators=tuple(ops), notes=(*plan.notes, *notes))
 
 
-def limit_of(tree: exp.Expression) -> int | None:
+def limit_of(tree: exp.Expr) -> int | None:
     """The row limit of a streamable top-level SELECT, or None."""
     if not isinstance(tree, exp.Select):
         return None

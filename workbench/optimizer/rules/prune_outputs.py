@@ -62,7 +62,7 @@ def apply(plan: Plan, ctx: Context | None = None) -> Plan:
     return replace(plan, final_sql=final, operators=tuple(kept), reads=reads, notes=(*plan.notes, note))
 
 
-def _star_outside(tree: exp.Expression, body: exp.Expression) -> bool:
+def _star_outside(tree: exp.Expr, body: exp.Expr) -> bool:
     """A `SELECT *` (or `t.*`) anywhere but in `body` itself may read every column of it."""
     for star in tree.find_all(exp.Star):
         select = star.find_ancestor(exp.Select)
