@@ -8,6 +8,7 @@ sees none of these objects: it reads a `ModelProfile` record built here.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import weakref
@@ -29,12 +30,17 @@ from workbench.telemetry.stream import Telemetry
 # is not a layer chain is timed once per process, not once per query.
 _PROBES: weakref.WeakKeyDictionary[Model, dict[str, float]] = weakref.WeakKeyDictionary()
 _PROBES_LOCK = threading.Lock()
+_SHAPES: weakref.WeakKeyDictionary[Model, tuple[str, list[Any], str, int, int | None]] = weakref.WeakKeyDictionary()
 
 
 class Models:
     def __init__(self, catalog: Catalog, telemetry: Telemetry):
         self.catalog = catalog
         self.telemetry = telemetry
+        # the offloaded form of each model, for the options and budget it was built for: one
+        # instance (and one window of buffers) per model, not one per query
+        self._offloaded: dict[str, tuple[tuple[Any, ...], Model]] = {}
+        self._lock = threading.Lock()
 
     def base(self, name: str, config: Config) -> Model:
         """The catalog's model, or its offloaded form when its options and the budget say so."""
@@ -44,9 +50,14 @@ class Models:
         directory = offloaded.should_offload(info.options, info.source, budget)
         if directory is None:
             return self.catalog.get(name)
-        model = offloaded.load(name, directory, info.options, budget, device=device)
-        model.offloaded.telemetry = self.telemetry  # type: ignore[attr-defined]
-        return model
+        key = (str(directory), json.dumps(info.options, sort_keys=True, default=str), budget, device)
+        with self._lock:
+            found = self._offloaded.get(name)
+            if found is None or found[0] != key:
+                model = offloaded.load(name, directory, info.options, budget, device=device)
+                model.offloaded.telemetry = self.telemetry  # type: ignore[attr-defined]
+                found = self._offloaded[name] = (key, model)
+            return found[1]
 
     def memory(self, name: str, config: Config) -> str:
         """How a model's weights are held, for EXPLAIN (decided without reading weights)."""
@@ -80,12 +91,14 @@ class Models:
 
 def profile_of(name: str, model: Model, constants: dict[str, float]) -> ModelProfile:
     """The record the optimizer plans with, from a loaded model."""
-    layers, why = chain_of(model)
-    module = getattr(model, "module", None)
-    resident = getattr(model, "resident_bytes", None)  # offloaded: only its window is held
-    if resident is None:
-        resident = weight_bytes(module) if module is not None else _param_bytes(model)
-    split = split_after_first_linear(module) if module is not None and layers else None
+    fingerprint = model.fingerprint()
+    with _PROBES_LOCK:
+        shape = _SHAPES.get(model)
+    if shape is None or shape[0] != fingerprint:  # once per version of the weights, not per query
+        shape = (fingerprint, *_shape_of(model))
+        with _PROBES_LOCK:
+            _SHAPES[model] = shape
+    _, layers, why, resident, tail_bytes = shape
     if layers:
         n_linear = sum(isinstance(layer, Linear) for layer in layers)
         # per batch: each layer's launch, plus the Python/Arrow work of one predict call
@@ -96,12 +109,22 @@ def profile_of(name: str, model: Model, constants: dict[str, float]) -> ModelPro
     return ModelProfile(
         name=name, input_kind=model.input_kind, output_type=model.output_type, input_dim=model.input_dim,
         device=model.device, batch_size=model.batch_size, tuned_batch_size=model.tuned_batch_size,
-        max_batch=max(model.batch_candidates), weight_bytes=int(resident),
-        layers=tuple(_shape(layer) for layer in layers), no_chain=why,
-        hybrid_tail_bytes=weight_bytes(split[1]) if split is not None else None,
+        max_batch=max(model.batch_candidates), weight_bytes=resident,
+        layers=tuple(_shape(layer) for layer in layers), no_chain=why, hybrid_tail_bytes=tail_bytes,
         row_s=timing["row_s"], batch_s=timing["batch_s"], char_s=timing.get("char_s", 0.0),
-        max_chars=timing.get("max_chars", 0.0), fingerprint=model.fingerprint(),
+        max_chars=timing.get("max_chars", 0.0), fingerprint=fingerprint,
     )
+
+
+def _shape_of(model: Model) -> tuple[list[Any], str, int, int | None]:
+    """(relational layer chain, why none, bytes held while running, torch part of hybrid)."""
+    layers, why = chain_of(model)
+    module = getattr(model, "module", None)
+    resident = getattr(model, "resident_bytes", None)  # offloaded: only its window is held
+    if resident is None:
+        resident = weight_bytes(module) if module is not None else _param_bytes(model)
+    split = split_after_first_linear(module) if module is not None and layers else None
+    return layers, why, int(resident), weight_bytes(split[1]) if split is not None else None
 
 
 def _shape(layer: Any) -> LayerShape:
