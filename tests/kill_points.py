@@ -9,7 +9,7 @@ cost model or plans, before the work the test is about. So:
   before it writes anything), and SIGKILLs it at a random point after its first commit;
 - `Interrupt` sends this process a SIGINT a random moment after the query under test has
   shown progress: a model batch done (a telemetry `progress` event), or DuckDB working on
-  the statement (the engine's `workbench-duckdb` helper thread alive).
+  the statement (threads other than the main one burning CPU since the query began).
 """
 
 from __future__ import annotations
@@ -26,8 +26,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
+
 READY_S = 300  # a fresh interpreter importing workbench on a loaded machine
 COMMIT_S = 120  # the first commit of a writer: opens the database, loads a model, writes
+DUCKDB_BUSY_S = 0.05  # CPU its threads spent on a statement: DuckDB is running it
 
 _SERVER = """
 import os, sys, traceback
@@ -124,7 +127,8 @@ class Interrupt:
     """SIGINT to this process `delay` seconds after the query under test shows progress.
 
     The signal: a model batch done (a `progress` event of the telemetry given to `armed`),
-    or with `on_duckdb`, DuckDB running the statement. Run the query inside `armed(...)`;
+    or with `on_duckdb`, DuckDB running the statement (for a statement without models, which
+    reports no progress: its threads burning CPU). Run the query inside `armed(...)`;
     `sent_at` says when the SIGINT went (None: the query ended before its progress showed,
     and it is never interrupted later)."""
 
@@ -153,15 +157,19 @@ class Interrupt:
             if unsubscribe is not None:
                 unsubscribe()
 
-    def _duckdb_busy(self) -> bool:
-        return any(t.name == "workbench-duckdb" and t.is_alive() for t in threading.enumerate())
+    def _cpu_of_other_threads(self) -> float:
+        """CPU seconds of this process's threads but the main one (which only waits while
+        DuckDB runs a statement) and this watcher."""
+        mine = {threading.main_thread().native_id, threading.get_native_id()}
+        return sum(t.user_time + t.system_time for t in psutil.Process().threads() if t.id not in mine)
 
     def _run(self) -> None:
         deadline = time.monotonic() + self.timeout
+        before = self._cpu_of_other_threads() if self.watch_duckdb else 0.0
         while not self.progress.wait(0.01):
             if self._done or time.monotonic() > deadline:
                 return
-            if self.watch_duckdb and self._duckdb_busy():
+            if self.watch_duckdb and self._cpu_of_other_threads() - before >= DUCKDB_BUSY_S:
                 self.progress.set()
         end = time.monotonic() + self.delay
         while time.monotonic() < end:
