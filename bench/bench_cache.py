@@ -86,8 +86,10 @@ def main() -> None:
     verdict = "PASS" if o <= 0.6 else "FAIL"
     print(f"| 50% overlap ({hits:.0%} hits) | {rows['overlap']:.2f} | {o:.2f} | <= 0.6 | {verdict} |")
     m = rows["miss/on"] / rows["miss/off"]
-    print(f"| 100% miss, cache on / off | {rows['miss/on']:.2f} / {rows['miss/off']:.2f} | {m:.3f} | <= 1.05 | "
-          f"{'PASS' if m <= 1.05 else 'FAIL'} |")
+    print(
+        f"| 100% miss, cache on / off | {rows['miss/on']:.2f} / {rows['miss/off']:.2f} | {m:.3f} | <= 1.05 | "
+        f"{'PASS' if m <= 1.05 else 'FAIL'} |"
+    )
 
 
 if __name__ == "__main__":

@@ -54,13 +54,15 @@ def main() -> None:
     times: dict[str, list[float]] = {k: [] for k in candidates}
     keys = list(candidates)
     for r in range(args.rounds):
-        for k in keys[r % len(keys):] + keys[: r % len(keys)]:
+        for k in keys[r % len(keys) :] + keys[: r % len(keys)]:
             t = time.perf_counter()
             embed(candidates[k])
             times[k].append(time.perf_counter() - t)
     fp32_bytes, fp32_s = compress.size_bytes(module), statistics.median(times["float32"])
-    print(f"minilm on {len(texts)} held-out pydoc paragraphs, {args.rounds} interleaved rounds; "
-          f"int8 variant built and validated on 64 other paragraphs in {build_s:.1f} s")
+    print(
+        f"minilm on {len(texts)} held-out pydoc paragraphs, {args.rounds} interleaved rounds; "
+        f"int8 variant built and validated on 64 other paragraphs in {build_s:.1f} s"
+    )
     print()
     print("| variant | size MB | size ratio | median s | speed-up | cosine to fp32 |")
     print("|---|---:|---:|---:|---:|---:|")

@@ -132,8 +132,9 @@ def batches_of(texts: list[str], batch_size: int, sort: bool) -> list[list[int]]
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
-def hand_embed(model, tok, texts: list[str], batch_size: int, sort: bool,
-               batches: list[list[int]] | None = None) -> torch.Tensor:
+def hand_embed(
+    model, tok, texts: list[str], batch_size: int, sort: bool, batches: list[list[int]] | None = None
+) -> torch.Tensor:
     """Tokenise per batch (padding, truncation), mean-pool with the mask, L2-normalise.
 
     `batches` runs only those batches (of `batches_of`): the sweep times a sample of them.
@@ -141,8 +142,9 @@ def hand_embed(model, tok, texts: list[str], batch_size: int, sort: bool,
     out = torch.empty(len(texts), model.config.hidden_size)
     with torch.inference_mode():
         for idx in batches if batches is not None else batches_of(texts, batch_size, sort):
-            enc = tok([texts[i] for i in idx], padding=True, truncation=True, max_length=MAX_LENGTH,
-                      return_tensors="pt")
+            enc = tok(
+                [texts[i] for i in idx], padding=True, truncation=True, max_length=MAX_LENGTH, return_tensors="pt"
+            )
             hidden = model(**enc).last_hidden_state
             mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
@@ -221,8 +223,9 @@ def overhead(session, reps: int) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small subsets, a smoke run (< 2 minutes)")
-    ap.add_argument("--repeat", type=int, default=None,
-                    help="timed passes per big contender, best kept (default 2; 1 with --quick)")
+    ap.add_argument(
+        "--repeat", type=int, default=None, help="timed passes per big contender, best kept (default 2; 1 with --quick)"
+    )
     args = ap.parse_args(argv)
     repeat = args.repeat or (1 if args.quick else 2)
     if repeat < 1:
@@ -254,8 +257,10 @@ def main(argv: list[str] | None = None) -> int:
     s.sql("ALTER MODEL minilm SET cache = 'off'")
     table = "pydoc"
     if quick:  # a fixed random sample of rows, as a table, so every contender sees the same rows
-        s.sql("CREATE OR REPLACE TABLE pydoc_quick AS SELECT * FROM pydoc WHERE id IN "
-              "(SELECT id FROM pydoc ORDER BY hash(id) LIMIT 120) ORDER BY id")
+        s.sql(
+            "CREATE OR REPLACE TABLE pydoc_quick AS SELECT * FROM pydoc WHERE id IN "
+            "(SELECT id FROM pydoc ORDER BY hash(id) LIMIT 120) ORDER BY id"
+        )
         table = "pydoc_quick"
     bodies: list[str] = [r[0] for r in s.con.sql(f"SELECT body FROM {table} ORDER BY id").fetchall()]
     n = len(bodies)
@@ -284,23 +289,31 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [1, 8, 32, 64, 128]
     sweep: list[tuple[int, bool, float, float]] = []  # (batch size, sorted, rows/s, other load)
     for bs in sizes:
-        for sort in ((False,) if bs == 1 else (True, False)):
+        for sort in (False,) if bs == 1 else (True, False):
             all_batches = batches_of(bodies, bs, sort)
             picked = random.Random(bs).sample(all_batches, max(1, min(len(all_batches), round(sweep_n / bs))))
             rows_run = sum(len(x) for x in picked)
-            secs, other = min((timed(lambda bs=bs, sort=sort, picked=picked: hand_embed(
-                model, tok, bodies, bs, sort, picked))[0], timed.other) for _ in range(sweep_passes))
+            secs, other = min(
+                (
+                    timed(lambda bs=bs, sort=sort, picked=picked: hand_embed(model, tok, bodies, bs, sort, picked))[0],
+                    timed.other,
+                )
+                for _ in range(sweep_passes)
+            )
             timed.other = other
             sweep.append((bs, sort, rows_run / secs, other))
-            log(f"(b) sweep bs={bs:3d} {'sorted  ' if sort else 'unsorted'} {rows_run / secs:7.1f} rows/s "
-                f"({len(picked)} random batches, {rows_run} rows; other load {timed.other:.2f})")
+            log(
+                f"(b) sweep bs={bs:3d} {'sorted  ' if sort else 'unsorted'} {rows_run / secs:7.1f} rows/s "
+                f"({len(picked)} random batches, {rows_run} rows; other load {timed.other:.2f})"
+            )
     best_sorted = max((x for x in sweep if x[1]), key=lambda x: x[2])[0]
     best_unsorted = max((x for x in sweep if not x[1]), key=lambda x: x[2])[0]
 
     # (d) the UDF on the same connection
     con = s.con
-    con.create_function("embed", make_udf(model, tok), [duckdb.sqltypes.VARCHAR],
-                        duckdb.list_type(duckdb.sqltypes.FLOAT), type="arrow")
+    con.create_function(
+        "embed", make_udf(model, tok), [duckdb.sqltypes.VARCHAR], duckdb.list_type(duckdb.sqltypes.FLOAT), type="arrow"
+    )
     udf_sql = f"SELECT embed(body) FROM {table}"
 
     # big passes, interleaved so a change in machine load hits every contender alike
@@ -316,8 +329,10 @@ def main(argv: list[str] | None = None) -> int:
         a.add(secs)
         engine_stats.append(r.stats[0])
         outputs.setdefault("a", to_matrix(r.arrow().column(0)))
-        log(f"  (a) {secs:.1f}s = {n / secs:.1f} rows/s; model {r.stats[0]['seconds']:.1f}s over "
-            f"{r.stats[0]['rows']} distinct inputs, batch {r.stats[0]['batch_size']}; other load {timed.other:.2f}")
+        log(
+            f"  (a) {secs:.1f}s = {n / secs:.1f} rows/s; model {r.stats[0]['seconds']:.1f}s over "
+            f"{r.stats[0]['rows']} distinct inputs, batch {r.stats[0]['batch_size']}; other load {timed.other:.2f}"
+        )
         for key, m, bs, sort in (("b", bs_, best_sorted, True), ("bu", bu, best_unsorted, False)):
             if key == "bu" and rep > 0:  # the other order gets one pass: keeps the run short
                 continue
@@ -357,8 +372,10 @@ def main(argv: list[str] | None = None) -> int:
     per_row_s, timed.other = min(passes)
     c = measures["c"] = Measure("(c) DuckDB -> polars -> `pipeline()` row by row", n)
     c.add(fetch_s + per_row_s / len(pipe_texts) * n)
-    c.note = (f"extrapolated: polars fetch of all {n} rows {fetch_s * 1e3:.0f} ms + "
-              f"{per_row_s / len(pipe_texts) * 1e3:.1f} ms/row measured on {len(pipe_texts)} random rows")
+    c.note = (
+        f"extrapolated: polars fetch of all {n} rows {fetch_s * 1e3:.0f} ms + "
+        f"{per_row_s / len(pipe_texts) * 1e3:.1f} ms/row measured on {len(pipe_texts)} random rows"
+    )
     log(f"  {n / c.best:.1f} rows/s (extrapolated)")
 
     # overhead of a one-row query without a model
@@ -372,8 +389,10 @@ def main(argv: list[str] | None = None) -> int:
     for key in ("a", "d"):
         measures[key].note = agreement(outputs[key], ref) + " vs (b)"
     es = min(engine_stats, key=lambda st: st["seconds"])
-    a.note = (f"model ran on {es['rows']} distinct inputs, batch {es['batch_size']} (tuned), "
-              f"{es['seconds']:.1f}s of {a.best:.1f}s; " + a.note)
+    a.note = (
+        f"model ran on {es['rows']} distinct inputs, batch {es['batch_size']} (tuned), "
+        f"{es['seconds']:.1f}s of {a.best:.1f}s; " + a.note
+    )
     measures["bu"].note = "the other sort order, at its best sweep size; 1 pass"
     measures["b"].note += "; 1 pass" if measures["b"] is bu else ""
     c.note += "; " + agreement(pipe_out, ref[pipe_rows]) + " vs (b)"
@@ -382,17 +401,21 @@ def main(argv: list[str] | None = None) -> int:
     w = lines.append
     w(f"## minilm throughput on `{table}` ({n:,} rows, {distinct:,} distinct bodies)")
     w("")
-    w(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
-      f"({torch.get_num_threads()} threads), duckdb {duckdb.__version__}; load average {load0:.2f} at start, "
-      f"{load1:.2f} at end; other processes kept {busy:.2f} of {os.cpu_count()} cores busy on average during "
-      f"the run. Best of {repeat} pass(es) unless noted; rows/s = {n:,} rows / seconds for every contender.")
+    w(
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), duckdb {duckdb.__version__}; load average {load0:.2f} at start, "
+        f"{load1:.2f} at end; other processes kept {busy:.2f} of {os.cpu_count()} cores busy on average during "
+        f"the run. Best of {repeat} pass(es) unless noted; rows/s = {n:,} rows / seconds for every contender."
+    )
     noisy = [m.label.split(" ", 1)[0] for m in measures.values() if m.other_at_best > 0.2]
     noisy += [f"sweep bs={b_}" for b_, _, _, o in sweep if o > 0.2]
     if noisy:
         w("")
-        w(f"**Warning: other processes kept more than 0.2 cores busy during {', '.join(dict.fromkeys(noisy))}; "
-          "those figures are noisy (torch's threads stall while another process holds a core). The `other load` "
-          "column is that load during each best pass.**")
+        w(
+            f"**Warning: other processes kept more than 0.2 cores busy during {', '.join(dict.fromkeys(noisy))}; "
+            "those figures are noisy (torch's threads stall while another process holds a core). The `other load` "
+            "column is that load during each best pass.**"
+        )
     w("")
     w("| contender | seconds | rows/s | other load (cores) | notes |")
     w("|---|---:|---:|---:|---|")
@@ -408,9 +431,11 @@ def main(argv: list[str] | None = None) -> int:
         w(f"| (a)/({key}) engine vs {name} | {ratio:.2f} | >= {TARGETS[key]} | {mark} |")
     w(f"| (a)/(b') engine vs hand loop with dedup (info) | {a.rows_per_s / bd.rows_per_s:.2f} | - | |")
     w("")
-    w(f"Hand-loop sweep: each configuration splits all {n:,} rows into its batches (sorted by text length or in "
-      f"row order) and times a random sample of those batches (about {sweep_n} rows, best of {sweep_passes}); "
-      "rows/s of the sample, extrapolated to the full run:")
+    w(
+        f"Hand-loop sweep: each configuration splits all {n:,} rows into its batches (sorted by text length or in "
+        f"row order) and times a random sample of those batches (about {sweep_n} rows, best of {sweep_passes}); "
+        "rows/s of the sample, extrapolated to the full run:"
+    )
     w("")
     w("| batch size | sorted rows/s | unsorted rows/s |")
     w("|---:|---:|---:|")

@@ -52,8 +52,12 @@ PROBE = textwrap.dedent("""
 
 
 def probe(directory: Path, budget: int, batch: int, seq: int) -> dict | None:
-    out = subprocess.run([sys.executable, "-c", PROBE, str(directory), str(budget), str(batch), str(seq)],
-                         capture_output=True, text=True, timeout=1200)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, str(directory), str(budget), str(batch), str(seq)],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     if out.returncode != 0:
         return {"error": out.stderr.strip().splitlines()[-1][:120]}
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -66,14 +70,22 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     args = parser.parse_args()
     directory = Path(args.dir)
-    config = BertConfig(vocab_size=1000, hidden_size=768, num_hidden_layers=76, num_attention_heads=12,
-                        intermediate_size=3072, max_position_embeddings=128)
+    config = BertConfig(
+        vocab_size=1000,
+        hidden_size=768,
+        num_hidden_layers=76,
+        num_attention_heads=12,
+        intermediate_size=3072,
+        max_position_embeddings=128,
+    )
     if not (directory / "model.safetensors").exists():
         print(f"writing a random {config.num_hidden_layers}-layer checkpoint to {directory}", file=sys.stderr)
         offload.write_random_checkpoint(config, directory)
     size = offload.checkpoint_bytes(directory)
-    print(f"model: BERT-like, {config.num_hidden_layers} layers, {size / 2**30:.2f} GiB float32; "
-          f"probe batch {args.batch} x {args.tokens} tokens; CPU")
+    print(
+        f"model: BERT-like, {config.num_hidden_layers} layers, {size / 2**30:.2f} GiB float32; "
+        f"probe batch {args.batch} x {args.tokens} tokens; CPU"
+    )
     print()
     print("| budget | model / budget | runs | layers in flight | peak RSS growth | growth / budget | forward s |")
     print("|---:|---:|---|---:|---:|---:|---:|")
@@ -90,21 +102,29 @@ def main() -> None:
         ok = grown <= 1.10 * budget
         if ok:
             best = max(best or 0, size / budget)
-        print(f"| {mb} MB | {size / budget:.1f}x | {'yes' if ok else 'over budget'} | {r['in_flight']} | "
-              f"{grown / 2**20:,.0f} MB | {grown / budget:.2f} | {r['total']:.2f} |")
+        print(
+            f"| {mb} MB | {size / budget:.1f}x | {'yes' if ok else 'over budget'} | {r['in_flight']} | "
+            f"{grown / 2**20:,.0f} MB | {grown / budget:.2f} | {r['total']:.2f} |"
+        )
     ref = results.get(128)
     print()
     print("| target | value | |")
     print("|---|---:|---|")
-    print(f"| largest model / budget that runs within budget x 1.10 (>= 16x) | {best or 0:.1f}x | "
-          f"{'PASS' if (best or 0) >= 16 else 'FAIL'} |")
+    print(
+        f"| largest model / budget that runs within budget x 1.10 (>= 16x) | {best or 0:.1f}x | "
+        f"{'PASS' if (best or 0) >= 16 else 'FAIL'} |"
+    )
     if ref and "error" not in ref:
         io_bound = ref["io"]
-        print(f"| offloaded time / IO bound at 128 MB (<= 1.4) | {ref['total']:.2f} s / {io_bound:.2f} s = "
-              f"{ref['total'] / io_bound:.2f} | {'PASS' if ref['total'] / io_bound <= 1.4 else 'FAIL'} |")
+        print(
+            f"| offloaded time / IO bound at 128 MB (<= 1.4) | {ref['total']:.2f} s / {io_bound:.2f} s = "
+            f"{ref['total'] / io_bound:.2f} | {'PASS' if ref['total'] / io_bound <= 1.4 else 'FAIL'} |"
+        )
         worst = max(io_bound, ref["compute"])
-        print(f"| overlap: time / max(IO {io_bound:.2f} s, compute {ref['compute']:.2f} s) (<= 1.15, CPU) | "
-              f"{ref['total'] / worst:.2f} | {'PASS' if ref['total'] / worst <= 1.15 else 'FAIL'} |")
+        print(
+            f"| overlap: time / max(IO {io_bound:.2f} s, compute {ref['compute']:.2f} s) (<= 1.15, CPU) | "
+            f"{ref['total'] / worst:.2f} | {'PASS' if ref['total'] / worst <= 1.15 else 'FAIL'} |"
+        )
         print(f"| bandwidth of the path | {ref['bytes'] / io_bound / 2**30:.2f} GiB/s | |")
 
 

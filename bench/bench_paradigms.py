@@ -63,17 +63,22 @@ def setup(quick: bool, path: str) -> tuple[workbench.Session, list[tuple[str, st
         if os.path.exists(old):
             os.remove(old)
     s = workbench.connect(path)
-    s.sql("CALL load_dataset('digits'); CALL load_dataset('pydoc');"
-          "ALTER MODEL digits SET cache = 'off'; ALTER MODEL minilm SET cache = 'off'")
+    s.sql(
+        "CALL load_dataset('digits'); CALL load_dataset('pydoc');"
+        "ALTER MODEL digits SET cache = 'off'; ALTER MODEL minilm SET cache = 'off'"
+    )
     s.register_model("wide", wide_mlp(), task="classify", cache="off")
     torch.manual_seed(0)
-    emb = torch.nn.Sequential(torch.nn.Embedding(400_000, 64), torch.nn.Linear(64, 32), torch.nn.ReLU(),
-                              torch.nn.Linear(32, 4))
+    emb = torch.nn.Sequential(
+        torch.nn.Embedding(400_000, 64), torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4)
+    )
     s.register_model("emb", emb, task="classify", cache="off")
     s.sql("CREATE TABLE ev AS SELECT i AS id, (i * 7919) % 400000 AS item FROM range(100000) t(i)")
     # distinct pixel rows beyond the 1,797 digits: each copy shifted a little
-    s.sql("CREATE TABLE px AS SELECT i AS id, list_transform(d.pixels, lambda p: p + (i // 1797) * 0.001)"
-          "::FLOAT[64] AS pixels FROM range(100000) t(i) JOIN digits d ON d.id = i % 1797")
+    s.sql(
+        "CREATE TABLE px AS SELECT i AS id, list_transform(d.pixels, lambda p: p + (i // 1797) * 0.001)"
+        "::FLOAT[64] AS pixels FROM range(100000) t(i) JOIN digits d ON d.id = i % 1797"
+    )
     s.sql("CREATE TABLE txt AS SELECT row_number() OVER (ORDER BY id) - 1 AS id, body FROM pydoc")
     digits_rows = (10, 100, 1000, 10000) if quick else (10, 100, 1000, 10000, 100000)
     wide_rows = (10, 100) if quick else (10, 100, 1000)
@@ -104,8 +109,9 @@ def best_of(s: workbench.Session, sql: str, paradigm: str | None) -> tuple[float
     return min(times), ran
 
 
-def interleaved(s: workbench.Session, sql: str, configs: list[str | None]
-                ) -> tuple[dict[str | None, tuple[float, str]], dict[str | None, str]]:
+def interleaved(
+    s: workbench.Session, sql: str, configs: list[str | None]
+) -> tuple[dict[str | None, tuple[float, str]], dict[str | None, str]]:
     """Best time of each config, measured in rounds (every config once per round) so a
     burst of load on this noisy machine hits all configs alike, in a rotating order; one
     warm-up round first
@@ -126,7 +132,7 @@ def interleaved(s: workbench.Session, sql: str, configs: list[str | None]
         best[c] = (float("inf"), best[c][1])
     for r in range(rounds if fast else 0):
         # each round starts at another config, so none always follows the same predecessor
-        for c in fast[r % len(fast):] + fast[:r % len(fast)]:
+        for c in fast[r % len(fast) :] + fast[: r % len(fast)]:
             try:
                 t, ran = timed(s, sql, c)
             except WorkbenchError as exc:  # counted: an intermittent failure is a finding too
@@ -165,11 +171,21 @@ def main() -> None:
                 feasible = {p: t for p, t in estimates.items() if t is not None}
                 best_est = min(feasible.values())
                 if best_est > 60:
-                    log(f"{model} {rows} rows sel {sel_name} budget {budget_name}: not run, the best estimate is "
-                        f"{best_est:.0f} s ({op.paradigm})")
+                    log(
+                        f"{model} {rows} rows sel {sel_name} budget {budget_name}: not run, the best estimate is "
+                        f"{best_est:.0f} s ({op.paradigm})"
+                    )
                     continue
-                point = {"model": model, "rows": rows, "selectivity": sel_name, "budget": budget_name,
-                         "chosen": op.paradigm, "estimates": estimates, "times": {}, "skipped": {}}
+                point = {
+                    "model": model,
+                    "rows": rows,
+                    "selectivity": sel_name,
+                    "budget": budget_name,
+                    "chosen": op.paradigm,
+                    "estimates": estimates,
+                    "times": {},
+                    "skipped": {},
+                }
                 configs: list[str | None] = []
                 for p in FORCED:
                     if estimates.get(p) is None:
@@ -191,9 +207,11 @@ def main() -> None:
                 point["best"] = min(forced, key=forced.get)
                 point["ratio"] = point["times"]["optimizer"] / forced[point["best"]]
                 results.append(point)
-                log(f"{model:6} {rows:>7,} rows  sel {sel_name:>4}  budget {budget_name:5}  "
+                log(
+                    f"{model:6} {rows:>7,} rows  sel {sel_name:>4}  budget {budget_name:5}  "
                     + "  ".join(f"{p} {t * 1000:,.1f} ms" for p, t in point["times"].items())
-                    + f"  -> chose {point['ran']}, {point['ratio']:.2f}x best ({point['best']})")
+                    + f"  -> chose {point['ran']}, {point['ratio']:.2f}x best ({point['best']})"
+                )
     s.sql("SET memory_budget_cpu = 'none'")
     pushdown = pushdown_rows(s, args.quick) if not args.models else []
     report(results, pushdown, failures)
@@ -204,8 +222,10 @@ def main() -> None:
 
 def pushdown_rows(s: workbench.Session, quick: bool) -> list[dict]:
     """A 1%-selective filter on `id`: filter pushed below the model vs inference-then-filter."""
-    cases = [("digits", "SELECT id, digits(pixels).label AS y FROM px WHERE id % 100 = 7", 100000),
-             ("minilm", "SELECT id, minilm(body)[1] AS y FROM txt WHERE id % 100 = 7", 2331)]
+    cases = [
+        ("digits", "SELECT id, digits(pixels).label AS y FROM px WHERE id % 100 = 7", 100000),
+        ("minilm", "SELECT id, minilm(body)[1] AS y FROM txt WHERE id % 100 = 7", 2331),
+    ]
     if not quick:
         cases.append(("wide", "SELECT id, wide(pixels).label AS y FROM px WHERE id < 10000 AND id % 100 = 7", 10000))
     out = []
@@ -219,8 +239,16 @@ def pushdown_rows(s: workbench.Session, quick: bool) -> list[dict]:
             unpushed = time.perf_counter() - start
         finally:
             s.sql("SET disabled_rules = ''")
-        out.append({"model": model, "rows": rows, "pushed": pushed, "optimizer": chosen, "ran": ran,
-                    "inference_then_filter": unpushed})
+        out.append(
+            {
+                "model": model,
+                "rows": rows,
+                "pushed": pushed,
+                "optimizer": chosen,
+                "ran": ran,
+                "inference_then_filter": unpushed,
+            }
+        )
         log(f"pushdown {model}: {unpushed:.3f} s -> {pushed:.3f} s ({unpushed / pushed:.0f}x)")
     return out
 
@@ -236,14 +264,18 @@ def report(results: list[dict], pushdown: list[dict], failures: list[dict]) -> N
         return point["skipped"].get(p, "")
 
     for r in results:
-        print(f"| {r['model']} | {r['rows']:,} | {r['selectivity']} | {r['budget']} | "
-              + " | ".join(cell(r, p) for p in (*FORCED, "optimizer"))
-              + f" | {r['ran']} | {r['best']} | {r['ratio']:.2f} |")
+        print(
+            f"| {r['model']} | {r['rows']:,} | {r['selectivity']} | {r['budget']} | "
+            + " | ".join(cell(r, p) for p in (*FORCED, "optimizer"))
+            + f" | {r['ran']} | {r['best']} | {r['ratio']:.2f} |"
+        )
     ratios = [r["ratio"] for r in results]
     within = sum(x <= 1.10 for x in ratios)
-    print(f"\nOptimizer within 1.10x of the best forced paradigm: {within}/{len(ratios)} points "
-          f"({within / len(ratios):.0%}; target >= 95%); worst {max(ratios):.2f}x (target <= 1.5x); "
-          f"median {sorted(ratios)[len(ratios) // 2]:.2f}x\n")
+    print(
+        f"\nOptimizer within 1.10x of the best forced paradigm: {within}/{len(ratios)} points "
+        f"({within / len(ratios):.0%}; target >= 95%); worst {max(ratios):.2f}x (target <= 1.5x); "
+        f"median {sorted(ratios)[len(ratios) // 2]:.2f}x\n"
+    )
 
     print("## Which paradigm wins where (fastest forced paradigm; count of points)\n")
     wins: dict[tuple[str, str], Counter] = defaultdict(Counter)
@@ -260,9 +292,11 @@ def report(results: list[dict], pushdown: list[dict], failures: list[dict]) -> N
     print("| model | table rows | inference-then-filter | filter pushed below the model | speed-up | optimizer |")
     print("|---|---:|---:|---:|---:|---:|")
     for p in pushdown:
-        print(f"| {p['model']} | {p['rows']:,} | {p['inference_then_filter'] * 1000:,.1f} ms | "
-              f"{p['pushed'] * 1000:,.1f} ms | {p['inference_then_filter'] / p['pushed']:.0f}x | "
-              f"{p['optimizer'] * 1000:,.1f} ms ({p['ran']}) |")
+        print(
+            f"| {p['model']} | {p['rows']:,} | {p['inference_then_filter'] * 1000:,.1f} ms | "
+            f"{p['pushed'] * 1000:,.1f} ms | {p['inference_then_filter'] / p['pushed']:.0f}x | "
+            f"{p['optimizer'] * 1000:,.1f} ms ({p['ran']}) |"
+        )
     print("\nTarget: >= 20x.")
     if FLAKY:
         print("\n## Timed rounds that failed (the point kept its other rounds)\n")

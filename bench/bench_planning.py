@@ -39,8 +39,10 @@ def setup(rows: int) -> workbench.Session:
     s = workbench.connect(progress=False)
     s.sql("CALL load_dataset('digits'); ALTER MODEL digits SET cache = 'off'")
     # distinct pixel rows beyond the 1,797 digits: each copy shifted a little
-    s.sql(f"CREATE TABLE big AS SELECT i AS id, list_transform(d.pixels, lambda p: p + (i // 1797) * 0.001)"
-          f"::FLOAT[64] AS pixels FROM range({rows}) t(i) JOIN digits d ON d.id = i % 1797")
+    s.sql(
+        f"CREATE TABLE big AS SELECT i AS id, list_transform(d.pixels, lambda p: p + (i // 1797) * 0.001)"
+        f"::FLOAT[64] AS pixels FROM range({rows}) t(i) JOIN digits d ON d.id = i % 1797"
+    )
     return s
 
 
@@ -77,19 +79,23 @@ def main() -> None:
     names = list(cases)
     for r in range(args.rounds):
         # each round starts at another case, so none always follows the same predecessor
-        for name in names[r % len(names):] + names[:r % len(names)]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             start = time.perf_counter()
             own = cases[name]()
             times[name].append(own if own is not None else time.perf_counter() - start)
         if r % 5 == 4:
-            log(f"round {r + 1}/{args.rounds}: " + ", ".join(
-                f"{n} {statistics.median(t) * 1000:,.1f} ms" for n, t in times.items()))
+            log(
+                f"round {r + 1}/{args.rounds}: "
+                + ", ".join(f"{n} {statistics.median(t) * 1000:,.1f} ms" for n, t in times.items())
+            )
     pushed_rows = len(s.sql(QUERY))
     s.close()
 
     base = statistics.median(times["inference-then-filter"])
-    print(f"query: `{QUERY}` over {args.rows:,} rows ({pushed_rows:,} kept); digits cache off; "
-          f"{args.rounds} interleaved rounds\n")
+    print(
+        f"query: `{QUERY}` over {args.rows:,} rows ({pushed_rows:,} kept); digits cache off; "
+        f"{args.rounds} interleaved rounds\n"
+    )
     print("| case | median ms | p90 ms | speed-up |")
     print("|---|---:|---:|---:|")
     for name in ("inference-then-filter", "pushed", "planning only"):

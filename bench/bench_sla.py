@@ -41,13 +41,17 @@ def main() -> None:
 
     print("mean service time per kind (ms): " + ", ".join(f"{k} {v * 1000:.0f}" for k, v in service.items()))
     print()
-    print("| load | policy | queries | violations | drops | late | throughput (q/s) | on time (q/s) | p50 ms | "
-          "p99 ms | est. median err | est. p90 err |")
+    print(
+        "| load | policy | queries | violations | drops | late | throughput (q/s) | on time (q/s) | p50 ms | "
+        "p99 ms | est. median err | est. p90 err |"
+    )
     print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in reports:
         late = r.violations - r.drops
-        print(f"| {r.load} | {r.policy} | {r.queries} | {r.violations} | {r.drops} | {late} | {r.throughput:.2f} | "
-              f"{r.goodput:.2f} | {r.p50_ms:,.0f} | {r.p99_ms:,.0f} | {r.est_median:.0%} | {r.est_p90:.0%} |")
+        print(
+            f"| {r.load} | {r.policy} | {r.queries} | {r.violations} | {r.drops} | {late} | {r.throughput:.2f} | "
+            f"{r.goodput:.2f} | {r.p50_ms:,.0f} | {r.p99_ms:,.0f} | {r.est_median:.0%} | {r.est_p90:.0%} |"
+        )
     print()
     by = {(r.load, r.policy): r for r in reports}
     print("| target | value | |")
@@ -55,11 +59,15 @@ def main() -> None:
     for load, need in ((1.2, 0.50), (1.0, 0.36)):
         fifo, hybrid = by[(load, "fifo")], by[(load, "hybrid")]
         cut = 1 - hybrid.violations / fifo.violations if fifo.violations else 0.0
-        print(f"| hybrid vs fifo violations at load {load} (>= {need:.0%} fewer) | {cut:.0%} fewer | "
-              f"{'PASS' if cut >= need else 'FAIL'} |")
+        print(
+            f"| hybrid vs fifo violations at load {load} (>= {need:.0%} fewer) | {cut:.0%} fewer | "
+            f"{'PASS' if cut >= need else 'FAIL'} |"
+        )
         ok = hybrid.throughput >= fifo.throughput
-        print(f"| hybrid throughput >= fifo at load {load} | {hybrid.throughput:.2f} vs {fifo.throughput:.2f} | "
-              f"{'PASS' if ok else 'FAIL'} |")
+        print(
+            f"| hybrid throughput >= fifo at load {load} | {hybrid.throughput:.2f} vs {fifo.throughput:.2f} | "
+            f"{'PASS' if ok else 'FAIL'} |"
+        )
     errs = sorted(r.est_median for r in reports)
     median = errs[len(errs) // 2]
     print(f"| estimator median relative error (<= 25%) | {median:.0%} | {'PASS' if median <= 0.25 else 'FAIL'} |")

@@ -34,7 +34,7 @@ def main() -> None:
     times: dict[str, list[float]] = {"off": [], "on": []}
     rates = []
     for r in range(args.rounds):
-        for mode in (("off", "on") if r % 2 == 0 else ("on", "off")):
+        for mode in ("off", "on") if r % 2 == 0 else ("on", "off"):
             if mode == "on":
                 tracker = Tracker()
                 unsubscribe = s.telemetry.subscribe(tracker)

@@ -64,8 +64,9 @@ class Forks:
 
     def __init__(self, path: Path, body: str, *argv: str):
         path.write_text(_SERVER.format(body=textwrap.dedent(body)))
-        self.proc = subprocess.Popen([sys.executable, str(path), *argv], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(path), *argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         self._lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._pump, daemon=True).start()
         line = self._next(READY_S, "start")
@@ -109,8 +110,10 @@ class Forks:
             if line.startswith("child "):
                 pid = int(line.split()[1])
             elif line.startswith("exit "):
-                raise AssertionError(f"the writer ended (wait status {line.split()[1]}) after {len(done)} "
-                                     f"commits, before it was killed: {done[-3:]}")
+                raise AssertionError(
+                    f"the writer ended (wait status {line.split()[1]}) after {len(done)} "
+                    f"commits, before it was killed: {done[-3:]}"
+                )
             else:
                 done.append(line)
         time.sleep(delay)
@@ -118,8 +121,9 @@ class Forks:
         while not (line := self._next(COMMIT_S, "the killed writer's exit")).startswith("exit "):
             done.append(line)  # printed after a commit, before the kill
         status = int(line.split()[1])
-        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, \
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, (
             f"the writer was not killed writing (wait status {status})"
+        )
         return done
 
 

@@ -179,8 +179,9 @@ def test_two_sessions_writing_one_cache_leave_no_duplicates(tmp_path):
     [t.start() for t in threads]
     [t.join() for t in threads]
     assert not errors
-    n, distinct = sessions[0].con.sql(
-        "SELECT count(*), count(DISTINCT (fp, h)) FROM workbench_cache_digits").fetchall()[0]
+    n, distinct = (
+        sessions[0].con.sql("SELECT count(*), count(DISTINCT (fp, h)) FROM workbench_cache_digits").fetchall()[0]
+    )
     assert n == distinct > 0
     for x in sessions:
         x.close()
@@ -229,12 +230,15 @@ def test_sigkill_during_cache_writes_leaves_committed_entries_intact(tmp_path):
             queries += len(done)
             windows = [int(line.split()[2]) for line in done]
             with workbench.connect(db) as s:  # reopens: no corruption
-                n, distinct = s.con.sql("SELECT count(*), count(DISTINCT (fp, h)) FROM workbench_cache_digits "
-                                        "WHERE fp IS NOT NULL").fetchall()[0]
+                n, distinct = s.con.sql(
+                    "SELECT count(*), count(DISTINCT (fp, h)) FROM workbench_cache_digits WHERE fp IS NOT NULL"
+                ).fetchall()[0]
                 assert n == distinct and n >= committed  # whole entries, none lost since the last check
                 where = " OR ".join(f"(d.id >= {lo} AND d.id < {lo + 90})" for lo in windows)
-                lost = s.con.sql(f"SELECT count(*) FROM digits d WHERE ({where}) AND NOT EXISTS "
-                                 "(SELECT 1 FROM workbench_cache_digits c WHERE c.k = d.pixels)").fetchall()[0][0]
+                lost = s.con.sql(
+                    f"SELECT count(*) FROM digits d WHERE ({where}) AND NOT EXISTS "
+                    "(SELECT 1 FROM workbench_cache_digits c WHERE c.k = d.pixels)"
+                ).fetchall()[0][0]
                 assert lost == 0, f"{lost} entries of queries that returned before the kill are missing"
                 committed = n
     assert committed > 0 and queries >= 20  # every kill landed after real cache writes

@@ -30,9 +30,25 @@ from workbench.session import Session, connect
 __version__ = "0.1.0"
 
 __all__ = [
-    "CatalogError", "ExecutionError", "InputTypeError", "ModelError", "ModelLoadError", "ModelOperator",
-    "OutOfMemoryBudget", "ParameterError", "Plan", "QueryDropped", "QueryFuture", "QueryInterrupted",
-    "Result", "SQLSyntaxError", "Session", "UnknownModelError", "WorkbenchError", "connect", "datasets",
+    "CatalogError",
+    "ExecutionError",
+    "InputTypeError",
+    "ModelError",
+    "ModelLoadError",
+    "ModelOperator",
+    "OutOfMemoryBudget",
+    "ParameterError",
+    "Plan",
+    "QueryDropped",
+    "QueryFuture",
+    "QueryInterrupted",
+    "Result",
+    "SQLSyntaxError",
+    "Session",
+    "UnknownModelError",
+    "WorkbenchError",
+    "connect",
+    "datasets",
     "load_ipython_extension",
 ]
 

@@ -126,19 +126,26 @@ class InferenceCache:
     def ensure_table(self, model_name: str, model: Model) -> str:
         table = table_name(model_name)
         key_type = model.input_type
-        rows = run(self.con, "SELECT column_name, data_type FROM duckdb_columns() "
-                             "WHERE table_name = ? AND schema_name = 'main'", [table])
+        rows = run(
+            self.con,
+            "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = ? AND schema_name = 'main'",
+            [table],
+        )
         types = dict(rows)
-        if types and (types.get("v") != self._canonical(model.output_type)
-                      or types.get("k") != self._canonical(key_type)):
+        if types and (
+            types.get("v") != self._canonical(model.output_type) or types.get("k") != self._canonical(key_type)
+        ):
             run(self.con, f'DROP TABLE "{table}"')  # the model's shape changed: old entries are stale
             types = {}
         if not types:
             for attempt in range(3):  # another session may be creating the same table
                 try:
-                    run(self.con, f'CREATE TABLE IF NOT EXISTS "{table}" (fp VARCHAR NOT NULL, '
-                                  f"h UHUGEINT NOT NULL, k {key_type}, v {model.output_type}, e FLOAT[], "
-                                  "bytes INTEGER, last_used TIMESTAMP, PRIMARY KEY (fp, h))")
+                    run(
+                        self.con,
+                        f'CREATE TABLE IF NOT EXISTS "{table}" (fp VARCHAR NOT NULL, '
+                        f"h UHUGEINT NOT NULL, k {key_type}, v {model.output_type}, e FLOAT[], "
+                        "bytes INTEGER, last_used TIMESTAMP, PRIMARY KEY (fp, h))",
+                    )
                     break
                 except duckdb.TransactionException:
                     if attempt == 2:
@@ -161,8 +168,15 @@ class InferenceCache:
         return f"md5_number('{policy.tag}' || {expr})"
 
     # -- lookup ------------------------------------------------------------------------
-    def lookup(self, model_name: str, model: Model, policy: Policy, fp: str, keys: pa.Array,
-               embed: Callable[[Any], np.ndarray] | None = None) -> Lookup:
+    def lookup(
+        self,
+        model_name: str,
+        model: Model,
+        policy: Policy,
+        fp: str,
+        keys: pa.Array,
+        embed: Callable[[Any], np.ndarray] | None = None,
+    ) -> Lookup:
         n = len(keys)
         if n == 0:
             return Lookup(np.array([], np.int64), pa.array([], type=model.arrow_output_type()), np.arange(0))
@@ -172,7 +186,9 @@ class InferenceCache:
         try:
             found = self.query(
                 f'SELECT i.i, c.v FROM {view} i JOIN "{table}" c '
-                f"ON c.fp = $fp AND c.h = {self._key_sql('i.k', model, policy)}", {"fp": fp})
+                f"ON c.fp = $fp AND c.h = {self._key_sql('i.k', model, policy)}",
+                {"fp": fp},
+            )
         finally:
             self.con.unregister(view)
         hit_index = found.column("i").to_numpy().astype(np.int64)
@@ -185,20 +201,34 @@ class InferenceCache:
             result = self._nearest(table, model, policy, fp, keys, result, embed)
         return result
 
-    def _nearest(self, table: str, model: Model, policy: Policy, fp: str, keys: pa.Array,
-                 found: Lookup, embed: Callable[[Any], np.ndarray]) -> Lookup:
+    def _nearest(
+        self,
+        table: str,
+        model: Model,
+        policy: Policy,
+        fp: str,
+        keys: pa.Array,
+        found: Lookup,
+        embed: Callable[[Any], np.ndarray],
+    ) -> Lookup:
         vectors = embed(keys.take(pa.array(found.miss_index)))
         view = f"__wb_cache_near_{next(_views)}"
-        self.con.register(view, pa.table({
-            "i": pa.array(found.miss_index),
-            "e": pa.array(list(np.asarray(vectors, np.float32)), type=pa.list_(pa.float32())),
-        }))
+        self.con.register(
+            view,
+            pa.table(
+                {
+                    "i": pa.array(found.miss_index),
+                    "e": pa.array(list(np.asarray(vectors, np.float32)), type=pa.list_(pa.float32())),
+                }
+            ),
+        )
         try:
             near = self.query(
                 f"SELECT m.i, arg_max(c.v, list_cosine_similarity(c.e, m.e)) AS v, "
-                f"max(list_cosine_similarity(c.e, m.e)) AS sim FROM {view} m, \"{table}\" c "
+                f'max(list_cosine_similarity(c.e, m.e)) AS sim FROM {view} m, "{table}" c '
                 f"WHERE c.fp = $fp AND c.e IS NOT NULL GROUP BY m.i HAVING sim >= $t",
-                {"fp": fp, "t": policy.threshold})
+                {"fp": fp, "t": policy.threshold},
+            )
         finally:
             self.con.unregister(view)
         if not near.num_rows:
@@ -207,19 +237,28 @@ class InferenceCache:
         hit_index = np.concatenate([found.hit_index, extra])
         values = pa.concat_arrays([found.hit_values, near.column("v").combine_chunks().cast(found.hit_values.type)])
         keep = ~np.isin(found.miss_index, extra)
-        return Lookup(hit_index, values, found.miss_index[keep], semantic_hits=len(extra),
-                      miss_vectors=np.asarray(vectors)[keep])
+        return Lookup(
+            hit_index, values, found.miss_index[keep], semantic_hits=len(extra), miss_vectors=np.asarray(vectors)[keep]
+        )
 
     # -- writes ------------------------------------------------------------------------
-    def store(self, model_name: str, model: Model, policy: Policy, fp: str, keys: pa.Array,
-              values: pa.Array, vectors: np.ndarray | None = None, hit_keys: pa.Array | None = None) -> None:
+    def store(
+        self,
+        model_name: str,
+        model: Model,
+        policy: Policy,
+        fp: str,
+        keys: pa.Array,
+        values: pa.Array,
+        vectors: np.ndarray | None = None,
+        hit_keys: pa.Array | None = None,
+    ) -> None:
         """Write misses back and refresh the last use of hits, in one transaction."""
         table = self.ensure_table(model_name, model)
         hit_keys = hit_keys if hit_keys is not None else keys.slice(0, 0)
         if not len(keys) and not len(hit_keys):
             return
-        columns = {"k": keys, "v": values,
-                   "bytes": pa.array(np.full(len(keys), _row_bytes(keys, values), np.int32))}
+        columns = {"k": keys, "v": values, "bytes": pa.array(np.full(len(keys), _row_bytes(keys, values), np.int32))}
         if vectors is not None:
             columns["e"] = pa.array(list(np.asarray(vectors, np.float32)), type=pa.list_(pa.float32()))
         else:
@@ -232,14 +271,20 @@ class InferenceCache:
             for attempt in (1, 2):  # a concurrent writer of the same keys: retry once
                 try:
                     with transaction(self.con):
-                        run(self.con,
+                        run(
+                            self.con,
                             f'INSERT INTO "{table}" SELECT DISTINCT ON (h) $fp AS fp, '
                             f"{self._key_sql('n.k', model, policy)} AS h, n.k, n.v, n.e, n.bytes, "
-                            f"now() AS last_used FROM {view} n ON CONFLICT DO NOTHING", {"fp": fp})
+                            f"now() AS last_used FROM {view} n ON CONFLICT DO NOTHING",
+                            {"fp": fp},
+                        )
                         if len(hit_keys):
-                            run(self.con, f'UPDATE "{table}" SET last_used = now() WHERE fp = $fp AND h IN '
-                                          f"(SELECT {self._key_sql('t.k', model, policy)} FROM {touched} t)",
-                                {"fp": fp})
+                            run(
+                                self.con,
+                                f'UPDATE "{table}" SET last_used = now() WHERE fp = $fp AND h IN '
+                                f"(SELECT {self._key_sql('t.k', model, policy)} FROM {touched} t)",
+                                {"fp": fp},
+                            )
                         self._evict(table, policy.max_bytes)
                     break
                 except (duckdb.TransactionException, duckdb.ConstraintException):
@@ -253,48 +298,71 @@ class InferenceCache:
             self.con.unregister(touched)
 
     def _evict(self, table: str, max_bytes: int) -> None:
-        run(self.con,
+        run(
+            self.con,
             f'DELETE FROM "{table}" WHERE rowid IN (SELECT rowid FROM (SELECT rowid, sum(bytes) OVER '
-            f'(ORDER BY last_used DESC, rowid DESC) AS running FROM "{table}") WHERE running > ?)', [max_bytes])
+            f'(ORDER BY last_used DESC, rowid DESC) AS running FROM "{table}") WHERE running > ?)',
+            [max_bytes],
+        )
 
     # -- views -------------------------------------------------------------------------
-    def expected_hit_ratio(self, model_name: str, model: Model, policy: Policy, fp: str,
-                           input_sql: str, params: dict[str, Any]) -> float | None:
+    def expected_hit_ratio(
+        self, model_name: str, model: Model, policy: Policy, fp: str, input_sql: str, params: dict[str, Any]
+    ) -> float | None:
         table = table_name(model_name)
-        exists = run(self.con, "SELECT 1 FROM duckdb_tables() WHERE table_name = ? AND schema_name = 'main'",
-                     [table])
+        exists = run(self.con, "SELECT 1 FROM duckdb_tables() WHERE table_name = ? AND schema_name = 'main'", [table])
         if policy.kind == "off":
             return None
         if not exists:
             return 0.0
         t = self.query(
-            f"SELECT count(*) AS n, count(c.h) AS hits FROM ({input_sql}) i LEFT JOIN \"{table}\" c "
+            f'SELECT count(*) AS n, count(c.h) AS hits FROM ({input_sql}) i LEFT JOIN "{table}" c '
             f"ON c.fp = $__fp AND c.h = {self._key_sql('i.k', model, policy)} WHERE i.k IS NOT NULL",
-            {**params, "__fp": fp})
+            {**params, "__fp": fp},
+        )
         n, hits = t.column("n")[0].as_py(), t.column("hits")[0].as_py()
         return hits / n if n else None
 
     def stats(self) -> pa.Table:
-        tables = [r[0] for r in run(self.con, "SELECT table_name FROM duckdb_tables() WHERE table_name LIKE "
-                                              "'workbench_cache_%' AND schema_name = 'main' ORDER BY 1")]
+        tables = [
+            r[0]
+            for r in run(
+                self.con,
+                "SELECT table_name FROM duckdb_tables() WHERE table_name LIKE "
+                "'workbench_cache_%' AND schema_name = 'main' ORDER BY 1",
+            )
+        ]
         rows = []
         for t in tables:
-            n, size, fps, last = run(self.con, f'SELECT count(*), coalesce(sum(bytes), 0), count(DISTINCT fp), '
-                                               f'max(last_used) FROM "{t}"')[0]
-            rows.append((t[len("workbench_cache_"):], n, size, fps, last))
-        return pa.table({
-            "model": [r[0] for r in rows], "entries": pa.array([r[1] for r in rows], pa.int64()),
-            "bytes": pa.array([r[2] for r in rows], pa.int64()),
-            "fingerprints": pa.array([r[3] for r in rows], pa.int64()),
-            "last_used": pa.array([r[4] for r in rows], pa.timestamp("us")),
-        })
+            n, size, fps, last = run(
+                self.con, f'SELECT count(*), coalesce(sum(bytes), 0), count(DISTINCT fp), max(last_used) FROM "{t}"'
+            )[0]
+            rows.append((t[len("workbench_cache_") :], n, size, fps, last))
+        return pa.table(
+            {
+                "model": [r[0] for r in rows],
+                "entries": pa.array([r[1] for r in rows], pa.int64()),
+                "bytes": pa.array([r[2] for r in rows], pa.int64()),
+                "fingerprints": pa.array([r[3] for r in rows], pa.int64()),
+                "last_used": pa.array([r[4] for r in rows], pa.timestamp("us")),
+            }
+        )
 
     def clear(self, model_name: str | None = None) -> int:
         if model_name is not None and not re.fullmatch(r"\w+", model_name):
             raise CacheError(f"not a model name: {model_name!r}")
-        names = [table_name(model_name)] if model_name else [
-            r[0] for r in run(self.con, "SELECT table_name FROM duckdb_tables() WHERE table_name LIKE "
-                                        "'workbench_cache_%' AND schema_name = 'main'")]
+        names = (
+            [table_name(model_name)]
+            if model_name
+            else [
+                r[0]
+                for r in run(
+                    self.con,
+                    "SELECT table_name FROM duckdb_tables() WHERE table_name LIKE "
+                    "'workbench_cache_%' AND schema_name = 'main'",
+                )
+            ]
+        )
         removed = 0
         for t in names:
             if run(self.con, "SELECT 1 FROM duckdb_tables() WHERE table_name = ? AND schema_name = 'main'", [t]):

@@ -42,11 +42,13 @@ def digits_table() -> pa.Table:
 
     data = load_digits()
     pixels = np.ascontiguousarray(data.data, dtype=np.float32)
-    return pa.table({
-        "id": pa.array(np.arange(len(pixels)), pa.int32()),
-        "pixels": pa.FixedSizeListArray.from_arrays(pa.array(pixels.reshape(-1)), 64),
-        "label": pa.array(data.target, pa.int32()),
-    })
+    return pa.table(
+        {
+            "id": pa.array(np.arange(len(pixels)), pa.int32()),
+            "pixels": pa.FixedSizeListArray.from_arrays(pa.array(pixels.reshape(-1)), 64),
+            "label": pa.array(data.target, pa.int32()),
+        }
+    )
 
 
 def load(target: Any, name: str) -> int:

@@ -51,8 +51,7 @@ def translate_error(exc: duckdb.Error, plan: Plan | None, models: set[str]) -> W
     msg = re.sub(r"^[A-Za-z ]+ Error: ", "", str(exc).strip())  # our error class names the kind
     # one line per fact, but keep DuckDB's "LINE n:" caret block that points at the position
     head, sep, caret = msg.partition("\n\nLINE ")
-    msg = " ".join(line.strip() for line in head.splitlines() if line.strip()) + (
-        f"\nLINE {caret}" if sep else "")
+    msg = " ".join(line.strip() for line in head.splitlines() if line.strip()) + (f"\nLINE {caret}" if sep else "")
     if "Possible solutions:" in msg:  # DuckDB's tuning advice; our message says what to do
         msg = msg.split("Possible solutions:")[0].rstrip()
     if "Candidate functions:" in msg:  # DuckDB lists every overload; the first line says it
@@ -60,13 +59,16 @@ def translate_error(exc: duckdb.Error, plan: Plan | None, models: set[str]) -> W
         msg = head.rstrip() + f" ({len(rest.strip().splitlines())} candidate signatures)"
     names = {str(op.id): op.model for op in plan.operators} if plan is not None else {}
     # show the user's model names, never our lookup functions
-    msg = re.sub(r"__wb_(?:\d+_)?lookup_(\d+)", lambda m: names.get(m.group(1), "<model call>"), msg,
-                 flags=re.IGNORECASE)
+    msg = re.sub(
+        r"__wb_(?:\d+_)?lookup_(\d+)", lambda m: names.get(m.group(1), "<model call>"), msg, flags=re.IGNORECASE
+    )
     if isinstance(exc, duckdb.InterruptException) or "interrupted" in msg.lower():
         return QueryInterrupted("query interrupted; nothing was saved")
     if isinstance(exc, duckdb.OutOfMemoryException):
-        return OutOfMemoryBudget(f"out of memory budget in DuckDB: {msg} (SET memory_budget_cpu = ... to raise "
-                                 "the budget, or select fewer rows)")
+        return OutOfMemoryBudget(
+            f"out of memory budget in DuckDB: {msg} (SET memory_budget_cpu = ... to raise "
+            "the budget, or select fewer rows)"
+        )
     if isinstance(exc, duckdb.ParserException):
         return SQLSyntaxError(msg)
     if isinstance(exc, duckdb.CatalogException):

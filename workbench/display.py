@@ -37,8 +37,11 @@ def _rows(result: Any, limit: int) -> tuple[list[str], list[list[str]]]:
 
 
 def operator_line(s: dict[str, Any]) -> str:
-    cache = f", cache {s['cache_hits']:,} hits / {s['cache_misses']:,} misses" if (
-        s.get("cache_hits") or s.get("cache_misses")) else ""
+    cache = (
+        f", cache {s['cache_hits']:,} hits / {s['cache_misses']:,} misses"
+        if (s.get("cache_hits") or s.get("cache_misses"))
+        else ""
+    )
     inputs = f"{s['rows']:,} input{'' if s['rows'] == 1 else 's'}"
     if not s.get("batches", 1):
         ran = "model not run"
@@ -80,5 +83,7 @@ def result_html(result: Any, limit: int = DEFAULT_LIMIT) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in r) + "</tr>" for r in rows)
     more = f"<div>… {len(result) - limit:,} more rows</div>" if len(result) > limit else ""
-    return (f"<div class='workbench-result'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody>"
-            f"</table>{more}<div class='workbench-summary'>{html.escape(summary_line(result))}</div></div>")
+    return (
+        f"<div class='workbench-result'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody>"
+        f"</table>{more}<div class='workbench-summary'>{html.escape(summary_line(result))}</div></div>"
+    )

@@ -1,9 +1,9 @@
 """The workbench's own `CALL` procedures (other CALLs go to DuckDB).
 
-    CALL load_dataset('pydoc' | 'digits')
-    CALL cache_stats()
-    CALL clear_cache() / CALL clear_cache('model')
-    CALL calibrate()          measure the cost model's machine constants again
+CALL load_dataset('pydoc' | 'digits')
+CALL cache_stats()
+CALL clear_cache() / CALL clear_cache('model')
+CALL calibrate()          measure the cost model's machine constants again
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import pyarrow as pa
 
 from workbench import datasets
 from workbench.cache import InferenceCache
+from workbench.engine import calibration
 from workbench.errors import ParameterError
 from workbench.models.catalog import Catalog
-from workbench.optimizer import calibration
 from workbench.result import Result
 
 
@@ -35,8 +35,7 @@ class Host(Protocol):
 
 
 def _message(msg: str, statement: str, start: float) -> Result:
-    return Result(pa.table({"status": [msg]}), statement=statement, elapsed=time.perf_counter() - start,
-                  message=msg)
+    return Result(pa.table({"status": [msg]}), statement=statement, elapsed=time.perf_counter() - start, message=msg)
 
 
 def load_dataset(session: Host, name: Any = None, *rest: Any) -> Result:
@@ -61,8 +60,9 @@ def clear_cache(session: Host, name: Any = None, *rest: Any) -> Result:
     if name is not None:
         session.catalog.info(name)  # unknown model: a clear error
     removed = session.cache.clear(name)
-    return _message(f"cache cleared{' for ' + name if name else ''} ({removed:,} entries removed)",
-                    "CALL clear_cache()", start)
+    return _message(
+        f"cache cleared{' for ' + name if name else ''} ({removed:,} entries removed)", "CALL clear_cache()", start
+    )
 
 
 def calibrate(session: Host, *args: Any) -> Result:
@@ -71,8 +71,9 @@ def calibrate(session: Host, *args: Any) -> Result:
         raise ParameterError("usage: CALL calibrate()")
     start = time.perf_counter()
     values = session.calibrate()
-    table = pa.table({"name": list(values), "value": list(values.values()),
-                      "unit": [calibration.UNITS.get(n, "") for n in values]})
+    table = pa.table(
+        {"name": list(values), "value": list(values.values()), "unit": [calibration.UNITS.get(n, "") for n in values]}
+    )
     return Result(table, statement="CALL calibrate()", elapsed=time.perf_counter() - start)
 
 

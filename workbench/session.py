@@ -45,9 +45,16 @@ class Session:
     `Result`; `explain(text)` returns the `Plan` of a query without running its models.
     """
 
-    def __init__(self, database: str = ":memory:", *, batch_size: int | None = None,
-                 memory_budget: str | int | None = None, safe: bool = False, workers: int = 2,
-                 progress: bool | str = "auto"):
+    def __init__(
+        self,
+        database: str = ":memory:",
+        *,
+        batch_size: int | None = None,
+        memory_budget: str | int | None = None,
+        safe: bool = False,
+        workers: int = 2,
+        progress: bool | str = "auto",
+    ):
         try:
             self.con = duckdb.connect(database)
         except duckdb.Error as exc:
@@ -65,7 +72,8 @@ class Session:
         self._config_lock = threading.Lock()
         self._scheduler: Scheduler | None = None
         self.procedures: dict[str, Callable[..., Result]] = {
-            name: functools.partial(proc, self) for name, proc in PROCEDURES.items()}
+            name: functools.partial(proc, self) for name, proc in PROCEDURES.items()
+        }
         if memory_budget is not None:
             self.set("memory_budget_cpu", memory_budget)
         if safe:
@@ -74,8 +82,15 @@ class Session:
             self.telemetry.subscribe(TextProgress())
 
     # -- running dlsql --------------------------------------------------------------------
-    def sql(self, text: str, params: Mapping[str, Any] | None = None, *, namespace: Mapping[str, Any] | None = None,
-            paradigm: str | None = None, batch_size: int | None = None) -> Result:
+    def sql(
+        self,
+        text: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        namespace: Mapping[str, Any] | None = None,
+        paradigm: str | None = None,
+        batch_size: int | None = None,
+    ) -> Result:
         """Run dlsql `text`; `:name` / `$name` placeholders are bound from `params`.
 
         `namespace` is where `CREATE MODEL ... FROM PYTHON var` finds `var` (the notebook's
@@ -98,8 +113,15 @@ class Session:
         assert result is not None
         return result
 
-    def explain(self, text: str, params: Mapping[str, Any] | None = None, *, analyze: bool = False,
-                paradigm: str | None = None, batch_size: int | None = None) -> Plan:
+    def explain(
+        self,
+        text: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        analyze: bool = False,
+        paradigm: str | None = None,
+        batch_size: int | None = None,
+    ) -> Plan:
         """The plan of one query; with `analyze=True` it runs and carries actual figures."""
         paradigm = hints.check(paradigm)
         statements = self._split(text)
@@ -111,11 +133,13 @@ class Session:
         if not isinstance(stmt, st.Sql):
             raise SQLSyntaxError("only SQL queries can be explained")
         with self.engine.cursor() as cursor:
-            return self.engine.explain(stmt, params, cursor, self.config, analyze=analyze, paradigm=paradigm,
-                                       batch_size=batch_size)
+            return self.engine.explain(
+                stmt, params, cursor, self.config, analyze=analyze, paradigm=paradigm, batch_size=batch_size
+            )
 
-    def submit(self, sql: str, params: Mapping[str, Any] | None = None, *,
-               deadline_ms: float | None = None) -> QueryFuture:
+    def submit(
+        self, sql: str, params: Mapping[str, Any] | None = None, *, deadline_ms: float | None = None
+    ) -> QueryFuture:
         """Queue `sql` for the worker pool; returns a future (status done / late / failed /
         dropped, estimated_ms, actual_ms). The policy is `SET sla_policy = ...`."""
         return self.scheduler.submit(sql, self._snapshot_params(sql, params), deadline_ms)
@@ -188,24 +212,46 @@ class Session:
     def _split(self, text: str) -> list[st.Statement]:
         return st.split(text, frozenset(self.procedures), settings.SETTINGS)
 
-    def _run(self, stmt: st.Statement, params: Mapping[str, Any] | None, namespace: Mapping[str, Any],
-             paradigm: str | None, batch_size: int | None) -> Result:
+    def _run(
+        self,
+        stmt: st.Statement,
+        params: Mapping[str, Any] | None,
+        namespace: Mapping[str, Any],
+        paradigm: str | None,
+        batch_size: int | None,
+    ) -> Result:
         start = time.perf_counter()
         if isinstance(stmt, st.Sql):
             with self.engine.cursor() as cursor:
-                plan, values = self.engine.plan(stmt, params, cursor, self.config, paradigm=paradigm,
-                                                batch_size=batch_size)
+                plan, values = self.engine.plan(
+                    stmt, params, cursor, self.config, paradigm=paradigm, batch_size=batch_size
+                )
                 done = self.engine.run(plan, values, cursor, self.config)
-            return Result(done.table, statement=stmt.text, elapsed=time.perf_counter() - start,
-                          stats=[s.as_dict() for s in done.stats])
+            return Result(
+                done.table,
+                statement=stmt.text,
+                elapsed=time.perf_counter() - start,
+                stats=[s.as_dict() for s in done.stats],
+            )
         if isinstance(stmt, st.Explain):
             if not isinstance(stmt.statement, st.Sql):
                 raise SQLSyntaxError("EXPLAIN works on SQL queries, not on model statements")
             with self.engine.cursor() as cursor:
-                plan = self.engine.explain(stmt.statement, params, cursor, self.config, analyze=stmt.analyze,
-                                           paradigm=paradigm, batch_size=batch_size)
-            return Result(pa.table({"plan": plan.text().splitlines()}), statement=stmt.text,
-                          elapsed=time.perf_counter() - start, plan=plan)
+                plan = self.engine.explain(
+                    stmt.statement,
+                    params,
+                    cursor,
+                    self.config,
+                    analyze=stmt.analyze,
+                    paradigm=paradigm,
+                    batch_size=batch_size,
+                )
+            return Result(
+                pa.table({"plan": plan.text().splitlines()}),
+                statement=stmt.text,
+                elapsed=time.perf_counter() - start,
+                plan=plan,
+            )
         if isinstance(stmt, st.Call):
             return self.procedures[stmt.procedure.lower()](*stmt.args)
         if isinstance(stmt, st.Setting):

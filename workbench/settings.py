@@ -43,7 +43,11 @@ def apply_to_database(con: duckdb.DuckDBPyConnection, old: Config, new: Config) 
 def lock_down(con: duckdb.DuckDBPyConnection) -> None:
     """Safe mode for shared deployments: no file, network or extension access from SQL,
     and the configuration cannot be changed back by a query."""
-    for setting in ("enable_external_access = false", "autoinstall_known_extensions = false",
-                    "autoload_known_extensions = false", "allow_community_extensions = false",
-                    "lock_configuration = true"):
+    for setting in (
+        "enable_external_access = false",
+        "autoinstall_known_extensions = false",
+        "autoload_known_extensions = false",
+        "allow_community_extensions = false",
+        "lock_configuration = true",
+    ):
         run(con, f"SET {setting}")

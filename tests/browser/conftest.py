@@ -42,6 +42,7 @@ CELL_TIMEOUT_MS = 180_000  # one cell runs
 
 # -- is there a browser? ----------------------------------------------------------------------
 
+
 def chromium_path() -> str | None:
     """WB_CHROMIUM if it names an executable file, else /usr/bin/chromium, else None."""
     wanted = os.environ.get("WB_CHROMIUM")
@@ -53,10 +54,15 @@ def chromium_path() -> str | None:
 
 def _skip_reason() -> str | None:
     if chromium_path() is None:
-        where = f"WB_CHROMIUM={os.environ['WB_CHROMIUM']!r} is not an executable" if os.environ.get(
-            "WB_CHROMIUM") else "no /usr/bin/chromium"
-        return (f"browser tests need Chromium: {where} (run `bash tests/browser/ensure_chromium.sh` "
-                "as root, or set WB_CHROMIUM)")
+        where = (
+            f"WB_CHROMIUM={os.environ['WB_CHROMIUM']!r} is not an executable"
+            if os.environ.get("WB_CHROMIUM")
+            else "no /usr/bin/chromium"
+        )
+        return (
+            f"browser tests need Chromium: {where} (run `bash tests/browser/ensure_chromium.sh` "
+            "as root, or set WB_CHROMIUM)"
+        )
     try:
         import playwright.sync_api  # noqa: F401
     except Exception as exc:  # ImportError, or a broken install
@@ -82,6 +88,7 @@ def artifacts_dir() -> Path:
 
 # -- the JupyterLab server --------------------------------------------------------------------
 
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -96,8 +103,7 @@ def _write_json(path: Path, data: Any) -> None:
 # User settings of the test server: no news or update checks, and every cell in the DOM
 # (windowingMode 'none': no virtual scrolling that would take cells out of the page).
 LAB_SETTINGS = {
-    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
-        "fetchNews": "false", "checkForUpdates": False},
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false", "checkForUpdates": False},
     "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
 }
 
@@ -119,8 +125,9 @@ class LabServer:
         return f"http://127.0.0.1:{self.port}"
 
     def api(self, method: str, path: str, timeout: float = 10.0) -> Any:
-        req = urllib.request.Request(self.base_url + path, method=method,
-                                     headers={"Authorization": f"token {self.token}"})
+        req = urllib.request.Request(
+            self.base_url + path, method=method, headers={"Authorization": f"token {self.token}"}
+        )
         if method in ("POST", "PUT", "PATCH"):
             req.data = b""
         with urllib.request.urlopen(req, timeout=timeout) as resp:
@@ -139,8 +146,7 @@ class LabServer:
         import nbformat
 
         nb = nbformat.v4.new_notebook()
-        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)",
-                                     "language": "python"}
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
         nb.metadata["language_info"] = {"name": "python"}
         nb.cells = [nbformat.v4.new_code_cell(src) for src in sources]
         if not name.endswith(".ipynb"):
@@ -215,27 +221,44 @@ def lab_server(tmp_path_factory, artifacts_dir) -> LabServer:
         _write_json(dirs["settings"] / rel, values)
 
     port, token = _free_port(), secrets.token_hex(24)
-    env = {**os.environ,
-           "JUPYTER_CONFIG_DIR": str(dirs["config"]), "JUPYTER_DATA_DIR": str(dirs["data"]),
-           "JUPYTER_RUNTIME_DIR": str(dirs["runtime"]), "IPYTHONDIR": str(dirs["ipython"]),
-           "JUPYTERLAB_SETTINGS_DIR": str(dirs["settings"]),
-           "JUPYTERLAB_WORKSPACES_DIR": str(dirs["workspaces"]),
-           "BROWSER": "true", "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(dirs["config"]),
+        "JUPYTER_DATA_DIR": str(dirs["data"]),
+        "JUPYTER_RUNTIME_DIR": str(dirs["runtime"]),
+        "IPYTHONDIR": str(dirs["ipython"]),
+        "JUPYTERLAB_SETTINGS_DIR": str(dirs["settings"]),
+        "JUPYTERLAB_WORKSPACES_DIR": str(dirs["workspaces"]),
+        "BROWSER": "true",
+        "PYTHONUNBUFFERED": "1",
+    }
     env.pop("JUPYTER_TOKEN", None)
-    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.open_browser=False",
-           "--ip=127.0.0.1", f"--port={port}", "--ServerApp.port_retries=0",
-           f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-           f"--LabApp.user_settings_dir={dirs['settings']}", f"--LabApp.workspaces_dir={dirs['workspaces']}",
-           "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-           "--LabApp.news_url=", "--LabApp.extension_manager=readonly",
-           "--ServerApp.shutdown_no_activity_timeout=0"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--ServerApp.open_browser=False",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root}",
+        f"--LabApp.user_settings_dir={dirs['settings']}",
+        f"--LabApp.workspaces_dir={dirs['workspaces']}",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--LabApp.news_url=",
+        "--LabApp.extension_manager=readonly",
+        "--ServerApp.shutdown_no_activity_timeout=0",
+    ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:  # CI runs as root
         cmd.append("--ServerApp.allow_root=True")
     log_path = artifacts_dir / "jupyterlab.log"
     log = open(log_path, "w")  # noqa: SIM115 - closed below
     t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+    )
     lab = None
     try:
         lab = LabServer(proc, port, token, root, log_path, 0.0)
@@ -243,16 +266,20 @@ def lab_server(tmp_path_factory, artifacts_dir) -> LabServer:
         last_error: object = None
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"JupyterLab exited (code {proc.returncode}) before answering /api/status; "
-                            f"log {log_path}:\n{lab.log_tail()}")
+                pytest.fail(
+                    f"JupyterLab exited (code {proc.returncode}) before answering /api/status; "
+                    f"log {log_path}:\n{lab.log_tail()}"
+                )
             try:
                 lab.api("GET", "/api/status", timeout=2)
                 break
             except (urllib.error.URLError, OSError, ValueError) as exc:
                 last_error = exc
             if time.monotonic() > deadline:
-                pytest.fail(f"JupyterLab did not answer /api/status within {LAB_START_TIMEOUT_S:.0f} s "
-                            f"(last error: {last_error}); log {log_path}:\n{lab.log_tail()}")
+                pytest.fail(
+                    f"JupyterLab did not answer /api/status within {LAB_START_TIMEOUT_S:.0f} s "
+                    f"(last error: {last_error}); log {log_path}:\n{lab.log_tail()}"
+                )
             time.sleep(0.25)
         lab.started_in_s = time.monotonic() - t0
         print(f"\nJupyterLab up in {lab.started_in_s:.1f} s on port {port} (log: {log_path})")
@@ -263,6 +290,7 @@ def lab_server(tmp_path_factory, artifacts_dir) -> LabServer:
 
 
 # -- the browser ------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="session")
 def browser():
@@ -399,9 +427,12 @@ class Notebook:
         while time.monotonic() < deadline:
             self.dismiss_dialogs()
             state = self.state(0)
-            if (state["cells"] >= self.n_cells and state["kernel"] == "idle"
-                    and state["kernel_name"] not in (None, "", "No Kernel")
-                    and self.server_kernel_state() == "idle"):
+            if (
+                state["cells"] >= self.n_cells
+                and state["kernel"] == "idle"
+                and state["kernel_name"] not in (None, "", "No Kernel")
+                and self.server_kernel_state() == "idle"
+            ):
                 break
             self.page.wait_for_timeout(250)
         else:
@@ -409,7 +440,8 @@ class Notebook:
             raise AssertionError(
                 f"notebook {self.name} did not show {self.n_cells} cells with an idle kernel within "
                 f"{OPEN_TIMEOUT_MS / 1000:.0f} s; last seen {state}\n{self.where()}\n"
-                f"lab log tail:\n{self.lab.log_tail(15)}")
+                f"lab log tail:\n{self.lab.log_tail(15)}"
+            )
         self.dismiss_dialogs()
 
     def server_kernel_state(self) -> str | None:
@@ -473,9 +505,11 @@ class Notebook:
                 self.dismiss_dialogs()
             self.page.wait_for_timeout(100)
         shot = self.screenshot(f"cell{i}-timeout")
-        raise AssertionError(f"cell {i} of {self.name} did not finish within {timeout_ms / 1000:.0f} s: "
-                             f"expected its prompt to show an execution count, saw {state}; "
-                             f"screenshot {shot}\n{self.where()}")
+        raise AssertionError(
+            f"cell {i} of {self.name} did not finish within {timeout_ms / 1000:.0f} s: "
+            f"expected its prompt to show an execution count, saw {state}; "
+            f"screenshot {shot}\n{self.where()}"
+        )
 
     def run_cell(self, i: int, timeout_ms: int = CELL_TIMEOUT_MS) -> int:
         """Run cell i and wait until it finished; returns its execution count."""

@@ -40,7 +40,8 @@ def expect_in_output(nb, i: int, selector: str, what: str, timeout_ms: int = REN
         shot = nb.screenshot(f"missing-{selector.strip('.').replace(' ', '_')}", cell=i)
         raise AssertionError(
             f"expected {what} (`{selector}`) in the output of cell {i} within {timeout_ms / 1000:.0f} s; "
-            f"not there. {describe_output(nb, i)}\nscreenshot: {shot}\n{nb.where()}") from None
+            f"not there. {describe_output(nb, i)}\nscreenshot: {shot}\n{nb.where()}"
+        ) from None
     return loc
 
 
@@ -51,18 +52,22 @@ def assert_no_error(nb, i: int) -> None:
 
 # -- the harness itself ------------------------------------------------------------------------
 
+
 def test_lab_runs_a_cell(notebook, lab_server):
     nb = notebook(['import workbench; s = workbench.connect(); s.sql("SELECT 41 + 1 AS x").pl()'])
     t0 = time.monotonic()
     count = nb.run_cell(0)
     elapsed = time.monotonic() - t0
     shot = nb.screenshot("result", cell=0)
-    print(f"\nlab started in {lab_server.started_in_s:.1f} s; cell ran in {elapsed:.1f} s "
-          f"(execution count {count}); screenshot {shot}")
+    print(
+        f"\nlab started in {lab_server.started_in_s:.1f} s; cell ran in {elapsed:.1f} s "
+        f"(execution count {count}); screenshot {shot}"
+    )
     assert_no_error(nb, 0)
     text = nb.cell(0).locator(".jp-OutputArea-output").all_inner_texts()
     assert any("42" in t for t in text), (
-        f"expected 42 in the output of the cell; {describe_output(nb, 0)}\nscreenshot: {shot}")
+        f"expected 42 in the output of the cell; {describe_output(nb, 0)}\nscreenshot: {shot}"
+    )
 
 
 # -- the plan tree -----------------------------------------------------------------------------
@@ -106,17 +111,21 @@ def check_plan_tree(nb, cell: int) -> None:
 
     assert info, f"expected div.wb-node elements in .wb-plan-tree; there are none\n{where}"
     assert all(n["operator"] for n in info), f"every div.wb-node needs data-operator\n{where}"
-    assert nb.output(cell).locator(".wb-plan-tree div.wb-node").count() == nb.output(cell).locator(
-        ".wb-plan-tree .wb-node-header").count(), f"every node needs its .wb-node-header\n{where}"
+    assert (
+        nb.output(cell).locator(".wb-plan-tree div.wb-node").count()
+        == nb.output(cell).locator(".wb-plan-tree .wb-node-header").count()
+    ), f"every node needs its .wb-node-header\n{where}"
     models = [n for n in info if n["paradigm"] is not None]
     assert models, f"expected a model node (div.wb-node[data-paradigm]) for digits(...); none\n{where}"
     for n in models:
         assert n["paradigm"] in PARADIGM_COLOURS, (
-            f"data-paradigm must be one of {sorted(PARADIGM_COLOURS)}, saw {n['paradigm']!r}\n{where}")
+            f"data-paradigm must be one of {sorted(PARADIGM_COLOURS)}, saw {n['paradigm']!r}\n{where}"
+        )
         want = PARADIGM_COLOURS[n["paradigm"]]
         assert want in (n["border"], n["header"]), (
             f"model node {n['operator']} ({n['paradigm']}) should be coloured {want} (border-left-color or "
-            f"header background); saw border-left-color {n['border']}, header background {n['header']}\n{where}")
+            f"header background); saw border-left-color {n['border']}, header background {n['header']}\n{where}"
+        )
 
     # Clicking the model node's header shows its details with the four paradigms.
     model = nb.output(cell).locator('div.wb-node[data-wbtest="model"]')
@@ -127,15 +136,17 @@ def check_plan_tree(nb, cell: int) -> None:
         details.wait_for(state="visible", timeout=5_000)
     except Exception:
         shot = nb.screenshot("after-click", cell=cell)
-        raise AssertionError(f"clicking the model node's .wb-node-header should show .wb-node-details; "
-                             f"not visible\nscreenshot: {shot}") from None
+        raise AssertionError(
+            f"clicking the model node's .wb-node-header should show .wb-node-details; not visible\nscreenshot: {shot}"
+        ) from None
     after = nb.screenshot("after-click", cell=cell)
     alternatives = details.locator(".wb-alternatives")
     assert alternatives.count(), f".wb-node-details should hold .wb-alternatives; it has none\nscreenshot: {after}"
     alt_text = alternatives.first.inner_text()
     missing = [p for p in PARADIGM_COLOURS if p not in alt_text]
-    assert not missing, (f".wb-alternatives should list all four paradigms; missing {missing} in "
-                         f"{alt_text!r}\nscreenshot: {after}")
+    assert not missing, (
+        f".wb-alternatives should list all four paradigms; missing {missing} in {alt_text!r}\nscreenshot: {after}"
+    )
 
     # .wb-toggle collapses a node (class wb-collapsed, children hidden) and expands it again.
     parent = nb.output(cell).locator('div.wb-node[data-wbtest-parent="1"]')
@@ -151,27 +162,31 @@ def check_plan_tree(nb, cell: int) -> None:
     nb.page.wait_for_timeout(300)
     collapsed = nb.screenshot("collapsed", cell=cell)
     assert "wb-collapsed" in classes().split(), (
-        f"clicking .wb-toggle should add wb-collapsed to its node; classes are {classes()!r}\n"
-        f"screenshot: {collapsed}")
+        f"clicking .wb-toggle should add wb-collapsed to its node; classes are {classes()!r}\nscreenshot: {collapsed}"
+    )
     if n_kids:
         shown = [kids.nth(k).is_visible() for k in range(n_kids)]
-        assert not any(shown), f"children of a collapsed node should be hidden; visible: {shown}\n" \
-                               f"screenshot: {collapsed}"
+        assert not any(shown), (
+            f"children of a collapsed node should be hidden; visible: {shown}\nscreenshot: {collapsed}"
+        )
     toggle.click()
     nb.page.wait_for_timeout(300)
     expanded = nb.screenshot("expanded", cell=cell)
     assert "wb-collapsed" not in classes().split(), (
-        f"a second click on .wb-toggle should expand the node; classes are {classes()!r}\nscreenshot: {expanded}")
+        f"a second click on .wb-toggle should expand the node; classes are {classes()!r}\nscreenshot: {expanded}"
+    )
     if n_kids:
         assert kids.first.is_visible(), f"children of an expanded node should show\nscreenshot: {expanded}"
 
 
 def test_plan_tree_renders_and_shows_alternatives(notebook):
-    nb = notebook([
-        "%load_ext workbench",
-        "%%dlsql\nCALL load_dataset('digits')",
-        "%%dlsql\nEXPLAIN ANALYZE SELECT id, digits(pixels).label AS l FROM digits WHERE id < 200",
-    ])
+    nb = notebook(
+        [
+            "%load_ext workbench",
+            "%%dlsql\nCALL load_dataset('digits')",
+            "%%dlsql\nEXPLAIN ANALYZE SELECT id, digits(pixels).label AS l FROM digits WHERE id < 200",
+        ]
+    )
     for i in range(3):
         nb.run_cell(i)
         assert_no_error(nb, i)
@@ -217,12 +232,14 @@ _STOP_SAMPLER_JS = """
 def test_live_widget_progress_changes_while_running(notebook):
     # The %%dlsql cells run in the magic's own session (`%dlsql --session`), so the dataset
     # and the model setting go there.
-    nb = notebook([
-        "%load_ext workbench",
-        "import workbench\ns = %dlsql --session\n"
-        "s.sql(\"CALL load_dataset('pydoc'); ALTER MODEL minilm SET cache = 'off'\")",
-        "%%dlsql\nSELECT count(minilm(body)) AS n FROM pydoc WHERE id < 900",
-    ])
+    nb = notebook(
+        [
+            "%load_ext workbench",
+            "import workbench\ns = %dlsql --session\n"
+            "s.sql(\"CALL load_dataset('pydoc'); ALTER MODEL minilm SET cache = 'off'\")",
+            "%%dlsql\nSELECT count(minilm(body)) AS n FROM pydoc WHERE id < 900",
+        ]
+    )
     for i in range(2):
         nb.run_cell(i)
         assert_no_error(nb, i)
@@ -267,21 +284,25 @@ def test_live_widget_progress_changes_while_running(notebook):
         "screenshots": [str(p) for p in (mid_shot, end_shot) if p],
     }
     fig_path = nb.write_json("figures", figures)
-    print(f"\nlive widget: {len(distinct)} distinct progress texts in {run_s:.1f} s "
-          f"({figures['updates_per_second']} /s over the cell, "
-          f"{figures['updates_per_second_while_visible']} /s while visible); figures {fig_path}")
+    print(
+        f"\nlive widget: {len(distinct)} distinct progress texts in {run_s:.1f} s "
+        f"({figures['updates_per_second']} /s over the cell, "
+        f"{figures['updates_per_second_while_visible']} /s while visible); figures {fig_path}"
+    )
 
     where = f"{describe_output(nb, 2)}\nscreenshots: mid-run {mid_shot}, end {end_shot}\nfigures: {fig_path}"
     assert_no_error(nb, 2)
     assert len(distinct) >= 3, (
         f"expected .wb-progress-text inside .wb-live to change at least twice while the query ran "
         f"(3+ distinct texts); saw {len(distinct)}: {distinct[:5]} (.wb-live seen: {sampled['seen']['live']})\n"
-        f"{where}")
+        f"{where}"
+    )
     summary = expect_in_output(nb, 2, ".wb-live-summary", "the static summary that replaces the live widget")
     table = nb.output(2).locator("table")
     assert table.count(), f"expected the result table after .wb-live-summary; no <table> in the output\n{where}"
-    order = summary.first.evaluate("(s, t) => !!(s.compareDocumentPosition(t) & Node.DOCUMENT_POSITION_FOLLOWING)",
-                                   table.last.element_handle())
+    order = summary.first.evaluate(
+        "(s, t) => !!(s.compareDocumentPosition(t) & Node.DOCUMENT_POSITION_FOLLOWING)", table.last.element_handle()
+    )
     assert order, f"the result table should follow .wb-live-summary\n{where}"
 
 
@@ -309,14 +330,16 @@ def test_dlsql_cells_get_sql_highlighting(notebook):
     nb = notebook(["%%dlsql\nSELECT id FROM range(3) t(id) WHERE id > 0", "SELECT = 1"])
     dlsql_cell = nb.cell(0)
     try:
-        nb.page.wait_for_function("(el) => el.classList.contains('wb-dlsql-cell')",
-                                  arg=dlsql_cell.element_handle(), timeout=RENDER_TIMEOUT_MS)
+        nb.page.wait_for_function(
+            "(el) => el.classList.contains('wb-dlsql-cell')", arg=dlsql_cell.element_handle(), timeout=RENDER_TIMEOUT_MS
+        )
     except Exception:
         shot = nb.screenshot("no-dlsql-class", cell=0)
         raise AssertionError(
             f"expected the %%dlsql cell's node (.jp-Cell) to get class wb-dlsql-cell within "
             f"{RENDER_TIMEOUT_MS / 1000:.0f} s; its classes are {dlsql_cell.get_attribute('class')!r}\n"
-            f"screenshot: {shot}\n{nb.where()}") from None
+            f"screenshot: {shot}\n{nb.where()}"
+        ) from None
 
     # The editor's language may change a moment later (languages load lazily): wait until
     # SELECT is a token span of its own in the %%dlsql cell, or the time is up.
@@ -331,11 +354,16 @@ def test_dlsql_cells_get_sql_highlighting(notebook):
     py = py_editor.evaluate(_WORD_COLOUR_JS, "SELECT")
     shot = nb.screenshot("highlighting", cell=0)
     langs = [e.get_attribute("data-language") for e in (sql_editor, py_editor)]
-    where = (f"in the %%dlsql cell: {sql}; in the python cell: {py}; editor languages "
-             f"(.cm-content[data-language]): {langs}\nscreenshot: {shot}")
+    where = (
+        f"in the %%dlsql cell: {sql}; in the python cell: {py}; editor languages "
+        f"(.cm-content[data-language]): {langs}\nscreenshot: {shot}"
+    )
     assert sql and py, f"could not find SELECT in both editors\n{where}"
-    assert sql["tag"] == "span", (f"SELECT in the %%dlsql cell should be a token span of its own (highlighted "
-                                  f"as SQL) within {RENDER_TIMEOUT_MS / 1000:.0f} s; it is plain text\n{where}")
+    assert sql["tag"] == "span", (
+        f"SELECT in the %%dlsql cell should be a token span of its own (highlighted "
+        f"as SQL) within {RENDER_TIMEOUT_MS / 1000:.0f} s; it is plain text\n{where}"
+    )
     assert sql["colour"] != py["colour"], (
         f"SELECT should be coloured as an SQL keyword in the %%dlsql cell, unlike the python variable "
-        f"SELECT; both are {sql['colour']}\n{where}")
+        f"SELECT; both are {sql['colour']}\n{where}"
+    )

@@ -26,6 +26,7 @@ def mlp(seed: int, out: int, hidden: int = 16) -> torch.nn.Module:
     torch.manual_seed(seed)
     return torch.nn.Sequential(torch.nn.Linear(64, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, out)).eval()
 
+
 DIGITS = saved_mlp.load(WEIGHTS)[0].eval()
 
 # embedders FLOAT[64] -> FLOAT[64] (so they nest), classifiers FLOAT[64] -> 10 classes, a regressor
@@ -51,9 +52,20 @@ FROM digits
 WHERE id < {LIMIT} AND digits(pixels).label <> 5 AND c2(e3(pixels)).score > 0.0
 ORDER BY id
 """
-CALLS = ["e1(pixels)", "e2(e1(pixels))", "c1(e2(e1(pixels)))", "e3(pixels)", "c2(e3(pixels))",
-         "e4(e3(pixels))", "e5(e4(e3(pixels)))", "c3(e5(e4(e3(pixels))))", "e6(pixels)",
-         "r1(e6(pixels))", "digits(pixels)", "c1(pixels)"]
+CALLS = [
+    "e1(pixels)",
+    "e2(e1(pixels))",
+    "c1(e2(e1(pixels)))",
+    "e3(pixels)",
+    "c2(e3(pixels))",
+    "e4(e3(pixels))",
+    "e5(e4(e3(pixels)))",
+    "c3(e5(e4(e3(pixels))))",
+    "e6(pixels)",
+    "r1(e6(pixels))",
+    "digits(pixels)",
+    "c1(pixels)",
+]
 
 
 @pytest.fixture(scope="module")
@@ -87,9 +99,20 @@ def expected_rows(s: workbench.Session) -> list[dict]:
     for i, id_ in enumerate(ids):
         if digits[i] == 5 or not float(c2.values[i]) > 0.0:
             continue
-        rows.append({"id": id_, "l1": int(c1.indices[i]), "s1": float(c1.values[i]), "x2": float(e2[i, 2]),
-                     "l2": int(c2.indices[i]), "l3": int(c3.indices[i]), "s3": float(c3.values[i]),
-                     "r": float(r[i]), "d": digits[i], "l4": int(c1x.indices[i])})
+        rows.append(
+            {
+                "id": id_,
+                "l1": int(c1.indices[i]),
+                "s1": float(c1.values[i]),
+                "x2": float(e2[i, 2]),
+                "l2": int(c2.indices[i]),
+                "l3": int(c3.indices[i]),
+                "s3": float(c3.values[i]),
+                "r": float(r[i]),
+                "d": digits[i],
+                "l4": int(c1x.indices[i]),
+            }
+        )
     return rows
 
 

@@ -63,16 +63,21 @@ def statements(t: int) -> list[str]:
         elif kind == 3:
             out.append(f"SELECT i, v FROM t_{t} ORDER BY i")
         elif kind == 4:
-            out.append(f"CREATE OR REPLACE TABLE m_{t} AS SELECT id, digits(pixels).label AS l, "
-                       f"tm(pixels).label AS m FROM digits WHERE id % 101 = {k % 101}")
+            out.append(
+                f"CREATE OR REPLACE TABLE m_{t} AS SELECT id, digits(pixels).label AS l, "
+                f"tm(pixels).label AS m FROM digits WHERE id % 101 = {k % 101}"
+            )
         elif kind == 5:
             out.append(f"SELECT id, l, m FROM m_{t} ORDER BY id")
         elif kind == 6:
-            out.append(f"SELECT id, tm(pixels).label AS a, tm(pixels).score AS b FROM digits "
-                       f"WHERE id % 89 = {k % 89} ORDER BY id")
+            out.append(
+                f"SELECT id, tm(pixels).label AS a, tm(pixels).score AS b FROM digits "
+                f"WHERE id % 89 = {k % 89} ORDER BY id"
+            )
         else:
-            out.append(f"SELECT id FROM digits WHERE id % 97 = {k} AND digits(pixels).label = tm(pixels).label "
-                       "ORDER BY id")
+            out.append(
+                f"SELECT id FROM digits WHERE id % 97 = {k} AND digits(pixels).label = tm(pixels).label ORDER BY id"
+            )
         j += 1
     return out
 
@@ -98,15 +103,20 @@ def concurrently(fn, args: list) -> list:
 
 
 def compare(got: dict, expected: dict) -> None:
-    errors = [(key, i, repr(r)) for key, results in got.items() for i, r in enumerate(results)
-              if isinstance(r, Exception)]
+    errors = [
+        (key, i, repr(r)) for key, results in got.items() for i, r in enumerate(results) if isinstance(r, Exception)
+    ]
     assert not errors, f"{len(errors)} statements failed under concurrency, e.g.:\n" + "\n".join(
-        f"  {key} #{i}: {e[:300]}" for key, i, e in errors[:8])
-    ref_errors = [(key, i, repr(r)) for key, results in expected.items() for i, r in enumerate(results)
-                  if isinstance(r, Exception)]
+        f"  {key} #{i}: {e[:300]}" for key, i, e in errors[:8]
+    )
+    ref_errors = [
+        (key, i, repr(r))
+        for key, results in expected.items()
+        for i, r in enumerate(results)
+        if isinstance(r, Exception)
+    ]
     assert not ref_errors, f"the sequential reference failed: {ref_errors[:3]}"
-    wrong = [(key, i) for key in expected for i, (a, b) in enumerate(zip(got[key], expected[key]))
-             if not close(a, b)]
+    wrong = [(key, i) for key in expected for i, (a, b) in enumerate(zip(got[key], expected[key])) if not close(a, b)]
     assert not wrong, f"{len(wrong)} statements gave other rows than sequentially, e.g. {wrong[:8]}"
 
 

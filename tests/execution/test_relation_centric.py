@@ -12,8 +12,10 @@ from workbench.models.layers import chain, split_after_first_linear
 @pytest.fixture(scope="module")
 def s():
     s = workbench.connect()
-    s.sql("CREATE TABLE xs AS SELECT i AS id, list_transform(range(300), lambda j: sin(i * 7 + j)::FLOAT)::FLOAT[300] "
-          "AS x FROM range(20) t(i)")
+    s.sql(
+        "CREATE TABLE xs AS SELECT i AS id, list_transform(range(300), lambda j: sin(i * 7 + j)::FLOAT)::FLOAT[300] "
+        "AS x FROM range(20) t(i)"
+    )
     yield s
     s.close()
 
@@ -49,7 +51,9 @@ def test_weights_are_stored_once_and_old_versions_removed(s):
 
 def test_unsupported_layers_say_why():
     assert chain(torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4)))[1].startswith(
-        "layer LayerNorm has no relational form")
+        "layer LayerNorm has no relational form"
+    )
+
     class Custom(torch.nn.Module):
         def forward(self, x):
             return x * 2

@@ -36,8 +36,11 @@ def test_model_errors_surface_unchanged(s):
 
 
 def test_nulls_pass_through_and_repeats_run_once(s):
-    r = s.sql("SELECT digits(p).label AS l FROM (SELECT CASE WHEN id % 2 = 0 THEN pixels END AS p "
-              "FROM digits, range(3) t(i) WHERE id < 10 ORDER BY id)", paradigm="udf_centric")
+    r = s.sql(
+        "SELECT digits(p).label AS l FROM (SELECT CASE WHEN id % 2 = 0 THEN pixels END AS p "
+        "FROM digits, range(3) t(i) WHERE id < 10 ORDER BY id)",
+        paradigm="udf_centric",
+    )
     labels = r.pl()["l"].to_list()
     # NULLs never reach the model; 15 rows hold 5 distinct inputs
     assert labels.count(None) == 15 and r.stats[0]["input_rows"] == 15 and r.stats[0]["rows"] == 5

@@ -38,8 +38,11 @@ def test_every_statement_through_the_magic(shell, tmp_path):
 
 def test_output_variable_params_and_summary(shell):
     shell.user_ns["q"] = "file objects"
-    ok, value = run(shell, "%%dlsql -o hits\nSELECT id, list_cosine_similarity(minilm(body), minilm(:q)) AS sim "
-                           "FROM pydoc WHERE id < 30 ORDER BY sim DESC LIMIT 3")
+    ok, value = run(
+        shell,
+        "%%dlsql -o hits\nSELECT id, list_cosine_similarity(minilm(body), minilm(:q)) AS sim "
+        "FROM pydoc WHERE id < 30 ORDER BY sim DESC LIMIT 3",
+    )
     assert ok
     hits = shell.user_ns["hits"]
     assert isinstance(hits, pl.DataFrame) and hits.height == 3
@@ -83,8 +86,11 @@ def test_errors_are_one_short_line_and_the_shell_survives(shell, capsys, cell, f
             raise ValueError("model bug")
 
     shell.user_ns["broken"] = Broken()
-    run(shell, "%%dlsql\nCREATE OR REPLACE MODEL broken_model FROM PYTHON broken WITH (task='regress', input_dim=2, "
-               "output_dim=1)")
+    run(
+        shell,
+        "%%dlsql\nCREATE OR REPLACE MODEL broken_model FROM PYTHON broken WITH (task='regress', input_dim=2, "
+        "output_dim=1)",
+    )
     capsys.readouterr()
     ok, err = run(shell, cell)
     out = capsys.readouterr()

@@ -78,8 +78,10 @@ def test_weight_only_int4_and_int8_round_trip_closely():
         q = compress.WeightOnlyLinear(layer, bits)
         err = (q(x) - layer(x)).norm() / layer(x).norm()
         assert err < tol
-    assert compress.size_bytes(compress.quantize(torch.nn.Sequential(layer), "int4")) < \
-        compress.size_bytes(torch.nn.Sequential(layer)) / 3
+    assert (
+        compress.size_bytes(compress.quantize(torch.nn.Sequential(layer), "int4"))
+        < compress.size_bytes(torch.nn.Sequential(layer)) / 3
+    )
 
 
 def test_low_rank_at_full_rank_is_exact_and_the_chosen_ranks_meet_the_tolerance():
@@ -93,6 +95,7 @@ def test_low_rank_at_full_rank_is_exact_and_the_chosen_ranks_meet_the_tolerance(
     full = compress.low_rank(net, {"0": 48})
     assert torch.allclose(full(x), net(x), atol=1e-4)
     ref = net(x).detach().numpy()
-    choice = compress.choose_ranks(net, lambda m: 1 - compress.accuracy(ref, m(x).detach().numpy(), "embed"), 1e-4,
-                                   names=["0"])
+    choice = compress.choose_ranks(
+        net, lambda m: 1 - compress.accuracy(ref, m(x).detach().numpy(), "embed"), 1e-4, names=["0"]
+    )
     assert choice.ranks == {"0": 4} and choice.loss <= 1e-4 and choice.params_kept < 0.2

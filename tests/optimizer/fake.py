@@ -17,19 +17,37 @@ from workbench.plan.profile import LayerShape, ModelProfile
 
 #: fixed machine constants (a reference machine), so choices do not depend on the machine
 REFERENCE_MACHINE = {
-    "transfer_s_per_byte": 1e-9, "dl_fixed_s": 4e-3, "lookup_s_per_row": 1e-7, "udf_chunk_s": 1e-4,
-    "rel_s_per_mac": 1.5e-9, "rel_s_per_output": 1e-7, "rel_fixed_s": 3e-3, "store_s_per_byte": 3e-8,
-    "torch_s_per_mac": 1.5e-11, "torch_batch_s": 1e-5,
+    "transfer_s_per_byte": 1e-9,
+    "dl_fixed_s": 4e-3,
+    "lookup_s_per_row": 1e-7,
+    "udf_chunk_s": 1e-4,
+    "rel_s_per_mac": 1.5e-9,
+    "rel_s_per_output": 1e-7,
+    "rel_fixed_s": 3e-3,
+    "store_s_per_byte": 3e-8,
+    "torch_s_per_mac": 1.5e-11,
+    "torch_batch_s": 1e-5,
 }
 
 SCHEMA = {
-    "digits": {"columns": {"id": "INTEGER", "pixels": "FLOAT[64]", "label": "INTEGER"}, "rows": 1797,
-               "distinct": {"pixels": 1797, "label": 10}},
-    "pydoc": {"columns": {"id": "INTEGER", "topic": "VARCHAR", "body": "VARCHAR"}, "rows": 2331,
-              "distinct": {"body": 1912, "topic": 79}, "chars": {"body": 189.0, "topic": 8.0}},
+    "digits": {
+        "columns": {"id": "INTEGER", "pixels": "FLOAT[64]", "label": "INTEGER"},
+        "rows": 1797,
+        "distinct": {"pixels": 1797, "label": 10},
+    },
+    "pydoc": {
+        "columns": {"id": "INTEGER", "topic": "VARCHAR", "body": "VARCHAR"},
+        "rows": 2331,
+        "distinct": {"body": 1912, "topic": 79},
+        "chars": {"body": 189.0, "topic": 8.0},
+    },
     "big": {"columns": {"id": "BIGINT", "v": "FLOAT[4]"}, "rows": 50000, "distinct": {"v": 210}},
-    "notes": {"columns": {"id": "INTEGER", "topic": "VARCHAR", "txt": "VARCHAR"}, "rows": 2,
-              "distinct": {}, "chars": {"txt": 10.0}},
+    "notes": {
+        "columns": {"id": "INTEGER", "topic": "VARCHAR", "txt": "VARCHAR"},
+        "rows": 2,
+        "distinct": {},
+        "chars": {"txt": 10.0},
+    },
 }
 LABEL = "STRUCT(label INTEGER, score FLOAT)"
 
@@ -45,11 +63,19 @@ def mlp(name: str, widths: list[int], activation: str = "relu", output: str = LA
     first = (widths[0] * widths[1] + widths[1]) * 4
     macs = sum(a * b for a, b in zip(widths, widths[1:]))
     c = REFERENCE_MACHINE
-    return ModelProfile(name=name, input_kind="tensor", output_type=output, input_dim=widths[0], max_batch=4096,
-                        weight_bytes=weights, layers=tuple(layers),
-                        hybrid_tail_bytes=weights - first if len(widths) > 2 else None,
-                        row_s=macs * c["torch_s_per_mac"], batch_s=c["torch_batch_s"] * (len(widths) - 1 + 10),
-                        fingerprint=name)
+    return ModelProfile(
+        name=name,
+        input_kind="tensor",
+        output_type=output,
+        input_dim=widths[0],
+        max_batch=4096,
+        weight_bytes=weights,
+        layers=tuple(layers),
+        hybrid_tail_bytes=weights - first if len(widths) > 2 else None,
+        row_s=macs * c["torch_s_per_mac"],
+        batch_s=c["torch_batch_s"] * (len(widths) - 1 + 10),
+        fingerprint=name,
+    )
 
 
 PROFILES = {
@@ -57,9 +83,18 @@ PROFILES = {
     "cheap": mlp("cheap", [64, 8, 10]),
     "wide": mlp("wide", [64, 2048, 2048, 10]),
     "small": mlp("small", [4, 16, 2], "tanh"),
-    "minilm": ModelProfile(name="minilm", input_kind="text", output_type="FLOAT[384]", max_batch=128,
-                           weight_bytes=90_852_864, no_chain="it is not a torch layer chain", row_s=0.032,
-                           char_s=1.1e-4, max_chars=512.0, fingerprint="minilm"),
+    "minilm": ModelProfile(
+        name="minilm",
+        input_kind="text",
+        output_type="FLOAT[384]",
+        max_batch=128,
+        weight_bytes=90_852_864,
+        no_chain="it is not a torch layer chain",
+        row_s=0.032,
+        char_s=1.1e-4,
+        max_chars=512.0,
+        fingerprint="minilm",
+    ),
 }
 BATCH_SIZES = {"digits": 256, "cheap": 512, "wide": 512, "small": 512}
 CACHE = {"digits": "off"}  # the others: exact
@@ -114,9 +149,15 @@ def _share(c: exp.Expression, rows: int) -> float:
 
 
 def catalog() -> Catalog:
-    return Catalog(names=frozenset(PROFILES), profile=PROFILES.__getitem__, batch_size=BATCH_SIZES.get,
-                   precision=lambda name: "float32", memory=lambda name: "resident",
-                   cache_policy=lambda name: CACHE.get(name, "exact"), unavailable=unavailable)
+    return Catalog(
+        names=frozenset(PROFILES),
+        profile=PROFILES.__getitem__,
+        batch_size=BATCH_SIZES.get,
+        precision=lambda name: "float32",
+        memory=lambda name: "resident",
+        cache_policy=lambda name: CACHE.get(name, "exact"),
+        unavailable=unavailable,
+    )
 
 
 def planner() -> Planner:

@@ -14,13 +14,22 @@ def test_model_over_the_memory_limit_runs_relation_centric(tmp_path):
     s.sql("SET memory_budget_cpu = '64MB'")  # DuckDB's own memory_limit becomes 32 MB
     limit = s.sql("SELECT current_setting('memory_limit') AS m").pl()["m"][0]
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Linear(64, 4096), torch.nn.ReLU(), torch.nn.Linear(4096, 4096),
-                              torch.nn.ReLU(), torch.nn.Linear(4096, 1024), torch.nn.ReLU(), torch.nn.Linear(1024, 8))
+    net = torch.nn.Sequential(
+        torch.nn.Linear(64, 4096),
+        torch.nn.ReLU(),
+        torch.nn.Linear(4096, 4096),
+        torch.nn.ReLU(),
+        torch.nn.Linear(4096, 1024),
+        torch.nn.ReLU(),
+        torch.nn.Linear(1024, 8),
+    )
     weights_mb = sum(p.numel() * 4 for p in net.parameters()) / 2**20
     assert weights_mb > 80  # over the budget, and more than twice DuckDB's limit
     s.register_model("big", net, task="embed", cache="off")
-    s.sql("CREATE TABLE xs AS SELECT i AS id, list_transform(range(64), lambda j: ((i * 13 + j) % 17) / 17.0)"
-          "::FLOAT[64] AS x FROM range(6) t(i)")
+    s.sql(
+        "CREATE TABLE xs AS SELECT i AS id, list_transform(range(64), lambda j: ((i * 13 + j) % 17) / 17.0)"
+        "::FLOAT[64] AS x FROM range(6) t(i)"
+    )
     plan = s.explain("SELECT id, big(x) AS y FROM xs ORDER BY id")
     (op,) = plan.operators
     assert op.paradigm == "relation_centric" and not op.forced, plan.text()

@@ -72,21 +72,27 @@ PARAMS = {"n": 200, "l": 4}
 @pytest.fixture(scope="module")
 def s():
     s = workbench.connect()
-    s.sql("CALL load_dataset('digits'); CALL load_dataset('pydoc');"
-          "CREATE TABLE nums AS SELECT i AS id, CASE WHEN i % 4 = 0 THEN NULL ELSE [i % 3, i % 5, 1, -1]::FLOAT[4] "
-          "END AS v FROM range(40) t(i);"
-          "CREATE TABLE empty_px (id INTEGER, pixels FLOAT[64]);"
-          "CREATE TABLE ev AS SELECT i AS id, CASE WHEN i % 17 = 5 THEN NULL ELSE (i * 37) % 3000 END AS item "
-          "FROM range(400) t(i);"
-          "ALTER MODEL digits SET cache = 'off'; ALTER MODEL minilm SET cache = 'off'")
+    s.sql(
+        "CALL load_dataset('digits'); CALL load_dataset('pydoc');"
+        "CREATE TABLE nums AS SELECT i AS id, CASE WHEN i % 4 = 0 THEN NULL ELSE [i % 3, i % 5, 1, -1]::FLOAT[4] "
+        "END AS v FROM range(40) t(i);"
+        "CREATE TABLE empty_px (id INTEGER, pixels FLOAT[64]);"
+        "CREATE TABLE ev AS SELECT i AS id, CASE WHEN i % 17 = 5 THEN NULL ELSE (i * 37) % 3000 END AS item "
+        "FROM range(400) t(i);"
+        "ALTER MODEL digits SET cache = 'off'; ALTER MODEL minilm SET cache = 'off'"
+    )
     torch.manual_seed(0)
     models = {
         "gelu": (torch.nn.Sequential(torch.nn.Linear(64, 48), torch.nn.GELU(), torch.nn.Linear(48, 5)), "embed"),
         "reg": (torch.nn.Sequential(torch.nn.Linear(64, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1)), "regress"),
         "small": (torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 2)), "classify"),
         "head5": (torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3)), "classify"),
-        "emb": (torch.nn.Sequential(torch.nn.Embedding(3000, 300), torch.nn.Linear(300, 16), torch.nn.GELU(),
-                                    torch.nn.Linear(16, 3)), "classify"),
+        "emb": (
+            torch.nn.Sequential(
+                torch.nn.Embedding(3000, 300), torch.nn.Linear(300, 16), torch.nn.GELU(), torch.nn.Linear(16, 3)
+            ),
+            "classify",
+        ),
     }
     for name, (module, task) in models.items():
         s.register_model(name, module, task=task, cache="off")

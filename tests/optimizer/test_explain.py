@@ -32,8 +32,10 @@ def test_to_dict_has_the_contract_keys(s):
     (op,) = [n for n in nodes if n["operator"] == "ModelOperator"]
     assert op["model"] == "digits" and op["paradigm"] in PARADIGMS and op["device"] == "cpu"
     assert set(op["alternatives"]) == set(PARADIGMS) and "batch_size" in op
-    assert op["alternatives"][op["paradigm"]] == min(v for v in op["alternatives"].values() if v is not None) or \
-        "cache" in op["reason"]
+    assert (
+        op["alternatives"][op["paradigm"]] == min(v for v in op["alternatives"].values() if v is not None)
+        or "cache" in op["reason"]
+    )
     assert [n["operator"] for n in op["children"]] == ["Inputs"]
     assert "actual_seconds" not in json.dumps(d) and "__wb_" not in json.dumps(d["root"])
 
@@ -69,8 +71,10 @@ def test_hybrid_reports_its_parts(s):
 
 
 def test_nested_calls_form_a_tree(s):
-    s.sql("CREATE OR REPLACE MODEL again FROM PYTHON head WITH (task = 'classify')",
-          {"head": __import__("torch").nn.Sequential(__import__("torch").nn.Linear(1, 2))})
+    s.sql(
+        "CREATE OR REPLACE MODEL again FROM PYTHON head WITH (task = 'classify')",
+        {"head": __import__("torch").nn.Sequential(__import__("torch").nn.Linear(1, 2))},
+    )
     d = s.explain("SELECT again([digits(pixels).label::FLOAT]::FLOAT[1]) FROM digits WHERE id < 3").to_dict()
     outer = d["root"]["children"][0]
     assert outer["model"] == "again"

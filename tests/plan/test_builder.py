@@ -36,9 +36,11 @@ def cases():
 @pytest.fixture(scope="module")
 def s():
     s = workbench.connect()
-    s.sql("CALL load_dataset('digits'); CALL load_dataset('pydoc');"
-          "CREATE TABLE notes AS SELECT * FROM (VALUES (1, 'if', 'a note'), (2, 'for', 'another note')) "
-          "t(id, topic, txt)")
+    s.sql(
+        "CALL load_dataset('digits'); CALL load_dataset('pydoc');"
+        "CREATE TABLE notes AS SELECT * FROM (VALUES (1, 'if', 'a note'), (2, 'for', 'another note')) "
+        "t(id, topic, txt)"
+    )
     yield s
     s.close()
 

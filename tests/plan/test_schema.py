@@ -30,8 +30,7 @@ PLANS = [
     ("SELECT id, digits(pixels).label AS guess FROM digits WHERE id % 3 = 0 AND digits(pixels).score > 0.5", {}),
     ("SELECT digits(pixels).label FROM digits WHERE id < 4", {"paradigm": "hybrid"}),
     ("SELECT digits(pixels).label FROM digits LIMIT 5", {}),
-    ("SELECT id FROM digits WHERE id < 20 AND digits(pixels).label = 3 AND again([id::FLOAT]::FLOAT[1]).label = 1",
-     {}),
+    ("SELECT id FROM digits WHERE id < 20 AND digits(pixels).label = 3 AND again([id::FLOAT]::FLOAT[1]).label = 1", {}),
     ("SELECT again([digits(pixels).label::FLOAT]::FLOAT[1]) FROM digits WHERE id < 3", {}),
     ("SELECT again([digits(pixels).label::FLOAT]::FLOAT[1]) FROM digits WHERE id < 3", {"analyze": True}),
     ("SELECT id, digits(pixels).label AS l FROM digits WHERE id < 40", {"analyze": True}),
@@ -45,8 +44,10 @@ def errors(d: dict) -> list[str]:
 
 @pytest.fixture(scope="module")
 def s(digits_session):
-    digits_session.sql("CREATE OR REPLACE MODEL again FROM PYTHON head WITH (task = 'classify')",
-                       {"head": torch.nn.Sequential(torch.nn.Linear(1, 2))})
+    digits_session.sql(
+        "CREATE OR REPLACE MODEL again FROM PYTHON head WITH (task = 'classify')",
+        {"head": torch.nn.Sequential(torch.nn.Linear(1, 2))},
+    )
     return digits_session
 
 
@@ -54,24 +55,56 @@ def hand_built() -> Plan:
     """An analyzed plan with every optional field: a nested call, model filters (pending and
     applied), hybrid parts, a limit, threads."""
     digits = ModelOperator(
-        id=1, model="digits", call="digits(pixels)", output_type="STRUCT(label INTEGER, score FLOAT)",
+        id=1,
+        model="digits",
+        call="digits(pixels)",
+        output_type="STRUCT(label INTEGER, score FLOAT)",
         inputs=(InputQuery(key="pixels", source="digits", filters=("id < 20",), distinct=True),),
         alternatives=(("dl_centric", 0.01), ("udf_centric", 0.02), ("relation_centric", None), ("hybrid", 0.03)),
-        reason="cheapest", estimated_rows=20, estimated_input_rows=20, estimated_seconds=0.01,
-        actual_rows=20, actual_seconds=0.012, actual_cache_hits=0, threads=(2, 4), batch_size=64,
+        reason="cheapest",
+        estimated_rows=20,
+        estimated_input_rows=20,
+        estimated_seconds=0.01,
+        actual_rows=20,
+        actual_seconds=0.012,
+        actual_cache_hits=0,
+        threads=(2, 4),
+        batch_size=64,
     )
     again = ModelOperator(
-        id=2, model="again", call="again([digits(pixels).label::FLOAT]::FLOAT[1])", reads=(1,),
-        inputs=(InputQuery(key="[lookup_1(pixels).label::FLOAT]::FLOAT[1]", source="digits",
-                           model_filters=(((1,), "lookup_1(pixels).score > 0.5"),),
-                           after=(((1,), "lookup_1(pixels).label = 3"),)),),
-        paradigm="hybrid", forced=True, parts=("relation_centric: layer 1", "dl_centric: the rest"), limit=5,
-        alternatives=(("hybrid", 0.5),), cache_policy="read-write", expected_hit_ratio=0.25,
-        actual_rows=3, actual_seconds=0.2, actual_cache_hits=1,
+        id=2,
+        model="again",
+        call="again([digits(pixels).label::FLOAT]::FLOAT[1])",
+        reads=(1,),
+        inputs=(
+            InputQuery(
+                key="[lookup_1(pixels).label::FLOAT]::FLOAT[1]",
+                source="digits",
+                model_filters=(((1,), "lookup_1(pixels).score > 0.5"),),
+                after=(((1,), "lookup_1(pixels).label = 3"),),
+            ),
+        ),
+        paradigm="hybrid",
+        forced=True,
+        parts=("relation_centric: layer 1", "dl_centric: the rest"),
+        limit=5,
+        alternatives=(("hybrid", 0.5),),
+        cache_policy="read-write",
+        expected_hit_ratio=0.25,
+        actual_rows=3,
+        actual_seconds=0.2,
+        actual_cache_hits=1,
     )
-    return Plan(sql="SELECT again(...) FROM digits", final_sql="SELECT lookup_2(x) FROM digits",
-                operators=(digits, again), reads=(2,), analyzed=True, notes=("push_filters: ...",),
-                actual_rows=3, actual_seconds=0.3)
+    return Plan(
+        sql="SELECT again(...) FROM digits",
+        final_sql="SELECT lookup_2(x) FROM digits",
+        operators=(digits, again),
+        reads=(2,),
+        analyzed=True,
+        notes=("push_filters: ...",),
+        actual_rows=3,
+        actual_seconds=0.3,
+    )
 
 
 def test_the_schema_is_a_valid_2020_12_schema():
@@ -93,25 +126,46 @@ def test_a_plan_with_every_optional_field_matches_the_schema():
     again = d["root"]["children"][0]
     assert {"parts", "limit", "actual_cache_hit_ratio", "estimate_error"} <= set(again)
     assert [c["operator"] for c in again["children"]] == ["ModelOperator", "Inputs"]
-    unanalyzed = Plan(sql="x", final_sql="y", operators=tuple(
-        ModelOperator(**{**vars(op), "actual_rows": None, "actual_seconds": None, "actual_cache_hits": None})
-        for op in hand_built().operators), reads=(2,)).to_dict()
+    unanalyzed = Plan(
+        sql="x",
+        final_sql="y",
+        operators=tuple(
+            ModelOperator(**{**vars(op), "actual_rows": None, "actual_seconds": None, "actual_cache_hits": None})
+            for op in hand_built().operators
+        ),
+        reads=(2,),
+    ).to_dict()
     assert errors(unanalyzed) == []
 
 
-@pytest.mark.parametrize("change, expected", [
-    (lambda d: d["operators"][0].update(lookup="lookup_1"), "'lookup' was unexpected"),
-    (lambda d: d.pop("reads"), "'reads' is a required property"),
-    (lambda d: d["operators"][1]["inputs"][0].update(model_filters=[["lookup_1", "x > 1"]]), "is not of type"),
-    (lambda d: d["root"]["children"][0].pop("reads"), "'reads' is a required property"),
-    (lambda d: d["root"]["children"][0].update(colour="red"), "'colour' was unexpected"),
-    (lambda d: d["root"]["children"][0]["children"][0].update(paradigm="gpu_centric"),
-     "is not valid under any of the given schemas"),
-    (lambda d: d["operators"][0].update(paradigm="gpu_centric"), "'gpu_centric' is not one of"),
-    (lambda d: d["operators"][0].pop("actual_rows"), "'actual_rows' is a required property"),
-    (lambda d: d.update(analyzed=False), "should not be valid under"),
-], ids=["old lookup", "no reads", "old model_filters", "node without reads", "unknown node key",
-        "unknown node paradigm", "unknown paradigm", "analyzed without actuals", "actuals not analyzed"])
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (lambda d: d["operators"][0].update(lookup="lookup_1"), "'lookup' was unexpected"),
+        (lambda d: d.pop("reads"), "'reads' is a required property"),
+        (lambda d: d["operators"][1]["inputs"][0].update(model_filters=[["lookup_1", "x > 1"]]), "is not of type"),
+        (lambda d: d["root"]["children"][0].pop("reads"), "'reads' is a required property"),
+        (lambda d: d["root"]["children"][0].update(colour="red"), "'colour' was unexpected"),
+        (
+            lambda d: d["root"]["children"][0]["children"][0].update(paradigm="gpu_centric"),
+            "is not valid under any of the given schemas",
+        ),
+        (lambda d: d["operators"][0].update(paradigm="gpu_centric"), "'gpu_centric' is not one of"),
+        (lambda d: d["operators"][0].pop("actual_rows"), "'actual_rows' is a required property"),
+        (lambda d: d.update(analyzed=False), "should not be valid under"),
+    ],
+    ids=[
+        "old lookup",
+        "no reads",
+        "old model_filters",
+        "node without reads",
+        "unknown node key",
+        "unknown node paradigm",
+        "unknown paradigm",
+        "analyzed without actuals",
+        "actuals not analyzed",
+    ],
+)
 def test_the_schema_catches_drift(change, expected):
     d = copy.deepcopy(hand_built().to_dict())
     change(d)
@@ -121,8 +175,9 @@ def test_the_schema_catches_drift(change, expected):
 
 def test_schema_ts_is_generated_from_the_schema():
     checked_in = (LABEXTENSION / "src" / "schema.ts").read_text(encoding="utf-8")
-    assert checked_in == schema_ts.generate(), \
+    assert checked_in == schema_ts.generate(), (
         "labextension/src/schema.ts is out of date: run `python -m workbench.plan.schema_ts`"
+    )
 
 
 def test_the_paradigm_enum_is_the_engines():

@@ -38,10 +38,45 @@ CORPUS = [
     "SELECT {'a': id, 'b': [1, 2, 3][1:2]} FROM digits WHERE id < 2",
     "CALL cache_stats()",
 ]
-ODD = ["minilm(42)", "digits(body)", "nosuch(1)", "digits(pixels, pixels)", "minilm(NULL)", "minilm(minilm(body))",
-       "digits([1.0, 2.0])", "minilm(:missing)", "digits(pixels).nope", "count(minilm(body))"]
-KEYWORDS = ["SELECT", "FROM", "WHERE", "(", ")", ",", "'", ";", "::", "ORDER BY", "GROUP BY", "JOIN", "ON",
-            "MODEL", "CREATE", "DROP", "EXPLAIN", "ANALYZE", "CALL", "WITH", "SET", "LIMIT", "*", "--", "/*"]
+ODD = [
+    "minilm(42)",
+    "digits(body)",
+    "nosuch(1)",
+    "digits(pixels, pixels)",
+    "minilm(NULL)",
+    "minilm(minilm(body))",
+    "digits([1.0, 2.0])",
+    "minilm(:missing)",
+    "digits(pixels).nope",
+    "count(minilm(body))",
+]
+KEYWORDS = [
+    "SELECT",
+    "FROM",
+    "WHERE",
+    "(",
+    ")",
+    ",",
+    "'",
+    ";",
+    "::",
+    "ORDER BY",
+    "GROUP BY",
+    "JOIN",
+    "ON",
+    "MODEL",
+    "CREATE",
+    "DROP",
+    "EXPLAIN",
+    "ANALYZE",
+    "CALL",
+    "WITH",
+    "SET",
+    "LIMIT",
+    "*",
+    "--",
+    "/*",
+]
 
 
 def tokens(text: str) -> list[str]:
@@ -67,8 +102,14 @@ def mutate(rng: random.Random) -> str:
         return "SELECT " + "(" * depth + "1" + ")" * depth
     elif kind == 5:
         name = "x" * 10_000
-        return rng.choice([f"SELECT {name} FROM digits", f"SELECT {name}(pixels) FROM digits",
-                           f"CREATE MODEL {name} FROM PYTHON net", f"SELECT 1 AS {name}"])
+        return rng.choice(
+            [
+                f"SELECT {name} FROM digits",
+                f"SELECT {name}(pixels) FROM digits",
+                f"CREATE MODEL {name} FROM PYTHON net",
+                f"SELECT 1 AS {name}",
+            ]
+        )
     elif kind == 6:
         return f"SELECT {rng.choice(ODD)} FROM {rng.choice(['digits', 'pydoc'])} WHERE id < 3"
     elif kind == 7 and toks:
@@ -78,19 +119,43 @@ def mutate(rng: random.Random) -> str:
     return " ".join(toks)
 
 
-SQL_ATOMS = st.sampled_from(["id", "pixels", "body", "topic", "label", "1", "'a'", "NULL", "[1.0, 2.0]",
-                             "digits(pixels)", "minilm(body)", "minilm(topic)", ":q", "*"])
+SQL_ATOMS = st.sampled_from(
+    [
+        "id",
+        "pixels",
+        "body",
+        "topic",
+        "label",
+        "1",
+        "'a'",
+        "NULL",
+        "[1.0, 2.0]",
+        "digits(pixels)",
+        "minilm(body)",
+        "minilm(topic)",
+        ":q",
+        "*",
+    ]
+)
 
 
 @st.composite
 def grammar(draw) -> str:
-    expr = draw(st.recursive(SQL_ATOMS, lambda inner: st.one_of(
-        st.tuples(inner, st.sampled_from(["+", "=", "<>", "AND", "||", "<"]), inner).map(lambda t: " ".join(t)),
-        st.tuples(st.sampled_from(["minilm", "digits", "abs", "upper", "nosuch", "list_cosine_similarity"]),
-                  st.lists(inner, max_size=3)).map(lambda t: f"{t[0]}({', '.join(t[1])})"),
-        inner.map(lambda e: f"({e})"),
-        inner.map(lambda e: f"({e}).label"),
-    ), max_leaves=6))
+    expr = draw(
+        st.recursive(
+            SQL_ATOMS,
+            lambda inner: st.one_of(
+                st.tuples(inner, st.sampled_from(["+", "=", "<>", "AND", "||", "<"]), inner).map(lambda t: " ".join(t)),
+                st.tuples(
+                    st.sampled_from(["minilm", "digits", "abs", "upper", "nosuch", "list_cosine_similarity"]),
+                    st.lists(inner, max_size=3),
+                ).map(lambda t: f"{t[0]}({', '.join(t[1])})"),
+                inner.map(lambda e: f"({e})"),
+                inner.map(lambda e: f"({e}).label"),
+            ),
+            max_leaves=6,
+        )
+    )
     table = draw(st.sampled_from(["digits", "pydoc", "nosuch_table", "(SELECT * FROM digits WHERE id < 3)"]))
     where = draw(st.sampled_from(["", " WHERE id < 3", f" WHERE {expr}", " WHERE id < 3 AND "]))
     tail = draw(st.sampled_from(["", " LIMIT 2", f" ORDER BY {expr}", " GROUP BY 1", ";", "; SELECT 1"]))
@@ -121,15 +186,18 @@ def main() -> None:
     shell = start_ipython()
     shell.run_line_magic("load_ext", "workbench")
     shell.run_cell("import torch; net = torch.nn.Linear(64, 10); q = 'files'")
-    setup = ("%%dlsql\nCALL load_dataset('digits'); CALL load_dataset('pydoc');"
-             "CREATE OR REPLACE TABLE pydoc AS SELECT * FROM pydoc WHERE id < 40")
+    setup = (
+        "%%dlsql\nCALL load_dataset('digits'); CALL load_dataset('pydoc');"
+        "CREATE OR REPLACE TABLE pydoc AS SELECT * FROM pydoc WHERE id < 40"
+    )
     assert shell.run_cell(setup).success
     counts = {"ok": 0, "short": 0, "internal": 0, "duckdb_internal": 0, "health_checks": 0, "health_failures": 0}
     rng = random.Random(seed)
     statements = [mutate(rng) for _ in range(n // 2)]
 
-    @settings(max_examples=n - n // 2, database=None, deadline=None, derandomize=True,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=n - n // 2, database=None, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+    )
     @given(grammar())
     def collect(stmt: str) -> None:
         statements.append(stmt)

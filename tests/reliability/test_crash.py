@@ -5,8 +5,8 @@ import random
 
 import workbench
 from tests.kill_points import Forks
+from workbench.engine import calibration
 from workbench.models import mlp
-from workbench.optimizer import calibration
 
 WRITER = """
 def write(db, weights, start):
@@ -33,8 +33,7 @@ def test_sigkill_while_writing(tmp_path, figures):
         for _ in range(trials):
             # the kill lands at a random point of the writing: after the k-th reported commit
             # (a table or a model), somewhere within the next write or two
-            committed += forks.kill_after([db, weights, start], commits=rng.randint(1, 4),
-                                          delay=rng.uniform(0.0, 0.3))
+            committed += forks.kill_after([db, weights, start], commits=rng.randint(1, 4), delay=rng.uniform(0.0, 0.3))
             start += 1000
             failures += check(db, committed)
     figures["SIGKILL while writing"] = (trials, failures, f"{len(committed)} committed writes checked")
@@ -46,8 +45,10 @@ def check(db, committed):
     failures = 0
     try:
         with workbench.connect(db) as s:
-            tables = {r[0] for r in s.con.sql(
-                "SELECT table_name FROM duckdb_tables() WHERE table_name LIKE 'res_%'").fetchall()}
+            tables = {
+                r[0]
+                for r in s.con.sql("SELECT table_name FROM duckdb_tables() WHERE table_name LIKE 'res_%'").fetchall()
+            }
             models = s.sql("SHOW MODELS").pl()
             for line in committed:  # nothing committed is lost
                 kind, name = line.split()

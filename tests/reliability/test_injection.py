@@ -10,12 +10,28 @@ from workbench.errors import CatalogError, ExecutionError, ModelLoadError
 def hostile_values(tmp_path):
     target = tmp_path / "leak"
     base = [
-        "'", "''", "\"", "'; DROP TABLE t; --", f"'; COPY (SELECT 42) TO '{target}.csv'; --",
-        f"'); ATTACH '{target}.db' AS x; --", "'; INSTALL httpfs; LOAD httpfs; --",
+        "'",
+        "''",
+        '"',
+        "'; DROP TABLE t; --",
+        f"'; COPY (SELECT 42) TO '{target}.csv'; --",
+        f"'); ATTACH '{target}.db' AS x; --",
+        "'; INSTALL httpfs; LOAD httpfs; --",
         "' || (SELECT string_agg(content, '') FROM read_text('/etc/passwd')) || '",
-        "read_csv('/etc/passwd')", "\u2019; DROP TABLE t; --", "\u02bc OR 1=1 --", "$q", ":q", "?",
-        "\\'; DROP TABLE t; --", "/* */ DROP TABLE t", "\x00'; DROP TABLE t; --", "%(x)s", "{x}",
-        "SELECT * FROM duckdb_settings()", "1; PRAGMA enable_profiling", "'; SET enable_external_access=true; --",
+        "read_csv('/etc/passwd')",
+        "\u2019; DROP TABLE t; --",
+        "\u02bc OR 1=1 --",
+        "$q",
+        ":q",
+        "?",
+        "\\'; DROP TABLE t; --",
+        "/* */ DROP TABLE t",
+        "\x00'; DROP TABLE t; --",
+        "%(x)s",
+        "{x}",
+        "SELECT * FROM duckdb_settings()",
+        "1; PRAGMA enable_profiling",
+        "'; SET enable_external_access=true; --",
     ]
     values = []
     for i in range(200):

@@ -11,10 +11,13 @@ from tests.kill_points import Interrupt
 TRIALS = 20
 
 
-@pytest.mark.parametrize("kind, cell", [
-    ("relational", "%%dlsql\nCREATE TABLE r AS SELECT count(*) AS n FROM range(100000000000) a"),
-    ("inference", "%%dlsql\nCREATE TABLE r AS SELECT minilm(body || :salt) FROM pydoc"),
-])
+@pytest.mark.parametrize(
+    "kind, cell",
+    [
+        ("relational", "%%dlsql\nCREATE TABLE r AS SELECT count(*) AS n FROM range(100000000000) a"),
+        ("inference", "%%dlsql\nCREATE TABLE r AS SELECT minilm(body || :salt) FROM pydoc"),
+    ],
+)
 def test_interrupt_p95_under_a_second_and_nothing_partial(shell, figures, kind, cell):
     run(shell, "%%dlsql\nSELECT minilm('warm up')")
     session = shell.magics_manager.registry["DlsqlMagic"].session()  # the one the cells run on
@@ -41,9 +44,11 @@ def test_interrupt_p95_under_a_second_and_nothing_partial(shell, figures, kind, 
     figures[f"interrupts ({kind})"] = (TRIALS, failures, f"p95 time to stop {p95 * 1000:.0f} ms")
     assert failures == 0 and p95 <= 1.0
     # nothing half-written in the cache: every stored embedding is a complete, correct row
-    ok, value = run(shell, "%%dlsql\nSELECT count(*) AS n FROM duckdb_tables() "
-                           "WHERE table_name = 'workbench_cache_minilm'")
+    ok, value = run(
+        shell, "%%dlsql\nSELECT count(*) AS n FROM duckdb_tables() WHERE table_name = 'workbench_cache_minilm'"
+    )
     if ok and value.pl()["n"][0]:
-        ok, bad = run(shell, "%%dlsql\nSELECT count(*) AS n FROM workbench_cache_minilm "
-                             "WHERE v IS NULL OR len(v) <> 384")
+        ok, bad = run(
+            shell, "%%dlsql\nSELECT count(*) AS n FROM workbench_cache_minilm WHERE v IS NULL OR len(v) <> 384"
+        )
         assert ok and bad.pl()["n"][0] == 0

@@ -42,8 +42,11 @@ def run_case(wide):
 def test_small_outputs_complete_under_the_budget(figures):
     out = run_case(10)
     grown = out["peak"] - out["baseline"]
-    figures["memory: 100k rows, 10 outputs"] = (1, 0 if out["completed"] else 1,
-                                                f"peak {grown / 2**20:,.0f} MB over baseline, budget 512 MB")
+    figures["memory: 100k rows, 10 outputs"] = (
+        1,
+        0 if out["completed"] else 1,
+        f"peak {grown / 2**20:,.0f} MB over baseline, budget 512 MB",
+    )
     assert out["completed"] and out["rows"] == 100_000 and out["alive"]
     assert grown <= BUDGET * 1.10
 
@@ -51,7 +54,10 @@ def test_small_outputs_complete_under_the_budget(figures):
 def test_huge_outputs_stop_with_a_clear_error(figures):
     out = run_case(8192)  # 100,000 x 8,192 floats = 3.3 GB of outputs
     grown = out["peak"] - out["baseline"]
-    figures["memory: 100k rows, 8192 outputs"] = (1, 0 if not out["completed"] else 1,
-                                                  f"stopped at {grown / 2**20:,.0f} MB over baseline")
+    figures["memory: 100k rows, 8192 outputs"] = (
+        1,
+        0 if not out["completed"] else 1,
+        f"stopped at {grown / 2**20:,.0f} MB over baseline",
+    )
     assert not out["completed"] and "out of memory budget" in out["error"] and out["alive"]
     assert len(out["error"]) < 400

@@ -38,12 +38,15 @@ class Slow(torch.nn.Module):
         return torch.zeros(len(x), 3)
 
 
-@pytest.mark.parametrize("module, fragment", [
-    (Raises(), r"model 'bad' failed on batch 1 \(rows 1-\d+\): RuntimeError: weights on fire"),
-    (WrongShape(), r"model 'bad' failed on batch 1: returned shape \(\d+, 3\)"),
-    (WrongType(), r"model 'bad' failed on batch 1: returned list, expected a tensor"),
-    (NaNs(), r"model 'bad' returned NaN in batch 1"),
-])
+@pytest.mark.parametrize(
+    "module, fragment",
+    [
+        (Raises(), r"model 'bad' failed on batch 1 \(rows 1-\d+\): RuntimeError: weights on fire"),
+        (WrongShape(), r"model 'bad' failed on batch 1: returned shape \(\d+, 3\)"),
+        (WrongType(), r"model 'bad' failed on batch 1: returned list, expected a tensor"),
+        (NaNs(), r"model 'bad' returned NaN in batch 1"),
+    ],
+)
 def test_faulty_models_give_clear_errors(session, figures, module, fragment):
     session.sql("CALL load_dataset('digits')")
     session.register_model("bad", module, task="embed", input_dim=64, output_dim=3, batch_size=64)

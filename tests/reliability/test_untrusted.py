@@ -53,7 +53,7 @@ def test_remote_code_is_refused(session, tmp_path):
 
 def corrupt(data: bytes, rng: random.Random) -> bytes:
     n = struct.unpack("<Q", data[:8])[0]
-    header = bytearray(data[8:8 + n])
+    header = bytearray(data[8 : 8 + n])
     kind = rng.randrange(7)
     if kind == 0:
         return struct.pack("<Q", rng.choice([0, 1, n + 17, 2**40, 2**64 - 1])) + data[8:]
@@ -65,12 +65,12 @@ def corrupt(data: bytes, rng: random.Random) -> bytes:
     elif kind == 3:
         header = bytearray(bytes(header).replace(b'"F32"', rng.choice([b'"F99"', b'"I8" ', b'"BOOL"'])))
     elif kind == 4:
-        header = bytearray(bytes(header).replace(b"data_offsets\":[", b"data_offsets\":[9999999"))
+        header = bytearray(bytes(header).replace(b'data_offsets":[', b'data_offsets":[9999999'))
     elif kind == 5:
         header = bytearray(bytes(header).replace(b"{", b"[", 1))
     else:
         header = bytearray(bytes(header).replace(b"widths", b"wodths"))
-    return struct.pack("<Q", len(header)) + bytes(header) + data[8 + n:]
+    return struct.pack("<Q", len(header)) + bytes(header) + data[8 + n :]
 
 
 def test_corrupted_safetensors_headers_get_clear_errors(session, tmp_path, figures):

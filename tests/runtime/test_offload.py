@@ -16,8 +16,9 @@ from workbench.errors import OutOfMemoryBudget
 from workbench.runtime import offload
 
 SMALL = {
-    "bert": BertConfig(vocab_size=1000, hidden_size=64, num_hidden_layers=4, num_attention_heads=4,
-                       intermediate_size=128),
+    "bert": BertConfig(
+        vocab_size=1000, hidden_size=64, num_hidden_layers=4, num_attention_heads=4, intermediate_size=128
+    ),
     "gpt2": GPT2Config(vocab_size=1000, n_embd=64, n_layer=4, n_head=4, bos_token_id=0, eos_token_id=0),
 }
 
@@ -67,13 +68,20 @@ PROBE = textwrap.dedent("""
 
 def test_peak_memory_stays_within_the_budget_for_a_model_8x_bigger(tmp_path):
     # BERT-like, ~2.1 GB of float32 weights, against a 256 MB budget
-    config = BertConfig(vocab_size=1000, hidden_size=768, num_hidden_layers=76, num_attention_heads=12,
-                        intermediate_size=3072, max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=1000,
+        hidden_size=768,
+        num_hidden_layers=76,
+        num_attention_heads=12,
+        intermediate_size=3072,
+        max_position_embeddings=64,
+    )
     size = offload.write_random_checkpoint(config, tmp_path)
     budget = 256 * 2**20
     assert size >= 8 * budget
-    out = subprocess.run([sys.executable, "-c", PROBE, str(tmp_path), str(budget)], capture_output=True, text=True,
-                         timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, str(tmp_path), str(budget)], capture_output=True, text=True, timeout=600
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     figures = json.loads(out.stdout.strip().splitlines()[-1])
     grown = figures["peak"] - figures["before"]
@@ -88,8 +96,14 @@ def _text_model_dir(path, layers=6):
 
     from workbench.models.builtin import minilm_path
 
-    config = BertConfig(vocab_size=30522, hidden_size=128, num_hidden_layers=layers, num_attention_heads=4,
-                        intermediate_size=512, max_position_embeddings=128)
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=128,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        intermediate_size=512,
+        max_position_embeddings=128,
+    )
     offload.write_random_checkpoint(config, path)
     for f in Path(minilm_path()).iterdir():
         if f.name.startswith(("vocab", "tokenizer", "special_tokens")):

@@ -13,8 +13,9 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA d
 
 
 def test_offloaded_on_cuda_equals_the_model_held_on_the_device(tmp_path):
-    config = BertConfig(vocab_size=1000, hidden_size=256, num_hidden_layers=8, num_attention_heads=4,
-                        intermediate_size=1024)
+    config = BertConfig(
+        vocab_size=1000, hidden_size=256, num_hidden_layers=8, num_attention_heads=4, intermediate_size=1024
+    )
     offload.write_random_checkpoint(config, tmp_path)
     full = AutoModel.from_pretrained(tmp_path).eval().to("cuda")
     ids = torch.randint(0, 1000, (4, 32), device="cuda")

@@ -69,8 +69,11 @@ def test_memory_samples_cover_each_device(digits_session):
         unsubscribe()
     samples = [e.data["devices"] for e in events if e.kind == "memory"]
     assert len(samples) >= 2  # one as the query starts, one as it ends
-    devices = {"cpu"} | ({f"cuda:{i}" for i in range(torch.cuda.device_count())}
-                         if torch.cuda.is_available() and torch.cuda.is_initialized() else set())
+    devices = {"cpu"} | (
+        {f"cuda:{i}" for i in range(torch.cuda.device_count())}
+        if torch.cuda.is_available() and torch.cuda.is_initialized()
+        else set()
+    )
     for sample in samples:
         assert set(sample) == devices
         assert sample["cpu"]["rss"] > 0 and sample["cpu"]["duckdb"] >= 0 and sample["cpu"]["torch"] > 0

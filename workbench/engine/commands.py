@@ -16,12 +16,12 @@ from workbench.sql import statements as st
 
 
 def message(text: str, statement: str, start: float) -> Result:
-    return Result(pa.table({"status": [text]}), statement=statement, elapsed=time.perf_counter() - start,
-                  message=text)
+    return Result(pa.table({"status": [text]}), statement=statement, elapsed=time.perf_counter() - start, message=text)
 
 
-def run_model_statement(catalog: Catalog, stmt: st.Statement, params: Mapping[str, Any] | None,
-                        namespace: Mapping[str, Any]) -> Result:
+def run_model_statement(
+    catalog: Catalog, stmt: st.Statement, params: Mapping[str, Any] | None, namespace: Mapping[str, Any]
+) -> Result:
     start = time.perf_counter()
     if isinstance(stmt, st.CreateModel):
         catalog.check_name(stmt.name, stmt.replace)
@@ -29,14 +29,20 @@ def run_model_statement(catalog: Catalog, stmt: st.Statement, params: Mapping[st
             model = catalog.create(stmt.name, path=stmt.path, options=stmt.options, replace=stmt.replace)
         else:
             obj = lookup_var(stmt.python_var or "", params, namespace)
-            model = catalog.create(stmt.name, obj=obj, var_name=stmt.python_var, options=stmt.options,
-                                   replace=stmt.replace)
+            model = catalog.create(
+                stmt.name, obj=obj, var_name=stmt.python_var, options=stmt.options, replace=stmt.replace
+            )
         if model is None:  # may stream from disk: nothing was loaded
             info = catalog.info(stmt.name)
-            return message(f"model {stmt.name} created ({info.task}: VARCHAR; offload = "
-                           f"{info.options.get('offload')}, weights stay on disk until needed)", stmt.text, start)
-        return message(f"model {stmt.name} created ({model.task}: {model.input_type} -> {model.output_type})",
-                       stmt.text, start)
+            return message(
+                f"model {stmt.name} created ({info.task}: VARCHAR; offload = "
+                f"{info.options.get('offload')}, weights stay on disk until needed)",
+                stmt.text,
+                start,
+            )
+        return message(
+            f"model {stmt.name} created ({model.task}: {model.input_type} -> {model.output_type})", stmt.text, start
+        )
     if isinstance(stmt, st.DropModel):
         dropped = catalog.drop(stmt.name, stmt.if_exists)
         return message(f"model {stmt.name} {'dropped' if dropped else 'did not exist'}", stmt.text, start)

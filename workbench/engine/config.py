@@ -31,8 +31,9 @@ class Config:
     def budget_for(self, device: str) -> int | None:
         return self.memory_budget_cuda if device.startswith("cuda") else self.memory_budget
 
-    def with_setting(self, name: str, value: Any, *, rule_names: tuple[str, ...] = (),
-                     required_rules: frozenset[str] = frozenset()) -> tuple[Config, str]:
+    def with_setting(
+        self, name: str, value: Any, *, rule_names: tuple[str, ...] = (), required_rules: frozenset[str] = frozenset()
+    ) -> tuple[Config, str]:
         """A new config with one `SET` applied, and the line the user sees."""
         if name in ("memory_budget_cpu", "memory_budget_cuda"):
             size = None if _none(value) else parse_size(value)
@@ -61,8 +62,9 @@ def check_disabled(names: Any, rule_names: tuple[str, ...], required: frozenset[
     return disabled
 
 
-def effective_batch_size(*, call: int | None = None, model_option: int | None = None,
-                         session: int | None = None) -> int | None:
+def effective_batch_size(
+    *, call: int | None = None, model_option: int | None = None, session: int | None = None
+) -> int | None:
     """The batch size the user asked for, most specific first: this call (`--batch-size`,
     `sql(batch_size=)`), the model's option (`WITH`/`ALTER MODEL ... batch_size`), the
     session's. None: the model's own or the tuner's choice (the optimizer fills it in)."""

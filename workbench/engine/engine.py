@@ -15,6 +15,7 @@ import duckdb
 import pyarrow as pa
 
 from workbench.cache import InferenceCache, policy_of
+from workbench.engine import calibration
 from workbench.engine.config import Config, effective_batch_size
 from workbench.engine.io import Cursor
 from workbench.engine.models import Models, profile_of
@@ -23,7 +24,6 @@ from workbench.engine.runner import Run, Runner
 from workbench.execution import batching, dl_centric, registry, relation_centric
 from workbench.models.base import Model
 from workbench.models.catalog import Catalog as ModelCatalog
-from workbench.optimizer import calibration
 from workbench.optimizer.cost import CostModel, Facts, Learned
 from workbench.plan.nodes import ModelOperator, Plan
 from workbench.plan.profile import ModelProfile
@@ -33,8 +33,9 @@ from workbench.telemetry import Telemetry
 
 
 class Engine:
-    def __init__(self, con: duckdb.DuckDBPyConnection, catalog: ModelCatalog, cache: InferenceCache,
-                 telemetry: Telemetry):
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection, catalog: ModelCatalog, cache: InferenceCache, telemetry: Telemetry
+    ):
         self.con = con
         self.catalog = catalog
         self.cache = cache
@@ -65,8 +66,12 @@ class Engine:
         return values
 
     def cost_model(self, cursor: Cursor, config: Config) -> CostModel:
-        return CostModel(self.constants(cursor), memory_budget=config.memory_budget, learned=self.learned,
-                         weights_stored=lambda fp: relation_centric.stored(cursor.con, fp))
+        return CostModel(
+            self.constants(cursor),
+            memory_budget=config.memory_budget,
+            learned=self.learned,
+            weights_stored=lambda fp: relation_centric.stored(cursor.con, fp),
+        )
 
     def learn(self, op: ModelOperator, model: Model, stats: OperatorStats) -> None:
         """Teach the cost model what this run of the model measured."""
@@ -74,14 +79,13 @@ class Engine:
         if constants is None:
             return
         profile = profile_of(op.model, model, constants)
-        facts = Facts(rows=stats.computed, input_rows=stats.input_rows or stats.computed,
-                      avg_chars=op.avg_input_chars)
+        facts = Facts(rows=stats.computed, input_rows=stats.input_rows or stats.computed, avg_chars=op.avg_input_chars)
         CostModel(constants, learned=self.learned).observe(
-            profile, stats.computed, stats.seconds, stats.batch_size or profile.max_batch, facts, op.paradigm)
+            profile, stats.computed, stats.seconds, stats.batch_size or profile.max_batch, facts, op.paradigm
+        )
 
     # -- planning -----------------------------------------------------------------------
-    def planner(self, cursor: Cursor, config: Config, values: dict[str, Any],
-                batch_size: int | None = None) -> Planner:
+    def planner(self, cursor: Cursor, config: Config, values: dict[str, Any], batch_size: int | None = None) -> Planner:
         constants = self.constants(cursor)
         profiles: dict[str, ModelProfile] = {}
 
@@ -95,18 +99,31 @@ class Engine:
             return "off" if policy.kind == "off" else policy.describe()
 
         catalog = Catalog(
-            names=frozenset(self.catalog.names), profile=profile,
-            batch_size=lambda name: effective_batch_size(call=batch_size, model_option=self.catalog.batch_size(name),
-                                                         session=config.batch_size),
-            precision=self.models.precision, memory=lambda name: self.models.memory(name, config),
-            cache_policy=cache_policy, unavailable=registry.unavailable,
+            names=frozenset(self.catalog.names),
+            profile=profile,
+            batch_size=lambda name: effective_batch_size(
+                call=batch_size, model_option=self.catalog.batch_size(name), session=config.batch_size
+            ),
+            precision=self.models.precision,
+            memory=lambda name: self.models.memory(name, config),
+            cache_policy=cache_policy,
+            unavailable=registry.unavailable,
         )
         schema = _Schema(cursor, values)
-        return Planner(catalog, schema, _Counter(self, cursor, config), self.cost_model(cursor, config),
-                       cores=os.cpu_count() or 1)
+        return Planner(
+            catalog, schema, _Counter(self, cursor, config), self.cost_model(cursor, config), cores=os.cpu_count() or 1
+        )
 
-    def plan(self, stmt: st.Sql, params: Mapping[str, Any] | None, cursor: Cursor, config: Config, *,
-             paradigm: str | None = None, batch_size: int | None = None) -> tuple[Plan, dict[str, Any]]:
+    def plan(
+        self,
+        stmt: st.Sql,
+        params: Mapping[str, Any] | None,
+        cursor: Cursor,
+        config: Config,
+        *,
+        paradigm: str | None = None,
+        batch_size: int | None = None,
+    ) -> tuple[Plan, dict[str, Any]]:
         text, values = bind(stmt, params)
         if not calls_models(stmt, self.catalog.names):
             return Plan(sql=stmt.text, final_sql=text, params=tuple(values)), values
@@ -122,8 +139,17 @@ class Engine:
             return Run(table, [], time.perf_counter() - start)
         return self.runner.run(plan, values, cursor, config)
 
-    def explain(self, stmt: st.Sql, params: Mapping[str, Any] | None, cursor: Cursor, config: Config, *,
-                analyze: bool = False, paradigm: str | None = None, batch_size: int | None = None) -> Plan:
+    def explain(
+        self,
+        stmt: st.Sql,
+        params: Mapping[str, Any] | None,
+        cursor: Cursor,
+        config: Config,
+        *,
+        analyze: bool = False,
+        paradigm: str | None = None,
+        batch_size: int | None = None,
+    ) -> Plan:
         plan, values = self.plan(stmt, params, cursor, config, paradigm=paradigm, batch_size=batch_size)
         if analyze:  # ANALYZE runs the whole statement
             done = self.run(plan, values, cursor, config)
@@ -181,5 +207,11 @@ class _Counter:
     def hit_ratio(self, op: ModelOperator, params: dict[str, Any]) -> float:
         model = self.engine.models.base(op.model, self.config)
         policy = policy_of(self.engine.catalog.info(op.model).options, model)
-        return self.cursor.guarded(lambda: self.engine.cache.expected_hit_ratio(
-            op.model, model, policy, model.fingerprint(), op.input_sql, params)) or 0.0
+        return (
+            self.cursor.guarded(
+                lambda: self.engine.cache.expected_hit_ratio(
+                    op.model, model, policy, model.fingerprint(), op.input_sql, params
+                )
+            )
+            or 0.0
+        )

@@ -116,4 +116,3 @@ def interruptible(fn: Callable[[], Any], con: duckdb.DuckDBPyConnection) -> Any:
         con.interrupt()
         concurrent.futures.wait([future])
         raise
-

@@ -63,8 +63,9 @@ class Models:
         """How a model's weights are held, for EXPLAIN (decided without reading weights)."""
         info = self.catalog.info(name)
         try:
-            directory = offloaded.should_offload(info.options, info.source,
-                                                 config.budget_for(str(info.options.get("device", "cpu"))))
+            directory = offloaded.should_offload(
+                info.options, info.source, config.budget_for(str(info.options.get("device", "cpu")))
+            )
         except WorkbenchError:
             return "resident"
         if directory is None:
@@ -102,17 +103,30 @@ def profile_of(name: str, model: Model, constants: dict[str, float]) -> ModelPro
     if layers:
         n_linear = sum(isinstance(layer, Linear) for layer in layers)
         # per batch: each layer's launch, plus the Python/Arrow work of one predict call
-        timing = {"row_s": macs(layers) * constants["torch_s_per_mac"],
-                  "batch_s": constants["torch_batch_s"] * (n_linear + 10)}
+        timing = {
+            "row_s": macs(layers) * constants["torch_s_per_mac"],
+            "batch_s": constants["torch_batch_s"] * (n_linear + 10),
+        }
     else:
         timing = _probe(model)
     return ModelProfile(
-        name=name, input_kind=model.input_kind, output_type=model.output_type, input_dim=model.input_dim,
-        device=model.device, batch_size=model.batch_size, tuned_batch_size=model.tuned_batch_size,
-        max_batch=max(model.batch_candidates), weight_bytes=resident,
-        layers=tuple(_shape(layer) for layer in layers), no_chain=why, hybrid_tail_bytes=tail_bytes,
-        row_s=timing["row_s"], batch_s=timing["batch_s"], char_s=timing.get("char_s", 0.0),
-        max_chars=timing.get("max_chars", 0.0), fingerprint=fingerprint,
+        name=name,
+        input_kind=model.input_kind,
+        output_type=model.output_type,
+        input_dim=model.input_dim,
+        device=model.device,
+        batch_size=model.batch_size,
+        tuned_batch_size=model.tuned_batch_size,
+        max_batch=max(model.batch_candidates),
+        weight_bytes=resident,
+        layers=tuple(_shape(layer) for layer in layers),
+        no_chain=why,
+        hybrid_tail_bytes=tail_bytes,
+        row_s=timing["row_s"],
+        batch_s=timing["batch_s"],
+        char_s=timing.get("char_s", 0.0),
+        max_chars=timing.get("max_chars", 0.0),
+        fingerprint=fingerprint,
     )
 
 
@@ -158,6 +172,7 @@ def _probe(model: Model) -> dict[str, float]:
 def _time_predictions(model: Model) -> dict[str, float]:
     """Time a few predictions on synthetic inputs (once per loaded model)."""
     if model.input_kind == "text":
+
         def timed(texts: list[str]) -> float:
             with exclusive(model):
                 model.predict(texts[:2])  # warm-up
@@ -170,8 +185,12 @@ def _time_predictions(model: Model) -> dict[str, float]:
         t_long = timed(["word " * (long_ // 5)] * n)
         char_s = max(t_long - t_short, 0.0) / n / (long_ - short)
         max_len = getattr(model, "max_length", 128) or 128
-        return {"row_s": max(t_short / n - char_s * short, 0.0), "batch_s": 0.0, "char_s": char_s,
-                "max_chars": float(max_len * 4)}
+        return {
+            "row_s": max(t_short / n - char_s * short, 0.0),
+            "batch_s": 0.0,
+            "char_s": char_s,
+            "max_chars": float(max_len * 4),
+        }
     width = model.input_dim or 1
     x = np.zeros(64, dtype=np.int64) if model.input_kind == "ids" else np.zeros((64, width), dtype=np.float32)
     model.predict(x[:2])

@@ -66,8 +66,9 @@ def calls_models(stmt: st.Sql, names: set[str] | frozenset[str]) -> bool:
 
 
 class Planner:
-    def __init__(self, catalog: Catalog, schema: Schema, counter: Counter, cost: CostModel, *,
-                 cores: int | None = None):
+    def __init__(
+        self, catalog: Catalog, schema: Schema, counter: Counter, cost: CostModel, *, cores: int | None = None
+    ):
         self.catalog = catalog
         self.schema = schema
         self.counter = counter
@@ -83,19 +84,29 @@ class Planner:
         except RecursionError:
             raise SQLSyntaxError("the statement is nested too deeply to plan") from None
 
-    def physical(self, logical: Plan, values: dict[str, Any], hint: hints.Hints,
-                 disabled: frozenset[str] = frozenset()) -> Plan:
+    def physical(
+        self, logical: Plan, values: dict[str, Any], hint: hints.Hints, disabled: frozenset[str] = frozenset()
+    ) -> Plan:
         """The optimizer's rules over the logical plan, then how each operator runs."""
         return optimize(logical, self.context(logical, values, hint), disabled=disabled)
 
-    def plan(self, text: str, values: dict[str, Any], hint: hints.Hints,
-             disabled: frozenset[str] = frozenset()) -> Plan:
+    def plan(
+        self, text: str, values: dict[str, Any], hint: hints.Hints, disabled: frozenset[str] = frozenset()
+    ) -> Plan:
         return self.physical(self.logical(text), values, hint, disabled)
 
     def context(self, logical: Plan, values: dict[str, Any], hint: hints.Hints) -> Context:
         c = self.catalog
-        ctx = Context(cost=self.cost, facts=self.facts_of(logical, values), profile=c.profile, hints=hint,
-                      batch_size=c.batch_size, precision=c.precision, memory=c.memory, unavailable=c.unavailable)
+        ctx = Context(
+            cost=self.cost,
+            facts=self.facts_of(logical, values),
+            profile=c.profile,
+            hints=hint,
+            batch_size=c.batch_size,
+            precision=c.precision,
+            memory=c.memory,
+            unavailable=c.unavailable,
+        )
         if self.cores is not None:
             ctx.cores = self.cores
         return ctx
@@ -116,8 +127,9 @@ class Planner:
 
         return facts
 
-    def _facts(self, op: ModelOperator, values: dict[str, Any], nested: list[Facts],
-               output_types: dict[int, str]) -> Facts:
+    def _facts(
+        self, op: ModelOperator, values: dict[str, Any], nested: list[Facts], output_types: dict[int, str]
+    ) -> Facts:
         """Exact counts of an operator's inputs (its input query runs no model, so counting
         is cheap); a call nested in another's input is estimated from that operator's facts,
         and each filter on another's output is taken to keep half the rows (its outputs do
@@ -144,8 +156,15 @@ class Planner:
                 ratio = 0.0
         width = profile.input_dim or 1
         key_bytes = float(chars or 1.0) if text else 8.0 if profile.input_kind == "ids" else 4.0 * width
-        return Facts(rows=rows, input_rows=total, key_bytes=key_bytes, avg_chars=float(chars or 0.0),
-                     hit_ratio=ratio, cache_on=policy != "off", cache_policy=policy)
+        return Facts(
+            rows=rows,
+            input_rows=total,
+            key_bytes=key_bytes,
+            avg_chars=float(chars or 0.0),
+            hit_ratio=ratio,
+            cache_on=policy != "off",
+            cache_policy=policy,
+        )
 
 
 def with_actuals(plan: Plan, stats: list[Any], rows: int, seconds: float) -> Plan:

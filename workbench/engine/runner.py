@@ -38,7 +38,6 @@ from workbench.runtime.memory import MemoryGuard
 from workbench.runtime.threads import torch_threads
 from workbench.telemetry import MemorySampler, Telemetry
 
-
 # DuckDB keeps a Python UDF in the database's catalog, seen by every cursor: each execution
 # names its operators' lookup functions anew, so concurrent statements never collide.
 _executions = itertools.count(1)
@@ -55,11 +54,18 @@ def named(plan: Plan, execution: int) -> Plan:
         return _PLACEHOLDER.sub(rf"__wb_{execution}_lookup_\1", sql)
 
     def query(q: InputQuery) -> InputQuery:
-        return replace(q, key=sub(q.key), source=sub(q.source) if q.source else q.source, with_sql=sub(q.with_sql),
-                       filters=tuple(map(sub, q.filters)), after=tuple((ids, sub(f)) for ids, f in q.after))
+        return replace(
+            q,
+            key=sub(q.key),
+            source=sub(q.source) if q.source else q.source,
+            with_sql=sub(q.with_sql),
+            filters=tuple(map(sub, q.filters)),
+            after=tuple((ids, sub(f)) for ids, f in q.after),
+        )
 
-    ops = tuple(replace(op, inputs=tuple(map(query, op.inputs)), sql_name=sub(lookup_name(op.id)))
-                for op in plan.operators)
+    ops = tuple(
+        replace(op, inputs=tuple(map(query, op.inputs)), sql_name=sub(lookup_name(op.id))) for op in plan.operators
+    )
     return replace(plan, final_sql=sub(plan.final_sql), operators=ops)
 
 
@@ -73,10 +79,15 @@ class Run:
 
 
 class Runner:
-    def __init__(self, models: Models, telemetry: Telemetry, *,
-                 cache_use: Callable[[str, Model], dl_centric.CacheUse | None],
-                 learn: Callable[[ModelOperator, Model, OperatorStats], None],
-                 writes: Any):
+    def __init__(
+        self,
+        models: Models,
+        telemetry: Telemetry,
+        *,
+        cache_use: Callable[[str, Model], dl_centric.CacheUse | None],
+        learn: Callable[[ModelOperator, Model, OperatorStats], None],
+        writes: Any,
+    ):
         self.models = models
         self.telemetry = telemetry
         self.cache_use = cache_use
@@ -91,11 +102,18 @@ class Runner:
         outcomes: list[tuple[ModelOperator, Model, Outcome]] = []
         with Lookups(cursor) as lookups, self._observed(plan, start, config, cursor) as observed:
             for op in plan.operators:
-                model = self.models.variant(op.model, config, functools.partial(
-                    _sample_for, cursor, op, values))
-                job = Job(op=op, model=model, cursor=cursor, values=values, telemetry=self.telemetry,
-                          cache=self.cache_use(op.model, model) if op.paradigm != "udf_centric" else None,
-                          guard=guard, memory_budget=config.memory_budget, writes=self.writes)
+                model = self.models.variant(op.model, config, functools.partial(_sample_for, cursor, op, values))
+                job = Job(
+                    op=op,
+                    model=model,
+                    cursor=cursor,
+                    values=values,
+                    telemetry=self.telemetry,
+                    cache=self.cache_use(op.model, model) if op.paradigm != "udf_centric" else None,
+                    guard=guard,
+                    memory_budget=config.memory_budget,
+                    writes=self.writes,
+                )
                 with torch_threads(op.threads[1] if op.threads and op.paradigm != "udf_centric" else None):
                     outcome = cursor.guarded(functools.partial(EXECUTORS[op.paradigm].run, job))
                 if outcome.udf is not None:
@@ -114,8 +132,9 @@ class Runner:
             observed(table.num_rows, stats)
         return Run(table, stats, time.perf_counter() - start)
 
-    def _statement(self, plan: Plan, values: dict[str, Any], cursor: Cursor,
-                   outcomes: list[tuple[ModelOperator, Model, Outcome]]) -> pa.Table:
+    def _statement(
+        self, plan: Plan, values: dict[str, Any], cursor: Cursor, outcomes: list[tuple[ModelOperator, Model, Outcome]]
+    ) -> pa.Table:
         """Run the statement itself (UDF operators run inside it)."""
         udfs = [o.udf for _, _, o in outcomes if o.udf is not None]
         torch_n = max((u.op.threads[1] for u in udfs if u.op.threads), default=None)
@@ -129,8 +148,9 @@ class Runner:
             raise
 
     @contextlib.contextmanager
-    def _observed(self, plan: Plan, start: float, config: Config,
-                  cursor: Cursor) -> Iterator[Callable[[int, list[OperatorStats]], None]]:
+    def _observed(
+        self, plan: Plan, start: float, config: Config, cursor: Cursor
+    ) -> Iterator[Callable[[int, list[OperatorStats]], None]]:
         """Tell the event stream a query starts and ends (and sample memory meanwhile), only
         when someone listens. Yields the function that records the result's size."""
         tele = self.telemetry
@@ -138,10 +158,16 @@ class Runner:
             yield lambda rows, stats: None
             return
         # a budget bounds the growth from here (MemoryGuard), so the line sits above the start
-        tele.emit("query_start", sql=plan.sql, budgets={"cpu": config.memory_budget},
-                  baseline={"cpu": psutil.Process().memory_info().rss},
-                  operators=[{"id": op.id, "call": op.call, "paradigm": op.paradigm,
-                              "estimated_rows": op.estimated_rows} for op in plan.operators])
+        tele.emit(
+            "query_start",
+            sql=plan.sql,
+            budgets={"cpu": config.memory_budget},
+            baseline={"cpu": psutil.Process().memory_info().rss},
+            operators=[
+                {"id": op.id, "call": op.call, "paradigm": op.paradigm, "estimated_rows": op.estimated_rows}
+                for op in plan.operators
+            ],
+        )
         done: dict[str, Any] = {}
 
         def record(rows: int, stats: list[OperatorStats]) -> None:

@@ -85,9 +85,7 @@ def run(
         out = _predict(model, name, batch, batches, pos)
         elapsed = time.perf_counter() - t0
         if len(out) != len(idx):
-            raise ModelError(
-                f"model '{name}' returned {len(out)} outputs for {len(idx)} inputs in batch {batches + 1}"
-            )
+            raise ModelError(f"model '{name}' returned {len(out)} outputs for {len(idx)} inputs in batch {batches + 1}")
         if out.type != expected:
             try:
                 out = out.cast(expected)

@@ -88,20 +88,36 @@ def run(
         inputs = to_model_inputs(op.call, op.model, model, misses)
         if emit is not None and model.device != "cpu" and isinstance(inputs, np.ndarray):
             emit("bytes", source="cpu", target=model.device, bytes=inputs.nbytes)
-        result = batching.run(model, op.model, inputs, batch_size=batch_size or op.batch_size, progress=step,
-                              guard=guard)
+        result = batching.run(
+            model, op.model, inputs, batch_size=batch_size or op.batch_size, progress=step, guard=guard
+        )
     if emit is not None:
         emit("bytes", source="cpu", target="duckdb", bytes=result.outputs.nbytes)
     if cache is not None:
         vectors = found.miss_vectors if cache.policy.kind == "semantic" else None
-        cache.cache.store(op.model, model, cache.policy, cache.fingerprint, misses, result.outputs,
-                          vectors=vectors, hit_keys=keys.take(pa.array(found.hit_index)))
+        cache.cache.store(
+            op.model,
+            model,
+            cache.policy,
+            cache.fingerprint,
+            misses,
+            result.outputs,
+            vectors=vectors,
+            hit_keys=keys.take(pa.array(found.hit_index)),
+        )
     outputs = _merge(found, result.outputs, n)
     stats = OperatorStats(
-        model=op.model, call=op.call, paradigm=op.paradigm, rows=n, seconds=round(result.seconds, 6),
+        model=op.model,
+        call=op.call,
+        paradigm=op.paradigm,
+        rows=n,
+        seconds=round(result.seconds, 6),
         batch_size=(min(result.batch_size, len(misses)) if len(misses) else result.batch_size) or None,
-        batches=result.batches, device=model.device, precision=getattr(model, "precision", "float32"),
-        memory=getattr(model, "memory", "resident"), cache_hits=len(found.hit_index),
+        batches=result.batches,
+        device=model.device,
+        precision=getattr(model, "precision", "float32"),
+        memory=getattr(model, "memory", "resident"),
+        cache_hits=len(found.hit_index),
         cache_misses=len(found.miss_index) if cache is not None else 0,
         cache_policy=cache.policy.describe() if cache is not None else "off",
         cache_semantic_hits=found.semantic_hits or None,

@@ -39,9 +39,18 @@ class _Tail(Model):
         return self.model.predict_with(self.tail, batch)
 
 
-def infer(con: Any, fetch: Any, model: TensorModel, name: str, keys: pa.Array, *,
-          batch_size: int | None = None, guard: Any = None, max_rows: int | None = None,
-          progress: Callable[[int, int], None] | None = None) -> batching.BatchRun:
+def infer(
+    con: Any,
+    fetch: Any,
+    model: TensorModel,
+    name: str,
+    keys: pa.Array,
+    *,
+    batch_size: int | None = None,
+    guard: Any = None,
+    max_rows: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> batching.BatchRun:
     split = split_after_first_linear(model.module)
     if split is None:  # pragma: no cover - the cost model offers hybrid only with a split
         raise ValueError("no hybrid split")
@@ -56,8 +65,9 @@ def infer(con: Any, fetch: Any, model: TensorModel, name: str, keys: pa.Array, *
         hidden = relation_centric.infer(con, fetch, model, keys.slice(start, step), hidden_only=True)
         width = len(hidden[0])
         matrix = hidden.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-        run = batching.run(_Tail(model, tail, width), name, matrix.reshape(len(hidden), width),
-                           batch_size=batch_size, guard=guard)
+        run = batching.run(
+            _Tail(model, tail, width), name, matrix.reshape(len(hidden), width), batch_size=batch_size, guard=guard
+        )
         outputs.append(run.outputs)
         batches += run.batches
         chosen = run.batch_size

@@ -71,9 +71,18 @@ class Executor(Protocol):
 
 
 def _materialized(job: Job, infer: Callable[..., batching.BatchRun] | None) -> Outcome:
-    run = dl_centric.run(job.cursor.fetch, job.op, job.model, job.values, batch_size=job.op.batch_size,
-                         cache=job.cache, guard=job.guard, infer=infer, telemetry=job.telemetry,
-                         progress=job.telemetry.progress(job.op.id))
+    run = dl_centric.run(
+        job.cursor.fetch,
+        job.op,
+        job.model,
+        job.values,
+        batch_size=job.op.batch_size,
+        cache=job.cache,
+        guard=job.guard,
+        infer=infer,
+        telemetry=job.telemetry,
+        progress=job.telemetry.progress(job.op.id),
+    )
     return Outcome(stats=lambda: run.stats, table=run.table)
 
 
@@ -94,8 +103,9 @@ class UdfCentric:
         return None
 
     def run(self, job: Job) -> Outcome:
-        udf = UdfOperator(job.cursor.con, job.op, job.model, batch_size=job.op.batch_size, guard=job.guard,
-                          telemetry=job.telemetry)
+        udf = UdfOperator(
+            job.cursor.con, job.op, job.model, batch_size=job.op.batch_size, guard=job.guard, telemetry=job.telemetry
+        )
         udf.register()
         return Outcome(stats=udf.stats, udf=udf)
 
@@ -118,8 +128,14 @@ class RelationCentric:
             t0 = time.perf_counter()
             with job.writes:
                 relation_centric.ensure_weights(job.cursor.con, job.op.model, _tensor(job.model))
-            out = relation_centric.infer(job.cursor.con, job.cursor.fetch, _tensor(job.model), keys, progress=progress,
-                                         max_rows=relation_centric.chunk_rows(job.memory_budget))
+            out = relation_centric.infer(
+                job.cursor.con,
+                job.cursor.fetch,
+                _tensor(job.model),
+                keys,
+                progress=progress,
+                max_rows=relation_centric.chunk_rows(job.memory_budget),
+            )
             return batching.BatchRun(out, 0, 1, time.perf_counter() - t0)
 
         return _materialized(job, rel)
@@ -139,9 +155,17 @@ class Hybrid:
             t0 = time.perf_counter()
             with job.writes:
                 relation_centric.ensure_weights(job.cursor.con, job.op.model, _tensor(job.model))
-            run = hybrid.infer(job.cursor.con, job.cursor.fetch, _tensor(job.model), job.op.model, keys,
-                               batch_size=job.op.batch_size, guard=job.guard, progress=progress,
-                               max_rows=relation_centric.chunk_rows(job.memory_budget))
+            run = hybrid.infer(
+                job.cursor.con,
+                job.cursor.fetch,
+                _tensor(job.model),
+                job.op.model,
+                keys,
+                batch_size=job.op.batch_size,
+                guard=job.guard,
+                progress=progress,
+                max_rows=relation_centric.chunk_rows(job.memory_budget),
+            )
             return replace(run, seconds=time.perf_counter() - t0)
 
         return _materialized(job, mixed)

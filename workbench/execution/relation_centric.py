@@ -45,8 +45,9 @@ _SQRT_HALF = 0.7071067811865476
 def _erf(x: str) -> str:
     """erf(x) by Abramowitz & Stegun 7.1.26 (error below 1.5e-7); DuckDB has no erf."""
     t = f"(1.0 / (1.0 + 0.3275911 * abs({x})))"
-    poly = (f"({t} * (0.254829592 + {t} * (-0.284496736 + {t} * (1.421413741 + {t} * "
-            f"(-1.453152027 + {t} * 1.061405429)))))")
+    poly = (
+        f"({t} * (0.254829592 + {t} * (-0.284496736 + {t} * (1.421413741 + {t} * (-1.453152027 + {t} * 1.061405429)))))"
+    )
     return f"(sign({x}) * (1.0 - {poly} * exp(-({x}) * ({x}))))"
 
 
@@ -99,6 +100,7 @@ def stages(layers: Sequence[Layer]) -> list[Stage]:
 
 # -- weights in the database -------------------------------------------------------------
 
+
 def ensure_weights(con: duckdb.DuckDBPyConnection, model_name: str, model: TensorModel) -> float:
     """Store the model's weights unless this version of them is stored already."""
     fingerprint = model.fingerprint()
@@ -110,8 +112,11 @@ def ensure_weights(con: duckdb.DuckDBPyConnection, model_name: str, model: Tenso
 def store_weights(con: duckdb.DuckDBPyConnection, model_name: str, fingerprint: str, layers: Sequence[Layer]) -> float:
     """Write the model's Linear layers in block form unless this fingerprint is stored;
     returns the seconds spent (0 when already there). Old versions of the model are removed."""
-    run_sql(con, f"CREATE TABLE IF NOT EXISTS {TABLE} (model VARCHAR, fp VARCHAR, layer INTEGER, "
-                 "o INTEGER, c INTEGER, w FLOAT[], b FLOAT)")
+    run_sql(
+        con,
+        f"CREATE TABLE IF NOT EXISTS {TABLE} (model VARCHAR, fp VARCHAR, layer INTEGER, "
+        "o INTEGER, c INTEGER, w FLOAT[], b FLOAT)",
+    )
     if run_sql(con, f"SELECT count(*) FROM {TABLE} WHERE fp = $fp LIMIT 1", {"fp": fingerprint})[0][0]:
         return 0.0
     start = time.perf_counter()
@@ -124,8 +129,11 @@ def store_weights(con: duckdb.DuckDBPyConnection, model_name: str, fingerprint: 
             view = f"__wb_weights_{next(_views)}"
             con.register(view, blocks)
             try:
-                run_sql(con, f"INSERT INTO {TABLE} SELECT $m, $fp, $layer, o, c, w, b FROM {view}",
-                        {"m": model_name, "fp": fingerprint, "layer": number})
+                run_sql(
+                    con,
+                    f"INSERT INTO {TABLE} SELECT $m, $fp, $layer, o, c, w, b FROM {view}",
+                    {"m": model_name, "fp": fingerprint, "layer": number},
+                )
             finally:
                 try:
                     con.unregister(view)
@@ -153,41 +161,56 @@ def _blocks(layer: Linear) -> pa.Table:
     b = _block(width)
     parts_o, parts_c, parts_w, parts_b = [], [], [], []
     for c in range(-(-width // b)):
-        block = np.ascontiguousarray(layer.weight[:, c * b:(c + 1) * b], dtype=np.float32)
+        block = np.ascontiguousarray(layer.weight[:, c * b : (c + 1) * b], dtype=np.float32)
         n = block.shape[1]
         offsets = pa.array(np.arange(0, (out + 1) * n, n, dtype=np.int32))
         parts_w.append(pa.ListArray.from_arrays(offsets, pa.array(block.reshape(-1))))
         parts_o.append(np.arange(out, dtype=np.int32))
         parts_c.append(np.full(out, c, dtype=np.int32))
         parts_b.append(layer.bias.astype(np.float32))
-    return pa.table({"o": np.concatenate(parts_o), "c": np.concatenate(parts_c),
-                     "w": pa.chunked_array(parts_w), "b": np.concatenate(parts_b)})
+    return pa.table(
+        {
+            "o": np.concatenate(parts_o),
+            "c": np.concatenate(parts_c),
+            "w": pa.chunked_array(parts_w),
+            "b": np.concatenate(parts_b),
+        }
+    )
 
 
 # -- the query ----------------------------------------------------------------------------
 
-def layers_sql(inputs: str, stage_list: list[Stage], *, fp_param: str = "wb_fp",
-               embedding: bool = False) -> tuple[list[str], str]:
+
+def layers_sql(
+    inputs: str, stage_list: list[Stage], *, fp_param: str = "wb_fp", embedding: bool = False
+) -> tuple[list[str], str]:
     """CTEs computing the stages over `inputs` (columns rid, k); returns (ctes, last) where
     `last` has columns rid, o, y (pre-activation of the last stage). With `embedding`, the
     input k is an id and its vector's blocks come from a join with the embedding table."""
     if embedding:
-        ctes = [f"x0 AS (SELECT i.rid, w.c, w.w AS x FROM {inputs} i JOIN {TABLE} w ON w.o = i.k "
-                f"WHERE w.fp = ${fp_param} AND w.layer = 0)"]
+        ctes = [
+            f"x0 AS (SELECT i.rid, w.c, w.w AS x FROM {inputs} i JOIN {TABLE} w ON w.o = i.k "
+            f"WHERE w.fp = ${fp_param} AND w.layer = 0)"
+        ]
     else:
         first_width = stage_list[0].linear.shape[1]
         b0 = _block(first_width)
-        ctes = [f"x0 AS (SELECT i.rid, ch.c, list_slice(i.k::FLOAT[], ch.c * {b0} + 1, (ch.c + 1) * {b0}) AS x "
-                f"FROM {inputs} i, range({-(-first_width // b0)}) ch(c))"]
+        ctes = [
+            f"x0 AS (SELECT i.rid, ch.c, list_slice(i.k::FLOAT[], ch.c * {b0} + 1, (ch.c + 1) * {b0}) AS x "
+            f"FROM {inputs} i, range({-(-first_width // b0)}) ch(c))"
+        ]
     for n, stage in enumerate(stage_list, 1):
         ctes.append(
             f"y{n} AS (SELECT x.rid, w.o, sum(list_inner_product(x.x, w.w)) + any_value(w.b) AS y "
             f"FROM x{n - 1} x JOIN {TABLE} w ON w.c = x.c WHERE w.fp = ${fp_param} AND w.layer = {n} "
-            f"GROUP BY x.rid, w.o)")
+            f"GROUP BY x.rid, w.o)"
+        )
         if n < len(stage_list):
             b = _block(stage_list[n].linear.shape[1])
-            ctes.append(f"x{n} AS (SELECT rid, o // {b} AS c, list({stage.activate('y')} ORDER BY o) AS x "
-                        f"FROM y{n} GROUP BY rid, o // {b})")
+            ctes.append(
+                f"x{n} AS (SELECT rid, o // {b} AS c, list({stage.activate('y')} ORDER BY o) AS x "
+                f"FROM y{n} GROUP BY rid, o // {b})"
+            )
     return ctes, f"y{len(stage_list)}"
 
 
@@ -196,9 +219,11 @@ def head_sql(model: TensorModel, stage: Stage, last: str) -> str:
     y = stage.activate("y")
     if model.task == "classify":
         label = "list_extract($wb_labels, arg_max(o, y) + 1)" if model.labels else "arg_max(o, y)::INTEGER"
-        return (f"SELECT rid, struct_pack(label := {label}, score := (1.0 / sum(exp(y - top)))::FLOAT) AS v "
-                f"FROM (SELECT rid, o, {y} AS y, max({y}) OVER (PARTITION BY rid) AS top FROM {last}) "
-                "GROUP BY rid")
+        return (
+            f"SELECT rid, struct_pack(label := {label}, score := (1.0 / sum(exp(y - top)))::FLOAT) AS v "
+            f"FROM (SELECT rid, o, {y} AS y, max({y}) OVER (PARTITION BY rid) AS top FROM {last}) "
+            "GROUP BY rid"
+        )
     if model.task == "regress":
         return f"SELECT rid, (first({y}) FILTER (WHERE o = 0))::FLOAT AS v FROM {last} GROUP BY rid"
     return f"SELECT rid, list({y}::FLOAT ORDER BY o) AS v FROM {last} GROUP BY rid"
@@ -233,9 +258,16 @@ def model_sql(model: TensorModel, keys_view: str, *, hidden_only: bool = False) 
     return sql, params
 
 
-def infer(con: duckdb.DuckDBPyConnection, fetch: Any, model: TensorModel, keys: pa.Array,
-          *, hidden_only: bool = False, max_rows: int | None = None,
-          progress: Callable[[int, int], None] | None = None) -> pa.Array:
+def infer(
+    con: duckdb.DuckDBPyConnection,
+    fetch: Any,
+    model: TensorModel,
+    keys: pa.Array,
+    *,
+    hidden_only: bool = False,
+    max_rows: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> pa.Array:
     """Outputs for `keys` (one per key, same order) computed by DuckDB, `max_rows` inputs per
     query when given (under a memory budget a query's result and intermediates must fit
     DuckDB's limit: a chunk bounds them)."""
@@ -250,8 +282,9 @@ def infer(con: duckdb.DuckDBPyConnection, fetch: Any, model: TensorModel, keys: 
     return parts[0] if len(parts) == 1 else pa.concat_arrays(parts)
 
 
-def _infer_chunk(con: duckdb.DuckDBPyConnection, fetch: Any, model: TensorModel, keys: pa.Array,
-                 hidden_only: bool) -> pa.Array:
+def _infer_chunk(
+    con: duckdb.DuckDBPyConnection, fetch: Any, model: TensorModel, keys: pa.Array, hidden_only: bool
+) -> pa.Array:
     view = f"__wb_rel_keys_{next(_views)}"
     con.register(view, pa.table({"rid": np.arange(len(keys), dtype=np.int64), "k": keys}))
     try:

@@ -34,8 +34,16 @@ from workbench.telemetry.stream import Telemetry
 
 
 class UdfOperator:
-    def __init__(self, con: Any, op: ModelOperator, model: Model, *, batch_size: int | None = None,
-                 guard: MemoryGuard | None = None, telemetry: Telemetry | None = None):
+    def __init__(
+        self,
+        con: Any,
+        op: ModelOperator,
+        model: Model,
+        *,
+        batch_size: int | None = None,
+        guard: MemoryGuard | None = None,
+        telemetry: Telemetry | None = None,
+    ):
         self.con, self.op, self.model = con, op, model
         self.telemetry = telemetry if telemetry is not None and telemetry.active else None
         self.batch_size = batch_size
@@ -76,8 +84,9 @@ class UdfOperator:
         inputs = to_model_inputs(self.op.call, self.op.model, self.model, unique)
         step = self._progress() if self.telemetry is not None else None
         # (a text model's calls take turns inside batching: its tokenizer is not thread-safe)
-        result = batching.run(self.model, self.op.model, inputs, batch_size=self.batch_size, guard=self.guard,
-                              progress=step)
+        result = batching.run(
+            self.model, self.op.model, inputs, batch_size=self.batch_size, guard=self.guard, progress=step
+        )
         out = result.outputs.take(pa.array(inverse))
         if keys.null_count:
             positions = np.cumsum(np.asarray(valid.to_numpy(zero_copy_only=False), dtype=np.int64)) - 1
@@ -101,8 +110,13 @@ class UdfOperator:
             first = not self._started
             self._started = True
         if first:
-            emit("operator_start", id=self.op.id, call=self.op.call, paradigm="udf_centric",
-                 rows_total=self.op.estimated_rows or 0)
+            emit(
+                "operator_start",
+                id=self.op.id,
+                call=self.op.call,
+                paradigm="udf_centric",
+                rows_total=self.op.estimated_rows or 0,
+            )
         last = [0]
 
         def step(pos: int, _total: int) -> None:
@@ -111,18 +125,31 @@ class UdfOperator:
                 self._batches += 1
                 done, batches = self._reported, self._batches
             last[0] = pos
-            emit("progress", id=self.op.id, rows_done=done, rows_total=max(done, self.op.estimated_rows or 0),
-                 batches=batches)
+            emit(
+                "progress",
+                id=self.op.id,
+                rows_done=done,
+                rows_total=max(done, self.op.estimated_rows or 0),
+                batches=batches,
+            )
 
         return step
 
     def stats(self) -> OperatorStats:
         return OperatorStats(
-            model=self.op.model, call=self.op.call, paradigm="udf_centric", rows=self.inferred,
-            input_rows=self.rows, seconds=round(self.seconds, 6), batch_size=self.batch_size,
-            batches=self.calls, device=self.model.device,
+            model=self.op.model,
+            call=self.op.call,
+            paradigm="udf_centric",
+            rows=self.inferred,
+            input_rows=self.rows,
+            seconds=round(self.seconds, 6),
+            batch_size=self.batch_size,
+            batches=self.calls,
+            device=self.model.device,
             precision=getattr(self.model, "precision", "float32"),
-            memory=getattr(self.model, "memory", "resident"), cache_hits=0, cache_misses=0,
+            memory=getattr(self.model, "memory", "resident"),
+            cache_hits=0,
+            cache_misses=0,
             cache_policy="bypassed (udf_centric)" if self.op.cache_policy != "off" else "off",
         )
 

@@ -1,13 +1,13 @@
 """Parse the options of a `%dlsql` / `%%dlsql` line, without IPython (unit-testable).
 
-    %%dlsql [-o NAME] [--limit N] [--db PATH] [--batch-size N]
-    <dlsql text>
+%%dlsql [-o NAME] [--limit N] [--db PATH] [--batch-size N]
+<dlsql text>
 
-    %%dlsql --deadline 500ms --async     submit to the worker pool; returns a QueryFuture
-    %%dlsql --paradigm udf_centric       force how every model call runs
+%%dlsql --deadline 500ms --async     submit to the worker pool; returns a QueryFuture
+%%dlsql --paradigm udf_centric       force how every model call runs
 
-    %dlsql [options] <dlsql text on one line>
-    %dlsql --session            the Session object of this notebook
+%dlsql [options] <dlsql text on one line>
+%dlsql --session            the Session object of this notebook
 """
 
 from __future__ import annotations
@@ -33,8 +33,15 @@ class Command:
     paradigm: str | None = None
 
 
-_VALUED = {"-o": "output", "--out": "output", "--limit": "limit", "--db": "database",
-           "--batch-size": "batch_size", "--deadline": "deadline_ms", "--paradigm": "paradigm"}
+_VALUED = {
+    "-o": "output",
+    "--out": "output",
+    "--limit": "limit",
+    "--db": "database",
+    "--batch-size": "batch_size",
+    "--deadline": "deadline_ms",
+    "--paradigm": "paradigm",
+}
 _INTS = {"limit", "batch_size"}
 
 
@@ -52,8 +59,10 @@ def parse(line: str, cell: str | None = None) -> Command:
             rest = tail.strip()
             continue
         if head not in _VALUED:
-            raise UsageError(f"unknown option {head} (options: -o NAME, --limit N, --db PATH, "
-                             "--batch-size N, --deadline 500ms, --async, --paradigm NAME, --session)")
+            raise UsageError(
+                f"unknown option {head} (options: -o NAME, --limit N, --db PATH, "
+                "--batch-size N, --deadline 500ms, --async, --paradigm NAME, --session)"
+            )
         try:
             parts = shlex.split(tail, posix=True)
         except ValueError as exc:
@@ -80,7 +89,7 @@ def parse(line: str, cell: str | None = None) -> Command:
             values[key] = raw
         # drop the value token from the raw text (keep the SQL exactly as typed)
         tail = tail.lstrip()
-        tail = tail[len(raw):] if tail.startswith(raw) else tail.split(None, 1)[1] if " " in tail else ""
+        tail = tail[len(raw) :] if tail.startswith(raw) else tail.split(None, 1)[1] if " " in tail else ""
         rest = tail.strip()
     sql = rest if cell is None else (rest + "\n" + cell if rest else cell)
     return Command(sql=sql, **values)  # type: ignore[arg-type]

@@ -43,10 +43,16 @@ class LiveQuery(anywidget.AnyWidget):
 def widget_state(tracker: Tracker, pushes: int) -> dict[str, Any]:
     s = tracker.copy()
     budgets = s.limits()  # drawn where the budget puts the limit: above the start
-    return {"sql": " ".join(s.sql.split())[:200], "fraction": s.fraction, "progress_text": progress_text(s),
-            "facts": [list(f) for f in facts(s)], "chart": {d: [list(p) for p in pts]
-                                                             for d, pts in memory_series(s).items()},
-            "budgets": budgets, "finished": s.finished, "updates": pushes}
+    return {
+        "sql": " ".join(s.sql.split())[:200],
+        "fraction": s.fraction,
+        "progress_text": progress_text(s),
+        "facts": [list(f) for f in facts(s)],
+        "chart": {d: [list(p) for p in pts] for d, pts in memory_series(s).items()},
+        "budgets": budgets,
+        "finished": s.finished,
+        "updates": pushes,
+    }
 
 
 class LiveDisplay:
@@ -68,11 +74,11 @@ class LiveDisplay:
         self._lock = threading.Lock()
         self._unsubscribe: Any = None
 
-
     @property
     def widget(self) -> LiveQuery | None:
         """The live widget while a query shows one (None before it appears and once frozen)."""
         return self._widget
+
     def __enter__(self) -> LiveDisplay:
         self._unsubscribe = self.telemetry.subscribe(self)
         return self

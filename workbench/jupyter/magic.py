@@ -74,8 +74,10 @@ class DlsqlMagic(Magics):
             ns = self.shell.user_ns
             if cmd.run_async or cmd.deadline_ms is not None:
                 if cmd.paradigm:
-                    raise command.UsageError("--paradigm applies to queries run now; in scheduled queries "
-                                             "write /*+ paradigm(model, NAME) */ in the SQL")
+                    raise command.UsageError(
+                        "--paradigm applies to queries run now; in scheduled queries "
+                        "write /*+ paradigm(model, NAME) */ in the SQL"
+                    )
                 future = session.submit(cmd.sql, params=ns, deadline_ms=cmd.deadline_ms)
                 if cmd.run_async:
                     return future
@@ -85,8 +87,13 @@ class DlsqlMagic(Magics):
                 result.display_limit = cmd.limit or self.display_limit
                 return result
             with self._live(session):  # the cell's batch size, else the notebook's (%config)
-                result = session.sql(cmd.sql, params=ns, namespace=ns, paradigm=cmd.paradigm,
-                                     batch_size=cmd.batch_size or self.batch_size or None)
+                result = session.sql(
+                    cmd.sql,
+                    params=ns,
+                    namespace=ns,
+                    paradigm=cmd.paradigm,
+                    batch_size=cmd.batch_size or self.batch_size or None,
+                )
         except WorkbenchError as exc:
             raise DlsqlError(type(exc).__name__, shorten(str(exc))) from None
         except KeyboardInterrupt:

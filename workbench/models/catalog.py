@@ -28,8 +28,17 @@ from workbench.models.builtin import BUILTINS
 TABLE = "workbench_models"
 MAX_NAME = 64
 _PYTHON = "python:"
-_BUILTIN_ALTERABLE = {"cache", "cache_normalize", "cache_threshold", "cache_max_mb", "batch_size",
-                      "precision", "max_accuracy_loss", "low_rank", "offload"}
+_BUILTIN_ALTERABLE = {
+    "cache",
+    "cache_normalize",
+    "cache_threshold",
+    "cache_max_mb",
+    "batch_size",
+    "precision",
+    "max_accuracy_loss",
+    "low_rank",
+    "offload",
+}
 # Loaded path models are shared by every session of the process (keyed by file and options).
 _LOADED: dict[tuple[str, float, str], Model] = {}
 _LOADING = threading.RLock()
@@ -54,8 +63,9 @@ class Catalog:
         self._cursors = PerThread(con)
         self._lock = threading.RLock()
         run(
-            self.con, f"CREATE TABLE IF NOT EXISTS {TABLE} (name VARCHAR PRIMARY KEY, source VARCHAR NOT NULL, "
-            "task VARCHAR, options JSON, created_at TIMESTAMP DEFAULT current_timestamp)"
+            self.con,
+            f"CREATE TABLE IF NOT EXISTS {TABLE} (name VARCHAR PRIMARY KEY, source VARCHAR NOT NULL, "
+            "task VARCHAR, options JSON, created_at TIMESTAMP DEFAULT current_timestamp)",
         )
         self._objects: dict[str, Model] = {}  # models from Python objects, this session only
         #: called with (cursor, name) when a model is dropped: the engine removes what it stored
@@ -108,8 +118,8 @@ class Catalog:
         if info.source.startswith(_PYTHON):
             raise ModelLoadError(
                 f"model '{name}' was registered from the Python variable "
-                f"'{info.source[len(_PYTHON):]}' in an earlier session; register it again with "
-                f"CREATE OR REPLACE MODEL {name} FROM PYTHON {info.source[len(_PYTHON):]}"
+                f"'{info.source[len(_PYTHON) :]}' in an earlier session; register it again with "
+                f"CREATE OR REPLACE MODEL {name} FROM PYTHON {info.source[len(_PYTHON) :]}"
             )
         path = info.source
         mtime = os.path.getmtime(path) if os.path.exists(path) else 0.0
@@ -155,7 +165,8 @@ class Catalog:
         with transaction(self.con):  # replace the entry atomically
             run(self.con, f"DELETE FROM {TABLE} WHERE name = ?", [key])
             run(
-                self.con, f"INSERT INTO {TABLE} (name, source, task, options) VALUES (?, ?, ?, ?)",
+                self.con,
+                f"INSERT INTO {TABLE} (name, source, task, options) VALUES (?, ?, ?, ?)",
                 [key, source, task, json.dumps(options, default=str)],
             )
         self.refresh()
@@ -185,23 +196,26 @@ class Catalog:
         if key in BUILTINS:
             fixed = sorted(set(options) - _BUILTIN_ALTERABLE)
             if fixed:
-                raise CatalogError(f"'{name}' is a built-in model: {fixed[0]} cannot be changed "
-                                   f"(can: {', '.join(sorted(_BUILTIN_ALTERABLE))})")
+                raise CatalogError(
+                    f"'{name}' is a built-in model: {fixed[0]} cannot be changed "
+                    f"(can: {', '.join(sorted(_BUILTIN_ALTERABLE))})"
+                )
             merged = loading.check_options(name, {**self._overrides.get(key, {}), **options})
             policy_of(merged, self.get(name))
             with transaction(self.con):
                 run(self.con, f"DELETE FROM {TABLE} WHERE name = ?", [key])
-                run(self.con, f"INSERT INTO {TABLE} (name, source, task, options) VALUES (?, 'builtin', ?, ?)",
-                    [key, info.task, json.dumps(merged, default=str)])
+                run(
+                    self.con,
+                    f"INSERT INTO {TABLE} (name, source, task, options) VALUES (?, 'builtin', ?, ?)",
+                    [key, info.task, json.dumps(merged, default=str)],
+                )
             self.refresh()
             return
         merged = loading.check_options(name, {**info.options, **options})
         streamed = offloaded.mode_of(merged) != "off" and offloaded.directory_of(info.source) is not None
         if (key in self._objects or not info.source.startswith(_PYTHON)) and not streamed:
             policy_of(merged, self.get(name))  # (a model that may be streamed is not loaded whole)
-        run(
-            self.con, f"UPDATE {TABLE} SET options = ? WHERE name = ?", [json.dumps(merged, default=str), key]
-        )
+        run(self.con, f"UPDATE {TABLE} SET options = ? WHERE name = ?", [json.dumps(merged, default=str), key])
         model = self._objects.get(key)
         if model is not None and "batch_size" in options:
             model.batch_size = options["batch_size"]
@@ -215,12 +229,14 @@ class Catalog:
     # -- views --------------------------------------------------------------------------
     def show(self) -> pa.Table:
         rows = [BUILTINS[n][0] for n in sorted(BUILTINS)] + [self._stored[n] for n in sorted(self._stored)]
-        return pa.table({
-            "name": [r.name for r in rows],
-            "task": [r.task for r in rows],
-            "source": [r.source for r in rows],
-            "options": [json.dumps(r.options, default=str) for r in rows],
-        })
+        return pa.table(
+            {
+                "name": [r.name for r in rows],
+                "task": [r.task for r in rows],
+                "source": [r.source for r in rows],
+                "options": [json.dumps(r.options, default=str) for r in rows],
+            }
+        )
 
     def describe(self, name: str) -> pa.Table:
         info = self.info(name)
@@ -243,9 +259,7 @@ class Catalog:
             raise CatalogError(f"'{name}' is a built-in model; choose another name")
         if key in self._stored and not replace:
             raise CatalogError(f"model '{name}' already exists (use CREATE OR REPLACE MODEL)")
-        clash = run(
-            self.con, "SELECT 1 FROM duckdb_functions() WHERE lower(function_name) = ? LIMIT 1", [key]
-        )
+        clash = run(self.con, "SELECT 1 FROM duckdb_functions() WHERE lower(function_name) = ? LIMIT 1", [key])
         if clash:
             raise CatalogError(f"'{name}' is already a DuckDB function; choose another model name")
         return key

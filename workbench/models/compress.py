@@ -152,9 +152,13 @@ class RankChoice:
     params_kept: float  # share of the linear layers' parameters left
 
 
-def choose_ranks(module: nn.Module, loss_of: Callable[[nn.Module], float], tolerance: float,
-                 names: list[str] | None = None,
-                 energies: tuple[float, ...] = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)) -> RankChoice:
+def choose_ranks(
+    module: nn.Module,
+    loss_of: Callable[[nn.Module], float],
+    tolerance: float,
+    names: list[str] | None = None,
+    energies: tuple[float, ...] = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999),
+) -> RankChoice:
     """The fewest parameters whose validation loss is within `tolerance`: a search over the
     share of spectral energy kept, which sets each layer's rank by its own spectrum."""
     layers = linear_layers(module)

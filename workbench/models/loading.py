@@ -34,10 +34,24 @@ PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"}
 TASKS = ("embed", "classify", "regress")
 #: options every model accepts; adapters take the ones that apply
 KNOWN_OPTIONS = {
-    "task", "batch_size", "max_length", "normalize", "labels", "input_dim", "output_dim",
-    "allow_pickle", "device", "deterministic",
-    "cache", "cache_normalize", "cache_threshold", "cache_max_mb",
-    "precision", "max_accuracy_loss", "low_rank", "offload",
+    "task",
+    "batch_size",
+    "max_length",
+    "normalize",
+    "labels",
+    "input_dim",
+    "output_dim",
+    "allow_pickle",
+    "device",
+    "deterministic",
+    "cache",
+    "cache_normalize",
+    "cache_threshold",
+    "cache_max_mb",
+    "precision",
+    "max_accuracy_loss",
+    "low_rank",
+    "offload",
 }
 
 
@@ -161,7 +175,9 @@ def _from_transformers_dir(name: str, d: Path, options: dict[str, Any]) -> Model
     task = options.get("task") or ("classify" if any("SequenceClassification" in a for a in archs) else "embed")
     cls = AutoModelForSequenceClassification if task == "classify" else AutoModel
     model = cls.from_pretrained(
-        str(d), use_safetensors=not allow_pickle or has_safetensors, trust_remote_code=False,
+        str(d),
+        use_safetensors=not allow_pickle or has_safetensors,
+        trust_remote_code=False,
         local_files_only=True,
     )
     tokenizer = AutoTokenizer.from_pretrained(str(d), trust_remote_code=False, local_files_only=True)

@@ -127,11 +127,11 @@ def load(name: str, directory: Path, options: dict[str, Any], budget: int | None
     else:
         raise OutOfMemoryBudget(
             f"model '{name}' cannot run even one layer at a time within {window / 2**20:,.0f} MB: its largest layer "
-            f"holds {units[0] / 2**20:,.0f} MB and one input's activations need {per_row / 2**20:,.1f} MB")
+            f"holds {units[0] / 2**20:,.0f} MB and one input's activations need {per_row / 2**20:,.1f} MB"
+        )
     if options.get("batch_size"):  # the user's batch, when it fits
         batch = min(batch, int(options["batch_size"]))
-    runtime = offload.build(directory, budget or DEFAULT_WINDOW, device=device,
-                            activation_bytes=int(batch * per_row))
+    runtime = offload.build(directory, budget or DEFAULT_WINDOW, device=device, activation_bytes=int(batch * per_row))
     tokenizer = AutoTokenizer.from_pretrained(str(directory), trust_remote_code=False, local_files_only=True)
     task = options.get("task") or "embed"
     cls = TextClassifier if task == "classify" else TextEmbedder
@@ -143,8 +143,10 @@ def load(name: str, directory: Path, options: dict[str, Any], budget: int | None
     model.offloaded = runtime  # type: ignore[attr-defined]
     model.resident_bytes = budget or DEFAULT_WINDOW  # type: ignore[attr-defined]  # what the cost model counts
     total, held = runtime.total_bytes / 2**20, (budget or DEFAULT_WINDOW) / 2**20
-    model.memory = (f"offloaded: {total:,.0f} MB streamed layer by layer within "  # type: ignore[attr-defined]
-                    f"{held:,.0f} MB ({runtime.in_flight_limit} in flight, batch {batch})")
+    model.memory = (
+        f"offloaded: {total:,.0f} MB streamed layer by layer within "  # type: ignore[attr-defined]
+        f"{held:,.0f} MB ({runtime.in_flight_limit} in flight, batch {batch})"
+    )
     digest = _files_digest(directory)
     base_parts = model.fingerprint_parts
 
@@ -183,4 +185,3 @@ class _Module(torch.nn.Module):
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         return self._runtime[0](*args, **kwargs)
-

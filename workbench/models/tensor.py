@@ -13,8 +13,14 @@ from workbench.models.base import Model, fixed_size_list, label_score, vector_ty
 from workbench.models.layers import first_embedding
 
 #: torch's dropout layers (every subclass of torch.nn.modules.dropout._DropoutNd)
-_DROPOUTS = (torch.nn.Dropout, torch.nn.Dropout1d, torch.nn.Dropout2d, torch.nn.Dropout3d, torch.nn.AlphaDropout,
-             torch.nn.FeatureAlphaDropout)
+_DROPOUTS = (
+    torch.nn.Dropout,
+    torch.nn.Dropout1d,
+    torch.nn.Dropout2d,
+    torch.nn.Dropout3d,
+    torch.nn.AlphaDropout,
+    torch.nn.FeatureAlphaDropout,
+)
 
 
 def _first_linear_width(module: torch.nn.Module) -> int | None:
@@ -117,9 +123,7 @@ class TensorModel(Model):
         if out.dim() == 1:
             out = out.unsqueeze(-1)
         if out.dim() != 2 or out.shape[0] != len(batch):
-            raise ModelError(
-                f"returned shape {tuple(out.shape)} for {len(batch)} inputs; expected ({len(batch)}, k)"
-            )
+            raise ModelError(f"returned shape {tuple(out.shape)} for {len(batch)} inputs; expected ({len(batch)}, k)")
         if self.task == "classify":
             score, idx = out.softmax(-1).max(-1)
             idx_np = idx.cpu().numpy()
@@ -139,9 +143,14 @@ class TensorModel(Model):
     def fingerprint_parts(self) -> tuple[list[tuple[str, Any]], dict[str, Any]]:
         from workbench.models.fingerprint import module_source, tensors
 
-        facts = {"task": self.task, "labels": self.labels, "input_dim": self.input_dim,
-                 "output_dim": self.output_dim, "architecture": module_source(self.module),
-                 "training": self.module.training}
+        facts = {
+            "task": self.task,
+            "labels": self.labels,
+            "input_dim": self.input_dim,
+            "output_dim": self.output_dim,
+            "architecture": module_source(self.module),
+            "training": self.module.training,
+        }
         return tensors(self.module), facts
 
     def describe(self) -> dict[str, Any]:

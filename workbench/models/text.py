@@ -24,9 +24,7 @@ class _TextModel(Model):
         self._tokenizer_hash = _tokenizer_hash(tokenizer)
 
     def _encode(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        enc = self.tokenizer(
-            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
-        )
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
         return {k: v.to(self.device) for k, v in enc.items()}
 
     def sort_keys(self, inputs: list[str]) -> np.ndarray:
@@ -44,9 +42,15 @@ class _TextModel(Model):
         from workbench.models.fingerprint import tensors
 
         config = self.model.config.to_json_string(use_diff=False) if hasattr(self.model, "config") else ""
-        facts = {"task": self.task, "max_length": self.max_length, "config": config,
-                 "tokenizer": self._tokenizer_hash, "vocab_size": len(self.tokenizer),
-                 "normalize": getattr(self, "normalize", None), "pooling": "mean"}
+        facts = {
+            "task": self.task,
+            "max_length": self.max_length,
+            "config": config,
+            "tokenizer": self._tokenizer_hash,
+            "vocab_size": len(self.tokenizer),
+            "normalize": getattr(self, "normalize", None),
+            "pooling": "mean",
+        }
         return tensors(self.model), facts
 
 

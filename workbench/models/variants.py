@@ -89,9 +89,16 @@ class Report:
     layers: dict[str, str] = field(default_factory=dict)  # layer -> how it is stored
 
     def to_dict(self) -> dict[str, Any]:
-        return {"asked": self.spec.label, "max_accuracy_loss": self.spec.max_accuracy_loss, "applied": self.applied,
-                "metric": self.metric, "accuracy": round(self.accuracy, 4), "sample_rows": self.sample_rows,
-                "size_ratio": round(self.size_bytes / max(self.float32_bytes, 1), 3), "note": self.note}
+        return {
+            "asked": self.spec.label,
+            "max_accuracy_loss": self.spec.max_accuracy_loss,
+            "applied": self.applied,
+            "metric": self.metric,
+            "accuracy": round(self.accuracy, 4),
+            "sample_rows": self.sample_rows,
+            "size_ratio": round(self.size_bytes / max(self.float32_bytes, 1), 3),
+            "note": self.note,
+        }
 
 
 def _module_attr(model: Model) -> str:
@@ -167,8 +174,10 @@ def build(base: Model, spec: Spec, sample: Any) -> tuple[Model, Report]:
         choice = compress.choose_ranks(module, lambda m: 1 - accuracy_of(m), tolerance, names)
         if choice.ranks:
             chosen = compress.low_rank(module, choice.ranks)
-            applied = f"low-rank ({len(choice.ranks)} of {len(names)} linear layers, {choice.params_kept:.0%} of " \
-                      f"their parameters)"
+            applied = (
+                f"low-rank ({len(choice.ranks)} of {len(names)} linear layers, {choice.params_kept:.0%} of "
+                f"their parameters)"
+            )
             layers.update({n: f"rank {r}" for n, r in choice.ranks.items()})
         else:
             note = "no low-rank factoring saves parameters within the tolerance"
@@ -180,8 +189,9 @@ def build(base: Model, spec: Spec, sample: Any) -> tuple[Model, Report]:
         if 1 - accuracy_of(candidate) <= tolerance:
             chosen, applied = candidate, ("int4" if applied == "float32" else f"{applied} + int4")
         else:
-            note = "; ".join(x for x in (note, f"int4 loses more than {tolerance:.2%}: kept the weights as they were")
-                             if x)
+            note = "; ".join(
+                x for x in (note, f"int4 loses more than {tolerance:.2%}: kept the weights as they were") if x
+            )
     variant = with_module(chosen)
     acc = accuracy_of(chosen) if chosen is not module else 1.0
     extra = {"variant": applied, "layers": layers}
@@ -189,13 +199,29 @@ def build(base: Model, spec: Spec, sample: Any) -> tuple[Model, Report]:
     digest = hashlib.blake2b(f"{base_fp}|{json.dumps(extra, sort_keys=True)}".encode(), digest_size=16).hexdigest()
     variant.fingerprint = lambda: digest  # type: ignore[method-assign]
     variant.precision = applied  # type: ignore[attr-defined]
-    report = Report(spec, applied, metric, acc, len(sample), compress.size_bytes(chosen), fp32_bytes,
-                    time.perf_counter() - t0, note, layers)
+    report = Report(
+        spec,
+        applied,
+        metric,
+        acc,
+        len(sample),
+        compress.size_bytes(chosen),
+        fp32_bytes,
+        time.perf_counter() - t0,
+        note,
+        layers,
+    )
     return variant, report
 
 
-def _int8_within(module: nn.Module, device: str, accuracy_of: Callable[[nn.Module], float], tolerance: float,
-                 names: list[str], before: str) -> tuple[nn.Module, str, str, dict[str, str]]:
+def _int8_within(
+    module: nn.Module,
+    device: str,
+    accuracy_of: Callable[[nn.Module], float],
+    tolerance: float,
+    names: list[str],
+    before: str,
+) -> tuple[nn.Module, str, str, dict[str, str]]:
     """Dynamic int8 for the most linear layers the tolerance allows (CPU), else weight-only."""
     prefix = "" if before == "float32" else f"{before} + "
     linears = [n for n in names if isinstance(_get(module, n), nn.Linear)]
@@ -206,8 +232,12 @@ def _int8_within(module: nn.Module, device: str, accuracy_of: Callable[[nn.Modul
         return module, before, f"int8 loses more than {tolerance:.2%}", {}
     every = dynamic_int8(module, linears)
     if 1 - accuracy_of(every) <= tolerance:
-        return every, f"{prefix}int8 ({len(linears)} of {len(linears)} linear layers)", "", \
-            {n: "int8 dynamic" for n in linears}
+        return (
+            every,
+            f"{prefix}int8 ({len(linears)} of {len(linears)} linear layers)",
+            "",
+            {n: "int8 dynamic" for n in linears},
+        )
     # each layer's own error on the inputs it really sees, then the costliest stay float32:
     # the fewest that fit (a binary search, each step one run over the sample)
     cost = _layer_errors(module, linears, accuracy_of)
@@ -223,9 +253,12 @@ def _int8_within(module: nn.Module, device: str, accuracy_of: Callable[[nn.Modul
     if best is None:
         return module, before, f"int8 on any linear layer loses more than {tolerance:.2%}", {}
     k, candidate = best
-    return candidate, f"{prefix}int8 ({k} of {len(linears)} linear layers; the rest float32)", \
-        f"{len(linears) - k} layers stay float32 to keep the loss within {tolerance:.2%}", \
-        {n: ("int8 dynamic" if n in order[:k] else "float32") for n in linears}
+    return (
+        candidate,
+        f"{prefix}int8 ({k} of {len(linears)} linear layers; the rest float32)",
+        f"{len(linears) - k} layers stay float32 to keep the loss within {tolerance:.2%}",
+        {n: ("int8 dynamic" if n in order[:k] else "float32") for n in linears},
+    )
 
 
 def _layer_errors(module: nn.Module, names: list[str], run: Callable[[nn.Module], Any]) -> dict[str, float]:
@@ -241,6 +274,7 @@ def _layer_errors(module: nn.Module, names: list[str], run: Callable[[nn.Module]
         def hook(_m: nn.Module, inp: tuple[torch.Tensor, ...], _out: torch.Tensor) -> None:  # None: output unchanged
             if name not in seen:
                 seen[name] = inp[0].detach().reshape(-1, inp[0].shape[-1])[:4096].clone()
+
         return hook
 
     hooks = [module.get_submodule(n).register_forward_hook(keep(n)) for n in names]
@@ -254,8 +288,9 @@ def _layer_errors(module: nn.Module, names: list[str], run: Callable[[nn.Module]
         layer = module.get_submodule(n)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            q = torch.ao.quantization.quantize_dynamic(nn.Sequential(copy.deepcopy(layer)),
-                                                       {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
+            q = torch.ao.quantization.quantize_dynamic(
+                nn.Sequential(copy.deepcopy(layer)), {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8
+            )
         x = seen.get(n)
         if x is None:  # never reached by this sample: costs nothing measurable
             errors[n] = 0.0
@@ -279,9 +314,9 @@ def dynamic_int8(module: nn.Module, names: list[str]) -> nn.Module:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        out = torch.ao.quantization.quantize_dynamic(copy.deepcopy(module).eval(),
-                                                     {n: per_channel_dynamic_qconfig for n in names},
-                                                     dtype=torch.qint8)
+        out = torch.ao.quantization.quantize_dynamic(
+            copy.deepcopy(module).eval(), {n: per_channel_dynamic_qconfig for n in names}, dtype=torch.qint8
+        )
     return compress.quantize_embeddings(out)
 
 

@@ -72,16 +72,23 @@ class Learned:
 
 
 class CostModel:
-    def __init__(self, constants: dict[str, float], *, memory_budget: int | None = None,
-                 weights_stored: Callable[[str], bool] | None = None, learned: Learned | None = None):
+    def __init__(
+        self,
+        constants: dict[str, float],
+        *,
+        memory_budget: int | None = None,
+        weights_stored: Callable[[str], bool] | None = None,
+        learned: Learned | None = None,
+    ):
         self.c = constants
         self.learned = learned  # None: ignore what runs taught (fixtures need fixed costs)
         self.memory_budget = memory_budget
         self.weights_stored = weights_stored or (lambda fingerprint: False)
 
     # -- the model itself ---------------------------------------------------------------
-    def row_seconds(self, model: ModelProfile, batch: int, facts: Facts | None = None,
-                    paradigm: str = "dl_centric") -> float:
+    def row_seconds(
+        self, model: ModelProfile, batch: int, facts: Facts | None = None, paradigm: str = "dl_centric"
+    ) -> float:
         """Seconds per input row for torch inference at `batch` rows per call, scaled by
         what real runs of this model in this paradigm measured."""
         raw = self._raw_row_seconds(model, batch, facts)
@@ -93,8 +100,15 @@ class CostModel:
             per_row += model.char_s * min(facts.avg_chars, model.max_chars or facts.avg_chars)
         return per_row
 
-    def observe(self, model: ModelProfile, rows: int, seconds: float, batch: int, facts: Facts | None = None,
-                paradigm: str = "dl_centric") -> None:
+    def observe(
+        self,
+        model: ModelProfile,
+        rows: int,
+        seconds: float,
+        batch: int,
+        facts: Facts | None = None,
+        paradigm: str = "dl_centric",
+    ) -> None:
         """Learn from a real run: a smoothed ratio of measured to predicted model time, per
         paradigm (a UDF pays per-vector work a materialized run does not)."""
         if rows < 8 or seconds <= 0 or self.learned is None:
@@ -103,14 +117,16 @@ class CostModel:
         self.learned.update(model.fingerprint, paradigm, seconds / max(predicted, 1e-9))
 
     # -- the paradigms -------------------------------------------------------------------
-    def estimates(self, model: ModelProfile, facts: Facts, *, batch: int | None = None,
-                  limit_rows: int | None = None) -> list[Estimate]:
+    def estimates(
+        self, model: ModelProfile, facts: Facts, *, batch: int | None = None, limit_rows: int | None = None
+    ) -> list[Estimate]:
         c = self.c
         best_batch = model.default_batch(batch)
         weights = model.weight_bytes
         over_budget = self.memory_budget is not None and weights > self.memory_budget
-        budget_note = (f"weights {weights / 2**20:,.0f} MB exceed the memory budget "
-                       f"{(self.memory_budget or 0) / 2**20:,.0f} MB")
+        budget_note = (
+            f"weights {weights / 2**20:,.0f} MB exceed the memory budget {(self.memory_budget or 0) / 2**20:,.0f} MB"
+        )
         misses = facts.rows * (1.0 - facts.hit_ratio)
         per_key = c["lookup_s_per_row"] + facts.key_bytes * c.get("lookup_s_per_byte", 0.0)
         cache_io = facts.rows * per_key * 2 if facts.cache_on else 0.0
@@ -120,8 +136,13 @@ class CostModel:
         if over_budget:
             out.append(Estimate("dl_centric", None, budget_note))
         else:
-            t = (c["dl_fixed_s"] + facts.rows * facts.key_bytes * c["transfer_s_per_byte"] + cache_io
-                 + misses * self.row_seconds(model, best_batch, facts) + facts.input_rows * per_key)
+            t = (
+                c["dl_fixed_s"]
+                + facts.rows * facts.key_bytes * c["transfer_s_per_byte"]
+                + cache_io
+                + misses * self.row_seconds(model, best_batch, facts)
+                + facts.input_rows * per_key
+            )
             out.append(Estimate("dl_centric", t))
 
         # UDF-centric: DuckDB streams vectors of 2,048 rows through the model; with LIMIT and
@@ -135,8 +156,11 @@ class CostModel:
             # a vector deduplicates only within itself: repeats in other vectors run again
             per_vector_unique = m * (1.0 - dup / vectors) if vectors > 1 else m * (1.0 - dup)
             per_byte = c["transfer_s_per_byte"] + c.get("udf_s_per_byte", 0.0)
-            t = (vectors * c["udf_chunk_s"] + m * facts.key_bytes * per_byte
-                 + per_vector_unique * self.row_seconds(model, min(best_batch, VECTOR), facts, "udf_centric"))
+            t = (
+                vectors * c["udf_chunk_s"]
+                + m * facts.key_bytes * per_byte
+                + per_vector_unique * self.row_seconds(model, min(best_batch, VECTOR), facts, "udf_centric")
+            )
             out.append(Estimate("udf_centric", t))
 
         # relation-centric and hybrid need a chain of supported layers
@@ -152,8 +176,10 @@ class CostModel:
         store = 0.0 if self.weights_stored(model.fingerprint) else weights * c["store_s_per_byte"]
         transfer = 2 * facts.rows * facts.key_bytes * c["transfer_s_per_byte"]
         t = c["rel_fixed_s"] * (len(linears) + 1) + store + transfer + cache_io + lookup
-        t += sum(misses * (lin.shape[0] * lin.shape[1] * c["rel_s_per_mac"] + lin.shape[0] * c["rel_s_per_output"])
-                 for lin in linears)
+        t += sum(
+            misses * (lin.shape[0] * lin.shape[1] * c["rel_s_per_mac"] + lin.shape[0] * c["rel_s_per_output"])
+            for lin in linears
+        )
         out.append(Estimate("relation_centric", t))
 
         tail_bytes = model.hybrid_tail_bytes
@@ -161,8 +187,11 @@ class CostModel:
             out.append(Estimate("hybrid", None, "needs two or more Linear layers"))
             return out
         if self.memory_budget is not None and tail_bytes > self.memory_budget:
-            out.append(Estimate("hybrid", None, f"the torch part's weights ({tail_bytes / 2**20:,.0f} MB) "
-                                                f"exceed the memory budget"))
+            out.append(
+                Estimate(
+                    "hybrid", None, f"the torch part's weights ({tail_bytes / 2**20:,.0f} MB) exceed the memory budget"
+                )
+            )
             return out
         if embedding is not None:
             hidden, first_bytes, first_cost = embedding.shape[1], embedding.nbytes, lookup
@@ -177,11 +206,17 @@ class CostModel:
             first_text = f"Linear {lin.shape[1]}->{lin.shape[0]} and its activation in DuckDB"
             # torch's share: the model's own per-row cost for the layers after the first
             share = 1.0 - (lin.shape[0] * lin.shape[1]) / max(model.macs, 1)
-        t = (c["rel_fixed_s"] * 2 + store * (first_bytes / max(weights, 1)) + transfer + cache_io + first_cost
-             + misses * hidden * 4 * c["transfer_s_per_byte"] * 2
-             + misses * self.row_seconds(model, best_batch, facts) * max(share, 0.05)
-             + c["dl_fixed_s"] + facts.input_rows * per_key)
-        parts = (f"relation_centric: {first_text}",
-                 f"dl_centric: the other {tail_linears} Linear layer(s) in torch")
+        t = (
+            c["rel_fixed_s"] * 2
+            + store * (first_bytes / max(weights, 1))
+            + transfer
+            + cache_io
+            + first_cost
+            + misses * hidden * 4 * c["transfer_s_per_byte"] * 2
+            + misses * self.row_seconds(model, best_batch, facts) * max(share, 0.05)
+            + c["dl_fixed_s"]
+            + facts.input_rows * per_key
+        )
+        parts = (f"relation_centric: {first_text}", f"dl_centric: the other {tail_linears} Linear layer(s) in torch")
         out.append(Estimate("hybrid", t, parts=parts))
         return out

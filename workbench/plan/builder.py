@@ -32,8 +32,21 @@ from workbench.plan.nodes import InputQuery, ModelFilter, ModelOperator, Plan, l
 _SCOPES = (exp.Select, exp.Update, exp.Delete)
 _ARRAY_TYPE = re.compile(r"^(?P<elem>[A-Z]+)(\(\d+,\s*\d+\))?\[(?P<n>\d*)\]$")
 _INTEGERS = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"}
-_NUMERIC = {"FLOAT", "DOUBLE", "REAL", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT",
-            "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "DECIMAL"}
+_NUMERIC = {
+    "FLOAT",
+    "DOUBLE",
+    "REAL",
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+    "DECIMAL",
+}
 
 
 class Signature(Protocol):
@@ -126,12 +139,12 @@ class PlanBuilder:
             model_name = call.name.lower()
             call_text = _call_text(call)
             if isinstance(call.parent, (exp.Table, exp.From, exp.Join)):
-                raise UnsupportedCall(f"{call_text}: model '{model_name}' is a function, not a table; "
-                                      "call it in SELECT, WHERE, ORDER BY...")
-            if len(call.expressions) != 1:
-                raise InputTypeError(
-                    f"{call_text}: model '{model_name}' takes one input, got {len(call.expressions)}"
+                raise UnsupportedCall(
+                    f"{call_text}: model '{model_name}' is a function, not a table; "
+                    "call it in SELECT, WHERE, ORDER BY..."
                 )
+            if len(call.expressions) != 1:
+                raise InputTypeError(f"{call_text}: model '{model_name}' takes one input, got {len(call.expressions)}")
             arg = call.expressions[0]
             key = (model_name, arg.sql(dialect="duckdb", normalize_functions=False))
             op = operators.get(key)
@@ -142,8 +155,11 @@ class PlanBuilder:
                 operators[key] = op
             elif query not in op.inputs:
                 operators[key] = op = replace(
-                    op, inputs=(*op.inputs, query), reads=_merge_ids(op.reads, reads),
-                    params=tuple(dict.fromkeys((*op.params, *_params(parsed(query.widest().sql()))))))
+                    op,
+                    inputs=(*op.inputs, query),
+                    reads=_merge_ids(op.reads, reads),
+                    params=tuple(dict.fromkeys((*op.params, *_params(parsed(query.widest().sql()))))),
+                )
             made.append((key, op.inputs.index(query), scope, owner, withs))
             call.replace(exp.Anonymous(this=lookup_name(op.id), expressions=[arg.copy()]))
         # now that every call reads its lookup: the WITH clauses each input query needs, and
@@ -161,7 +177,10 @@ class PlanBuilder:
             operators[key] = replace(op, inputs=inputs, params=tuple(dict.fromkeys((*op.params, *extra))))
         final = tree.sql(dialect="duckdb", normalize_functions=False)
         return Plan(
-            sql=text, final_sql=final, operators=tuple(operators.values()), reads=reads_of(tree),
+            sql=text,
+            final_sql=final,
+            operators=tuple(operators.values()),
+            reads=reads_of(tree),
             params=tuple(_params(tree)),
         )
 
@@ -181,8 +200,9 @@ class PlanBuilder:
         return tuple(found)
 
     # -- one operator ------------------------------------------------------------------
-    def _operator(self, n: int, model_name: str, call_text: str, query: InputQuery,
-                  reads: tuple[int, ...]) -> ModelOperator:
+    def _operator(
+        self, n: int, model_name: str, call_text: str, query: InputQuery, reads: tuple[int, ...]
+    ) -> ModelOperator:
         model = self.models[model_name]
         params = tuple(_params(parsed(query.widest().sql())))
         typing = replace(query, filters=(), pushable=(), model_filters=(), after=())
@@ -191,8 +211,15 @@ class PlanBuilder:
         _check_input_type(call_text, model_name, model, got)
         self.output_types[n] = model.output_type
         return ModelOperator(
-            id=n, model=model_name, call=call_text, inputs=(query,), reads=reads,
-            input_type=got, output_type=model.output_type, device=model.device, params=params,
+            id=n,
+            model=model_name,
+            call=call_text,
+            inputs=(query,),
+            reads=reads,
+            input_type=got,
+            output_type=model.output_type,
+            device=model.device,
+            params=params,
         )
 
     def _input_query(
@@ -231,16 +258,21 @@ class PlanBuilder:
             from_sql = _source_sql(owner)
             source_reads = reads_of(owner.node)
         else:
-            keep = [c for c in conjuncts if all(
-                (not col.table) or col.table.lower() in aliases for col in _own_columns(c))]
+            keep = [
+                c for c in conjuncts if all((not col.table) or col.table.lower() in aliases for col in _own_columns(c))
+            ]
             from_clause = _from_clause(scope)
-            source_reads = _merge_ids(*(reads_of(s.node) for s in sources),
-                                      *(reads_of(j) for j in scope.args.get("joins") or []))
+            source_reads = _merge_ids(
+                *(reads_of(s.node) for s in sources), *(reads_of(j) for j in scope.args.get("joins") or [])
+            )
             if from_clause is None:
                 raise UnsupportedCall(f"{_call_text(call)}: cannot find the rows its input comes from")
             from_sql = from_clause
-            if any(c.find(exp.Anonymous) is not None and c.find(exp.Anonymous).name.lower() in names
-                   for c in (j.args.get("on") for j in scope.args.get("joins") or []) if c is not None):
+            if any(
+                c.find(exp.Anonymous) is not None and c.find(exp.Anonymous).name.lower() in names
+                for c in (j.args.get("on") for j in scope.args.get("joins") or [])
+                if c is not None
+            ):
                 raise UnsupportedCall(
                     f"{_call_text(call)}: this combination of model calls in JOIN ON is not supported"
                 )
@@ -252,8 +284,14 @@ class PlanBuilder:
             group = scope.args.get("group")
             group_sql = group.sql(dialect="duckdb", normalize_functions=False) if group is not None else ""
             reads = _merge_ids(reads, *(reads_of(c) for c in keep))
-            return self._with(InputQuery(key=expr_sql, source=from_sql, filters=keep_sql, group=group_sql,
-                                         aggregated=True), call), None, None, reads
+            return (
+                self._with(
+                    InputQuery(key=expr_sql, source=from_sql, filters=keep_sql, group=group_sql, aggregated=True), call
+                ),
+                None,
+                None,
+                reads,
+            )
         return self._with(InputQuery(key=expr_sql, source=from_sql, pushable=keep_sql), call), scope, owner, reads
 
     @staticmethod
@@ -271,8 +309,7 @@ class PlanBuilder:
         elif len(sources) == 1:
             candidates = sources
         else:
-            candidates = [s for s in sources if (own := self._columns(s)) is not None
-                          and set(unqualified) <= own]
+            candidates = [s for s in sources if (own := self._columns(s)) is not None and set(unqualified) <= own]
         if unqualified and qualifiers and candidates:
             own = self._columns(candidates[0])
             if own is not None and not set(unqualified) <= own:
@@ -310,14 +347,10 @@ def _check_input_type(call_text: str, model_name: str, model: Signature, got: st
         return
     m = _ARRAY_TYPE.match(got)
     if not m or m.group("elem") not in _NUMERIC:
-        raise InputTypeError(
-            f"{call_text}: model '{model_name}' expects {model.input_type} input, got {got}"
-        )
+        raise InputTypeError(f"{call_text}: model '{model_name}' expects {model.input_type} input, got {got}")
     n = m.group("n")
     if n and model.input_dim and int(n) != model.input_dim:
-        raise InputTypeError(
-            f"{call_text}: model '{model_name}' expects {model.input_type} input, got {got}"
-        )
+        raise InputTypeError(f"{call_text}: model '{model_name}' expects {model.input_type} input, got {got}")
 
 
 def _call_text(call: exp.Expr) -> str:
@@ -391,11 +424,11 @@ def _conjuncts(condition: exp.Expr) -> list[exp.Expr]:
 def _pushable(conjunct: exp.Expr, names: set[str], *, allow_lookups: bool = False) -> bool:
     """Whether a conjunct can filter a call's input rows: no subquery or aggregate, no model
     call, and no other call's output unless `allow_lookups`."""
-    if any(isinstance(n, (exp.Subquery, exp.Exists, exp.Select, exp.AggFunc, exp.Window))
-           for n in conjunct.walk()):
+    if any(isinstance(n, (exp.Subquery, exp.Exists, exp.Select, exp.AggFunc, exp.Window)) for n in conjunct.walk()):
         return False
-    return not any(n.name.lower() in names or (_is_lookup(n.name) and not allow_lookups)
-                   for n in conjunct.find_all(exp.Anonymous))
+    return not any(
+        n.name.lower() in names or (_is_lookup(n.name) and not allow_lookups) for n in conjunct.find_all(exp.Anonymous)
+    )
 
 
 def _only_from(conjunct: exp.Expr, source: _Source, own: set[str] | None, sole: bool) -> bool:

@@ -66,8 +66,13 @@ class InputQuery:
 
     def widest(self) -> InputQuery:
         """This query with every candidate filter applied (to find all its parameters)."""
-        return replace(self, filters=(*self.filters, *self.pushable), pushable=(),
-                       after=(*self.after, *self.model_filters), model_filters=())
+        return replace(
+            self,
+            filters=(*self.filters, *self.pushable),
+            pushable=(),
+            after=(*self.after, *self.model_filters),
+            model_filters=(),
+        )
 
     def without_after(self) -> InputQuery:
         """This query without the filters on other operators' outputs (which do not exist
@@ -146,8 +151,14 @@ class ModelOperator:
         return tuple(i for i in self.reads if i not in filtering)
 
     def with_actuals(self, stats: OperatorStats) -> ModelOperator:
-        return replace(self, actual_rows=stats.rows, actual_seconds=stats.seconds, batch_size=stats.batch_size,
-                       actual_cache_hits=stats.cache_hits, paradigm=stats.paradigm)
+        return replace(
+            self,
+            actual_rows=stats.rows,
+            actual_seconds=stats.seconds,
+            batch_size=stats.batch_size,
+            actual_cache_hits=stats.cache_hits,
+            paradigm=stats.paradigm,
+        )
 
     def estimate_error(self) -> float | None:
         """Relative error of the estimated seconds against the actual ones (ANALYZE)."""
@@ -177,15 +188,24 @@ class ModelOperator:
     def node(self, children: list[dict[str, Any]], analyzed: bool) -> dict[str, Any]:
         """This operator as a node of `Plan.to_dict()['root']`."""
         d: dict[str, Any] = {
-            "operator": "ModelOperator", "id": self.id, "model": self.model, "call": self.call,
+            "operator": "ModelOperator",
+            "id": self.id,
+            "model": self.model,
+            "call": self.call,
             "reads": list(self.reads),
-            "paradigm": self.paradigm, "forced": self.forced,
+            "paradigm": self.paradigm,
+            "forced": self.forced,
             "alternatives": {p: _round(s) for p, s in self.alternatives},
-            "estimated_seconds": _round(self.estimated_seconds), "reason": self.reason,
-            "batch_size": self.batch_size, "device": self.device,
+            "estimated_seconds": _round(self.estimated_seconds),
+            "reason": self.reason,
+            "batch_size": self.batch_size,
+            "device": self.device,
             "threads": {"duckdb": self.threads[0], "torch": self.threads[1]} if self.threads else None,
-            "precision": self.precision, "memory": self.memory, "estimated_rows": self.estimated_rows,
-            "cache": self.cache_policy, "expected_hit_ratio": _round(self.expected_hit_ratio),
+            "precision": self.precision,
+            "memory": self.memory,
+            "estimated_rows": self.estimated_rows,
+            "cache": self.cache_policy,
+            "expected_hit_ratio": _round(self.expected_hit_ratio),
             "output_type": self.output_type,
         }
         if self.parts:
@@ -193,9 +213,13 @@ class ModelOperator:
         if self.limit is not None:
             d["limit"] = self.limit
         if analyzed:
-            d.update(actual_rows=self.actual_rows, actual_seconds=self.actual_seconds,
-                     actual_cache_hits=self.actual_cache_hits, actual_cache_hit_ratio=_round(self.hit_ratio()),
-                     estimate_error=_round(self.estimate_error()))
+            d.update(
+                actual_rows=self.actual_rows,
+                actual_seconds=self.actual_seconds,
+                actual_cache_hits=self.actual_cache_hits,
+                actual_cache_hit_ratio=_round(self.hit_ratio()),
+                estimate_error=_round(self.estimate_error()),
+            )
         inputs: dict[str, Any] = {"operator": "Inputs", "sql": self.input_sql, "estimated_rows": self.estimated_rows}
         if analyzed:
             inputs["actual_rows"] = self.actual_rows

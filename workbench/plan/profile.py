@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from workbench.models.base import sql_input_type
+
 
 @dataclass(frozen=True)
 class LayerShape:
@@ -44,11 +46,7 @@ class ModelProfile:
 
     @property
     def input_type(self) -> str:
-        if self.input_kind == "text":
-            return "VARCHAR"
-        if self.input_kind == "ids":
-            return "BIGINT"
-        return f"FLOAT[{self.input_dim}]" if self.input_dim else "FLOAT[]"
+        return sql_input_type(self.input_kind, self.input_dim)
 
     @property
     def linears(self) -> tuple[LayerShape, ...]:

@@ -43,10 +43,12 @@ def plan_lines(plan: Plan) -> list[tuple[int, str]]:
     for op in plan.operators:
         est = "?" if op.estimated_rows is None else f"{op.estimated_rows:,}"
         threads = f", threads duckdb {op.threads[0]}/torch {op.threads[1]}" if op.threads else ""
-        line = (f"ModelOperator #{op.id} {op.call} -> {op.output_type}  [{op.paradigm}"
-                f"{' (forced)' if op.forced else ''}, {op.device}, {op.precision}, "
-                f"batch {op.batch_size or 'auto'}{threads}, "
-                f"est. rows {est}, est. {seconds_text(op.estimated_seconds)}, {op.cache_text()}")
+        line = (
+            f"ModelOperator #{op.id} {op.call} -> {op.output_type}  [{op.paradigm}"
+            f"{' (forced)' if op.forced else ''}, {op.device}, {op.precision}, "
+            f"batch {op.batch_size or 'auto'}{threads}, "
+            f"est. rows {est}, est. {seconds_text(op.estimated_seconds)}, {op.cache_text()}"
+        )
         if op.memory != "resident":
             line += f", {op.memory}"
         if op.limit is not None:
@@ -88,8 +90,7 @@ def plan_html(plan: Plan) -> str:
     for d, text in lines[1:]:
         if text.startswith("ModelOperator"):  # coloured by the paradigm that runs it
             color = PARADIGM_COLORS.get(next(paradigms), "#888")
-            text_html = (f"<span style='border-left: 6px solid {color}; padding-left: 4px'>"
-                         f"{item(text)}</span>")
+            text_html = f"<span style='border-left: 6px solid {color}; padding-left: 4px'>{item(text)}</span>"
         else:
             text_html = item(text)
         while depth < d:

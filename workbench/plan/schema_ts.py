@@ -94,9 +94,9 @@ class _Generator:
 
     def ref(self, ref: str) -> str:
         prefix = "#/$defs/"
-        if not ref.startswith(prefix) or ref[len(prefix):] not in self.defs:
+        if not ref.startswith(prefix) or ref[len(prefix) :] not in self.defs:
             raise ValueError(f"unsupported $ref {ref!r}")
-        name = ref[len(prefix):]
+        name = ref[len(prefix) :]
         return _type_name(name, self.defs[name])
 
     def ts(self, s: dict[str, Any] | bool, indent: str = "") -> str:

@@ -38,8 +38,17 @@ from torch import nn
 
 from workbench.errors import OutOfMemoryBudget
 
-_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "I64": torch.int64,
-           "I32": torch.int32, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool, "F64": torch.float64}
+_DTYPES = {
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+    "F64": torch.float64,
+}
 
 
 @dataclass(frozen=True)
@@ -75,13 +84,16 @@ def read_into(entry: Entry, fd: int, slot: memoryview, offset: int) -> torch.Ten
     n = entry.nbytes
     done = 0
     while done < n:
-        got = os.preadv(fd, [slot[offset + done: offset + n]], entry.start + done)
+        got = os.preadv(fd, [slot[offset + done : offset + n]], entry.start + done)
         if got <= 0:
             raise OSError(f"{entry.file}: file ends before the tensor's bytes")
         done += got
     count = n // torch.empty((), dtype=entry.dtype).element_size()
-    flat = torch.frombuffer(slot, dtype=entry.dtype, count=count, offset=offset) if count else \
-        torch.empty(0, dtype=entry.dtype)
+    flat = (
+        torch.frombuffer(slot, dtype=entry.dtype, count=count, offset=offset)
+        if count
+        else torch.empty(0, dtype=entry.dtype)
+    )
     return flat.reshape(entry.shape)
 
 
@@ -143,6 +155,7 @@ def _units(model: nn.Module) -> list[tuple[str, nn.Module]]:
                 walk(full + ".", child)  # the block list is deeper inside: keep its siblings apart
             elif any(True for _ in child.parameters()) or any(True for _ in child.buffers()):
                 units.append((full, child))
+
     walk("", model)
     own = [n for n, _ in model.named_parameters(recurse=False)]
     if own:
@@ -158,8 +171,16 @@ class Offloaded:
     activations cannot fit.
     """
 
-    def __init__(self, model: nn.Module, directory: str | Path, budget: int, *, device: str = "cpu",
-                 activation_bytes: int = 0, telemetry: Any = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        directory: str | Path,
+        budget: int,
+        *,
+        device: str = "cpu",
+        activation_bytes: int = 0,
+        telemetry: Any = None,
+    ):
         self.model = model.eval()
         self.device = device
         self.budget = budget
@@ -188,7 +209,8 @@ class Offloaded:
             raise OutOfMemoryBudget(
                 f"the model cannot run even one layer at a time in this budget: its largest unit "
                 f"({self.plan[self.unit_bytes.index(biggest)][0]}) holds {biggest / 2**20:,.0f} MB and the "
-                f"activations need {activation_bytes / 2**20:,.0f} MB, over the budget of {budget / 2**20:,.0f} MB")
+                f"activations need {activation_bytes / 2**20:,.0f} MB, over the budget of {budget / 2**20:,.0f} MB"
+            )
         self._materialize_missing_buffers()
         self._fds: dict[str, int] = {}
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="workbench-offload")
@@ -202,8 +224,9 @@ class Offloaded:
         # dropped: what the weights hold is what is in flight, whatever the allocator does.
         if self._copy_stream is not None:
             slot = max(self.unit_bytes)
-            self._ring = [torch.empty(slot, dtype=torch.uint8, pin_memory=True).numpy().data
-                          for _ in range(self.in_flight_limit)]
+            self._ring = [
+                torch.empty(slot, dtype=torch.uint8, pin_memory=True).numpy().data for _ in range(self.in_flight_limit)
+            ]
         else:
             self._ring = []
         self._pool: list[mmap.mmap] = []
@@ -234,11 +257,13 @@ class Offloaded:
                     parent, _, attr = key.rpartition(".")
                     owner = unit.get_submodule(parent) if parent else unit
                     if attr == "position_ids":
-                        owner.register_buffer(attr, torch.arange(buf.shape[-1]).expand(buf.shape).to(self.device),
-                                              persistent=False)
+                        owner.register_buffer(
+                            attr, torch.arange(buf.shape[-1]).expand(buf.shape).to(self.device), persistent=False
+                        )
                     elif attr == "token_type_ids":
-                        owner.register_buffer(attr, torch.zeros(buf.shape, dtype=buf.dtype, device=self.device),
-                                              persistent=False)
+                        owner.register_buffer(
+                            attr, torch.zeros(buf.shape, dtype=buf.dtype, device=self.device), persistent=False
+                        )
                     else:
                         raise OutOfMemoryBudget(f"the checkpoint has no values for buffer {key}")
 
@@ -334,8 +359,14 @@ class Offloaded:
                 self.telemetry.emit("bytes", source="disk", target="cpu", bytes=stats.bytes)
                 if self.device != "cpu":
                     self.telemetry.emit("bytes", source="cpu", target=self.device, bytes=stats.bytes)
-                self.telemetry.emit("layer", name=stats.name, bytes=stats.bytes, io_wait_s=stats.io_wait_s,
-                                    read_s=stats.read_s, compute_s=stats.compute_s)
+                self.telemetry.emit(
+                    "layer",
+                    name=stats.name,
+                    bytes=stats.bytes,
+                    io_wait_s=stats.io_wait_s,
+                    read_s=stats.read_s,
+                    compute_s=stats.compute_s,
+                )
 
         return hook
 
@@ -382,8 +413,9 @@ def _find(name: str, names: set[str]) -> str | None:
     return None
 
 
-def build(directory: str | Path, budget: int, *, device: str = "cpu", activation_bytes: int = 0,
-          telemetry: Any = None) -> Offloaded:
+def build(
+    directory: str | Path, budget: int, *, device: str = "cpu", activation_bytes: int = 0, telemetry: Any = None
+) -> Offloaded:
     """An offloaded model for a transformers directory (config.json + *.safetensors)."""
     from transformers import AutoConfig, AutoModel
 
@@ -412,8 +444,11 @@ def write_random_checkpoint(config: Any, directory: str | Path, seed: int = 0, s
     offset = 0
     for key, t in tensors:
         n = t.numel() * t.element_size()
-        header[key] = {"dtype": "F32" if t.dtype == torch.float32 else "I64", "shape": list(t.shape),
-                       "data_offsets": [offset, offset + n]}
+        header[key] = {
+            "dtype": "F32" if t.dtype == torch.float32 else "I64",
+            "shape": list(t.shape),
+            "data_offsets": [offset, offset + n],
+        }
         offset += n
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)

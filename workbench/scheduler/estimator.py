@@ -48,8 +48,9 @@ class Runs(Protocol):
 
     catalog: Catalog
 
-    def sql(self, text: str, params: Mapping[str, Any] | None = None, *,
-            namespace: Mapping[str, Any] | None = None) -> Result: ...
+    def sql(
+        self, text: str, params: Mapping[str, Any] | None = None, *, namespace: Mapping[str, Any] | None = None
+    ) -> Result: ...
 
     def explain(self, text: str, params: Mapping[str, Any] | None = None) -> Plan: ...
 
@@ -67,8 +68,11 @@ class LatencyEstimator:
         self._overheads: dict[str, deque[float]] = {}  # statement shape -> recent seconds besides models
         self.errors: list[float] = []  # relative errors of finished queries
         self._lock = threading.Lock()
-        run(session.cursor(), f"CREATE TABLE IF NOT EXISTS {HISTORY} (finished_at TIMESTAMP DEFAULT current_timestamp, "
-                         "shape VARCHAR, operators JSON, estimated_ms DOUBLE, actual_ms DOUBLE, status VARCHAR)")
+        run(
+            session.cursor(),
+            f"CREATE TABLE IF NOT EXISTS {HISTORY} (finished_at TIMESTAMP DEFAULT current_timestamp, "
+            "shape VARCHAR, operators JSON, estimated_ms DOUBLE, actual_ms DOUBLE, status VARCHAR)",
+        )
         self._learn_history()
 
     # -- estimating ---------------------------------------------------------------------
@@ -118,8 +122,15 @@ class LatencyEstimator:
         return CostModel(self.session.cost_model().c).row_seconds(profile, profile.default_batch(), facts)
 
     # -- learning -----------------------------------------------------------------------
-    def observe(self, sql: str, feats: list[dict[str, Any]], estimated_s: float | None,
-                run_s: float, stats: list[dict[str, Any]], status: str) -> None:
+    def observe(
+        self,
+        sql: str,
+        feats: list[dict[str, Any]],
+        estimated_s: float | None,
+        run_s: float,
+        stats: list[dict[str, Any]],
+        status: str,
+    ) -> None:
         with self._lock:
             model_s = 0.0
             for s in stats:
@@ -131,12 +142,21 @@ class LatencyEstimator:
             if estimated_s is not None and run_s > 0:
                 self.errors.append(abs(estimated_s - run_s) / run_s)
         try:
-            ops = [{"model": s["model"], "computed": s.get("cache_misses") or s["rows"], "seconds": s["seconds"]}
-                   for s in stats]
-            run(self.session.cursor(), f"INSERT INTO {HISTORY} (shape, operators, estimated_ms, actual_ms, "
-                                           "status) VALUES (?, ?, ?, ?, ?)",
-                [statement_key(sql), json.dumps(ops), None if estimated_s is None else estimated_s * 1000,
-                 run_s * 1000, status])
+            ops = [
+                {"model": s["model"], "computed": s.get("cache_misses") or s["rows"], "seconds": s["seconds"]}
+                for s in stats
+            ]
+            run(
+                self.session.cursor(),
+                f"INSERT INTO {HISTORY} (shape, operators, estimated_ms, actual_ms, status) VALUES (?, ?, ?, ?, ?)",
+                [
+                    statement_key(sql),
+                    json.dumps(ops),
+                    None if estimated_s is None else estimated_s * 1000,
+                    run_s * 1000,
+                    status,
+                ],
+            )
         except Exception:  # history is a help, never a reason for a query to fail
             pass
 

@@ -47,8 +47,9 @@ class Scheduler:
         self._seq = itertools.count(1)
         self._closed = False
         self._estimate_lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._work, name=f"workbench-worker-{i}", daemon=True)
-                         for i in range(workers)]
+        self._threads = [
+            threading.Thread(target=self._work, name=f"workbench-worker-{i}", daemon=True) for i in range(workers)
+        ]
         for t in self._threads:
             t.start()
 
@@ -87,13 +88,17 @@ class Scheduler:
             wait = 0.0  # the best it can do: run at once
         else:  # fifo order: everything queued or running goes first
             ahead = sum((q.estimated_ms or 0) / 1000 for q in self._queue)
-            ahead += sum(max((r.estimated_ms or 0) / 1000 - (now - r.submitted - (r.started_at or 0)), 0)
-                         for r in self._running.values())
+            ahead += sum(
+                max((r.estimated_ms or 0) / 1000 - (now - r.submitted - (r.started_at or 0)), 0)
+                for r in self._running.values()
+            )
             wait = ahead / self.workers
         finish = now + wait + own
         if finish > f.deadline:
-            return (f"predicted to finish {1000 * (finish - f.submitted):,.0f} ms after submission, "
-                    f"after its deadline of {f.deadline_ms:,.0f} ms")
+            return (
+                f"predicted to finish {1000 * (finish - f.submitted):,.0f} ms after submission, "
+                f"after its deadline of {f.deadline_ms:,.0f} ms"
+            )
         return None
 
     # -- dispatch -----------------------------------------------------------------------
@@ -106,9 +111,11 @@ class Scheduler:
                 f = min(self._queue, key=lambda q: q.seq)
             self._queue.remove(f)
             if self.policy == "hybrid" and self._hopeless(f) and self._would_cost_a_deadline(f):
-                f.set_dropped(f"cannot meet its deadline of {f.deadline_ms:,.0f} ms even if run now "
-                        f"(estimated {f.estimated_ms:,.0f} ms), and running it would make a waiting "
-                        "query miss its own")
+                f.set_dropped(
+                    f"cannot meet its deadline of {f.deadline_ms:,.0f} ms even if run now "
+                    f"(estimated {f.estimated_ms:,.0f} ms), and running it would make a waiting "
+                    "query miss its own"
+                )
                 self.finished.append(f)
                 continue
             return f

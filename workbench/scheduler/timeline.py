@@ -26,22 +26,61 @@ def timeline(futures: list[QueryFuture], title: str = "queries over time") -> An
         legend = f.status not in shown
         shown.add(f.status)
         if f.status == "dropped":
-            fig.add_trace(go.Scatter(x=[sub], y=[row], mode="markers", marker={"symbol": "x", "color": color},
-                                     name=f.status, legendgroup=f.status, showlegend=legend,
-                                     hovertext=f"#{f.seq} {label}: {f.reason}"))
+            fig.add_trace(
+                go.Scatter(
+                    x=[sub],
+                    y=[row],
+                    mode="markers",
+                    marker={"symbol": "x", "color": color},
+                    name=f.status,
+                    legendgroup=f.status,
+                    showlegend=legend,
+                    hovertext=f"#{f.seq} {label}: {f.reason}",
+                )
+            )
             continue
         start = sub + (f.started_at or 0)
         end = sub + (f.finished_at or f.started_at or 0)
-        fig.add_trace(go.Scatter(x=[sub, start], y=[row, row], mode="lines", line={"color": color, "width": 1},
-                                 showlegend=False, hoverinfo="skip"))
-        fig.add_trace(go.Scatter(
-            x=[start, end], y=[row, row], mode="lines", line={"color": color, "width": 6}, name=f.status,
-            legendgroup=f.status, showlegend=legend,
-            hovertext=f"#{f.seq} {label}: estimated {f.estimated_ms or 0:,.0f} ms, actual {f.actual_ms or 0:,.0f} ms"))
+        fig.add_trace(
+            go.Scatter(
+                x=[sub, start],
+                y=[row, row],
+                mode="lines",
+                line={"color": color, "width": 1},
+                showlegend=False,
+                hoverinfo="skip",
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=[start, end],
+                y=[row, row],
+                mode="lines",
+                line={"color": color, "width": 6},
+                name=f.status,
+                legendgroup=f.status,
+                showlegend=legend,
+                hovertext=(
+                    f"#{f.seq} {label}: estimated {f.estimated_ms or 0:,.0f} ms, actual {f.actual_ms or 0:,.0f} ms"
+                ),
+            )
+        )
         if f.deadline_ms is not None:
-            fig.add_trace(go.Scatter(x=[sub + f.deadline_ms / 1000], y=[row], mode="markers",
-                                     marker={"symbol": "line-ns-open", "size": 10, "color": "#000"},
-                                     showlegend=False, hovertext=f"deadline {f.deadline_ms:,.0f} ms"))
-    fig.update_layout(title=title, xaxis_title="seconds", yaxis_title="query (arrival order)",
-                      height=max(300, 12 * len(futures)), template="plotly_white")
+            fig.add_trace(
+                go.Scatter(
+                    x=[sub + f.deadline_ms / 1000],
+                    y=[row],
+                    mode="markers",
+                    marker={"symbol": "line-ns-open", "size": 10, "color": "#000"},
+                    showlegend=False,
+                    hovertext=f"deadline {f.deadline_ms:,.0f} ms",
+                )
+            )
+    fig.update_layout(
+        title=title,
+        xaxis_title="seconds",
+        yaxis_title="query (arrival order)",
+        height=max(300, 12 * len(futures)),
+        template="plotly_white",
+    )
     return fig

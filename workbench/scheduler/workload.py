@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from workbench.session import Session
 
 
-
 @dataclass(frozen=True)
 class QueryKind:
     name: str
@@ -38,20 +37,47 @@ class QueryKind:
 
 
 def kinds(session: Session) -> list[QueryKind]:
-    topics = [r[0] for r in session.cursor().sql(
-        "SELECT topic FROM pydoc GROUP BY topic HAVING count(*) BETWEEN 15 AND 40 ORDER BY topic").fetchall()]
-    questions = ["how do I open a file", "what is a generator", "exceptions and errors", "loop over a list",
-                 "import a module", "define a class", "string formatting", "integer division"]
+    topics = [
+        r[0]
+        for r in session.cursor()
+        .sql("SELECT topic FROM pydoc GROUP BY topic HAVING count(*) BETWEEN 15 AND 40 ORDER BY topic")
+        .fetchall()
+    ]
+    questions = [
+        "how do I open a file",
+        "what is a generator",
+        "exceptions and errors",
+        "loop over a list",
+        "import a module",
+        "define a class",
+        "string formatting",
+        "integer division",
+    ]
     return [
-        QueryKind("lookup", "SELECT topic, body FROM pydoc WHERE id = $id",
-                  lambda r: {"id": r.randrange(2000)}, 0.45, 4.0),
-        QueryKind("classify", "SELECT count(*) AS n FROM digits WHERE digits(pixels).label = $d AND id % 7 = $m",
-                  lambda r: {"d": r.randrange(10), "m": r.randrange(7)}, 0.25, 4.0),
-        QueryKind("search", "SELECT id FROM pydoc WHERE topic = $topic AND "
-                            "list_cosine_similarity(minilm(body), minilm($q)) > 0.3",
-                  lambda r: {"topic": r.choice(topics), "q": r.choice(questions)}, 0.2, 3.0),
-        QueryKind("bulk", "SELECT count(minilm(body)) AS n FROM pydoc WHERE id >= $a AND id < $a + 60",
-                  lambda r: {"a": r.randrange(0, 2200)}, 0.1, 3.0),
+        QueryKind(
+            "lookup", "SELECT topic, body FROM pydoc WHERE id = $id", lambda r: {"id": r.randrange(2000)}, 0.45, 4.0
+        ),
+        QueryKind(
+            "classify",
+            "SELECT count(*) AS n FROM digits WHERE digits(pixels).label = $d AND id % 7 = $m",
+            lambda r: {"d": r.randrange(10), "m": r.randrange(7)},
+            0.25,
+            4.0,
+        ),
+        QueryKind(
+            "search",
+            "SELECT id FROM pydoc WHERE topic = $topic AND list_cosine_similarity(minilm(body), minilm($q)) > 0.3",
+            lambda r: {"topic": r.choice(topics), "q": r.choice(questions)},
+            0.2,
+            3.0,
+        ),
+        QueryKind(
+            "bulk",
+            "SELECT count(minilm(body)) AS n FROM pydoc WHERE id >= $a AND id < $a + 60",
+            lambda r: {"a": r.randrange(0, 2200)},
+            0.1,
+            3.0,
+        ),
     ]
 
 
@@ -85,8 +111,9 @@ class Arrival:
     deadline_ms: float
 
 
-def generate(query_kinds: list[QueryKind], service: dict[str, float], n: int, load: float, workers: int,
-             seed: int = 1) -> list[Arrival]:
+def generate(
+    query_kinds: list[QueryKind], service: dict[str, float], n: int, load: float, workers: int, seed: int = 1
+) -> list[Arrival]:
     rng = random.Random(seed)
     total_w = sum(k.weight for k in query_kinds)
     mean_service = sum(k.weight / total_w * service[k.name] for k in query_kinds)
@@ -135,12 +162,16 @@ def replay(session: Session, arrivals: list[Arrival], policy: str, load: float) 
     latencies = sorted(f.actual_ms for f in completed if f.actual_ms is not None) or [float("nan")]
     errors = session.scheduler.estimator.errors[errors_before:] or [float("nan")]
     return Report(
-        policy=policy, load=load, queries=len(futures),
+        policy=policy,
+        load=load,
+        queries=len(futures),
         violations=sum(f.status in ("late", "dropped", "failed") for f in futures),
         drops=sum(f.status == "dropped" for f in futures),
         throughput=len(completed) / makespan if makespan > 0 else float("nan"),
         goodput=sum(f.status == "done" for f in futures) / makespan if makespan > 0 else float("nan"),
-        p50_ms=statistics.median(latencies), p99_ms=latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
-        est_median=statistics.median(errors), est_p90=sorted(errors)[int(0.9 * (len(errors) - 1))],
+        p50_ms=statistics.median(latencies),
+        p99_ms=latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
+        est_median=statistics.median(errors),
+        est_p90=sorted(errors)[int(0.9 * (len(errors) - 1))],
         futures=futures,
     )

@@ -20,8 +20,13 @@ from workbench.errors import ParameterError
 # After one of these a ':' is an operator (struct literal `{'a': b}`, slice `x[1:n]`),
 # never the start of a parameter.
 _VALUE_END = {
-    TokenType.VAR, TokenType.IDENTIFIER, TokenType.STRING, TokenType.NUMBER,
-    TokenType.R_PAREN, TokenType.R_BRACKET, TokenType.R_BRACE,
+    TokenType.VAR,
+    TokenType.IDENTIFIER,
+    TokenType.STRING,
+    TokenType.NUMBER,
+    TokenType.R_PAREN,
+    TokenType.R_BRACKET,
+    TokenType.R_BRACE,
 }
 
 
@@ -62,8 +67,19 @@ def bind(names: list[str], params: Mapping[str, Any] | None) -> dict[str, Any]:
     return values
 
 
-_SCALARS = (type(None), bool, int, float, str, bytes, decimal.Decimal, datetime.date, datetime.time,
-            datetime.timedelta, uuid.UUID)
+_SCALARS = (
+    type(None),
+    bool,
+    int,
+    float,
+    str,
+    bytes,
+    decimal.Decimal,
+    datetime.date,
+    datetime.time,
+    datetime.timedelta,
+    uuid.UUID,
+)
 
 
 def _plain(value: Any, name: str) -> Any:

@@ -202,8 +202,13 @@ class _ModelStatementParser:
         options = self.with_options() if self.accept("with") else {}
         self.expect_end()
         return CreateModel(
-            self.text, self.start, name=name, path=path, python_var=var,
-            options=options, replace=replace,
+            self.text,
+            self.start,
+            name=name,
+            path=path,
+            python_var=var,
+            options=options,
+            replace=replace,
         )
 
     def drop_model(self) -> DropModel:

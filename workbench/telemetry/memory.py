@@ -47,12 +47,15 @@ def cuda_memory() -> dict[str, dict[str, int]]:
         return {}
     if not torch.cuda.is_available() or not torch.cuda.is_initialized():
         return {}  # never initialise CUDA just to look at it
-    return {f"cuda:{i}": {"allocated": torch.cuda.memory_allocated(i), "reserved": torch.cuda.memory_reserved(i)}
-            for i in range(torch.cuda.device_count())}
+    return {
+        f"cuda:{i}": {"allocated": torch.cuda.memory_allocated(i), "reserved": torch.cuda.memory_reserved(i)}
+        for i in range(torch.cuda.device_count())
+    }
 
 
-def sample(duckdb_bytes: Callable[[], int | None] | None = None,
-           weights: dict[str, int] | None = None) -> dict[str, dict[str, int]]:
+def sample(
+    duckdb_bytes: Callable[[], int | None] | None = None, weights: dict[str, int] | None = None
+) -> dict[str, dict[str, int]]:
     """One sample: {'cpu': {'rss', 'duckdb', 'torch'}, 'cuda:N': {'allocated', 'reserved', 'torch'}}."""
     cpu: dict[str, int] = {"rss": psutil.Process().memory_info().rss}
     if duckdb_bytes is not None:
@@ -87,8 +90,7 @@ def duckdb_reader(con: Any) -> Callable[[], int | None]:
 class MemorySampler:
     """Emits a `memory` event now, every `interval` seconds, and once more when stopped."""
 
-    def __init__(self, telemetry: Telemetry, con: Any = None, models: Iterable[Any] = (),
-                 interval: float = INTERVAL_S):
+    def __init__(self, telemetry: Telemetry, con: Any = None, models: Iterable[Any] = (), interval: float = INTERVAL_S):
         self.telemetry = telemetry
         self.interval = interval
         self.weights = torch_bytes(models)

@@ -62,8 +62,12 @@ def facts(s: Snapshot) -> list[tuple[str, str]]:
         out.append(("bytes moved", ", ".join(f"{k.replace('->', ' → ')} {size(v)}" for k, v in s.moved.items())))
     out.append(("batches", f"{s.batches:,} ({s.batches_per_second:,.1f}/s)"))
     ratio = s.hit_ratio
-    out.append(("cache", "not used" if ratio is None else
-                f"{s.cache_hits:,} hits / {s.cache_misses:,} misses ({ratio:.0%} hits)"))
+    out.append(
+        (
+            "cache",
+            "not used" if ratio is None else f"{s.cache_hits:,} hits / {s.cache_misses:,} misses ({ratio:.0%} hits)",
+        )
+    )
     return out
 
 
@@ -82,28 +86,39 @@ def memory_svg(s: Snapshot, width: int = 360, height: int = 90) -> str:
     x = lambda t: 4 + (width - 8) * t / t_max
     y = lambda v: height - 14 - (height - 22) * v / top
     colours = ["#4C78A8", "#E45756", "#72B7B2", "#F58518"]
-    parts = [f"<svg class='wb-memory-chart' width='{width}' height='{height}' role='img' "
-             f"aria-label='memory per device'>"]
+    parts = [
+        f"<svg class='wb-memory-chart' width='{width}' height='{height}' role='img' aria-label='memory per device'>"
+    ]
     for i, (device, pts) in enumerate(series.items()):
         line = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in pts)
         parts.append(f"<polyline fill='none' stroke='{colours[i % 4]}' stroke-width='1.5' points='{line}'/>")
-        parts.append(f"<text x='6' y='{12 + 11 * i}' font-size='10' fill='{colours[i % 4]}'>"
-                     f"{html.escape(device)} peak {size(s.peak.get(device))}</text>")
+        parts.append(
+            f"<text x='6' y='{12 + 11 * i}' font-size='10' fill='{colours[i % 4]}'>"
+            f"{html.escape(device)} peak {size(s.peak.get(device))}</text>"
+        )
         budget = limits.get(device.split(":")[0])
         if budget:
-            parts.append(f"<line x1='4' x2='{width - 4}' y1='{y(budget):.1f}' y2='{y(budget):.1f}' "
-                         f"stroke='{colours[i % 4]}' stroke-dasharray='4 3'/>"
-                         f"<text x='{width - 4}' y='{y(budget) - 2:.1f}' font-size='10' text-anchor='end'>"
-                         f"budget (limit {size(budget)})</text>")
-    parts.append(f"<text x='{width - 4}' y='{height - 2}' font-size='10' text-anchor='end'>"
-                 f"{duration(t_max)}</text></svg>")
+            parts.append(
+                f"<line x1='4' x2='{width - 4}' y1='{y(budget):.1f}' y2='{y(budget):.1f}' "
+                f"stroke='{colours[i % 4]}' stroke-dasharray='4 3'/>"
+                f"<text x='{width - 4}' y='{y(budget) - 2:.1f}' font-size='10' text-anchor='end'>"
+                f"budget (limit {size(budget)})</text>"
+            )
+    parts.append(
+        f"<text x='{width - 4}' y='{height - 2}' font-size='10' text-anchor='end'>{duration(t_max)}</text></svg>"
+    )
     return "".join(parts)
 
 
 def summary_html(s: Snapshot) -> str:
     state = "failed" if s.error else "done"
-    rows = "".join(f"<tr><th style='text-align:left;padding-right:8px'>{html.escape(k)}</th>"
-                   f"<td style='text-align:left'>{html.escape(v)}</td></tr>" for k, v in facts(s))
-    return (f"<div class='wb-live-summary' data-state='{state}' style='font-size:12px;display:flex;gap:16px;"
-            f"align-items:flex-start'><div><div><b>{html.escape(progress_text(s))}</b></div>"
-            f"<table>{rows}</table></div>{memory_svg(s)}</div>")
+    rows = "".join(
+        f"<tr><th style='text-align:left;padding-right:8px'>{html.escape(k)}</th>"
+        f"<td style='text-align:left'>{html.escape(v)}</td></tr>"
+        for k, v in facts(s)
+    )
+    return (
+        f"<div class='wb-live-summary' data-state='{state}' style='font-size:12px;display:flex;gap:16px;"
+        f"align-items:flex-start'><div><div><b>{html.escape(progress_text(s))}</b></div>"
+        f"<table>{rows}</table></div>{memory_svg(s)}</div>"
+    )

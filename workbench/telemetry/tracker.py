@@ -62,13 +62,26 @@ class Snapshot:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (the widget's synced state)."""
         return {
-            "sql": self.sql, "elapsed": round(self.elapsed, 3), "finished": self.finished, "error": self.error,
-            "operator": self.operator, "rows_done": self.rows_done, "rows_total": self.rows_total,
-            "fraction": round(self.fraction, 4), "eta": None if self.eta is None else round(self.eta, 2),
-            "batches": self.batches, "batches_per_second": round(self.batches_per_second, 2),
-            "result_rows": self.result_rows, "cache_hits": self.cache_hits, "cache_misses": self.cache_misses,
-            "hit_ratio": self.hit_ratio, "budgets": self.budgets, "limits": self.limits(),
-            "memory": [[round(t, 3), m] for t, m in self.memory], "peak": self.peak, "moved": self.moved,
+            "sql": self.sql,
+            "elapsed": round(self.elapsed, 3),
+            "finished": self.finished,
+            "error": self.error,
+            "operator": self.operator,
+            "rows_done": self.rows_done,
+            "rows_total": self.rows_total,
+            "fraction": round(self.fraction, 4),
+            "eta": None if self.eta is None else round(self.eta, 2),
+            "batches": self.batches,
+            "batches_per_second": round(self.batches_per_second, 2),
+            "result_rows": self.result_rows,
+            "cache_hits": self.cache_hits,
+            "cache_misses": self.cache_misses,
+            "hit_ratio": self.hit_ratio,
+            "budgets": self.budgets,
+            "limits": self.limits(),
+            "memory": [[round(t, 3), m] for t, m in self.memory],
+            "peak": self.peak,
+            "moved": self.moved,
         }
 
 
@@ -90,8 +103,16 @@ class Tracker:
             s = self.snapshot
             if not s.finished and s.started:
                 s.elapsed = time.perf_counter() - s.started
-            return Snapshot(**{**s.__dict__, "memory": list(s.memory), "peak": dict(s.peak),
-                               "moved": dict(s.moved), "budgets": dict(s.budgets), "baseline": dict(s.baseline)})
+            return Snapshot(
+                **{
+                    **s.__dict__,
+                    "memory": list(s.memory),
+                    "peak": dict(s.peak),
+                    "moved": dict(s.moved),
+                    "budgets": dict(s.budgets),
+                    "baseline": dict(s.baseline),
+                }
+            )
 
     def __call__(self, event: Event) -> None:
         with self._lock:
@@ -100,8 +121,12 @@ class Tracker:
     def _fold(self, e: Event) -> None:
         s, d = self.snapshot, e.data
         if e.kind == "query_start":
-            self.snapshot = s = Snapshot(sql=d.get("sql", ""), started=e.t, budgets=dict(d.get("budgets", {})),
-                                         baseline=dict(d.get("baseline", {})))
+            self.snapshot = s = Snapshot(
+                sql=d.get("sql", ""),
+                started=e.t,
+                budgets=dict(d.get("budgets", {})),
+                baseline=dict(d.get("baseline", {})),
+            )
             self._ops = {op["id"]: [0, int(op.get("estimated_rows") or 0)] for op in d.get("operators", [])}
         s.updates += 1
         if s.started:

@@ -14,6 +14,13 @@ from workbench.optimizer.rules import (
 )
 
 #: each module has NAME and apply(plan, ctx) -> plan
-RULES: tuple[ModuleType, ...] = (prune_outputs, push_filters, dedup_inputs, order_predicates, lazy_limit, choose_paradigm,
-         choose_batch_threads)
+RULES: tuple[ModuleType, ...] = (
+    prune_outputs,
+    push_filters,
+    dedup_inputs,
+    order_predicates,
+    lazy_limit,
+    choose_paradigm,
+    choose_batch_threads,
+)
 NAMES = tuple(rule.NAME for rule in RULES)

@@ -34,12 +34,17 @@ def apply(plan: Plan, ctx: Context) -> Plan:
         if op.limit is not None:
             share = PREDICATE_SELECTIVITY if in_where(plan.final_sql, op.id) else 1.0
             limit_rows = min(facts.input_rows, int(op.limit / share) + 1)
-        estimates = ctx.cost.estimates(model, facts, batch=ctx.batch_size(op.model) or model.batch_size,
-                                       limit_rows=limit_rows)
+        estimates = ctx.cost.estimates(
+            model, facts, batch=ctx.batch_size(op.model) or model.batch_size, limit_rows=limit_rows
+        )
         precision = ctx.precision(op.model)
         blocked = ctx.unavailable(model, precision)  # the executors' own answer
-        estimates = [replace(e, seconds=None, parts=(), note=blocked[e.paradigm])
-                     if e.paradigm in blocked and e.seconds is not None else e for e in estimates]
+        estimates = [
+            replace(e, seconds=None, parts=(), note=blocked[e.paradigm])
+            if e.paradigm in blocked and e.seconds is not None
+            else e
+            for e in estimates
+        ]
         by_name = {e.paradigm: e for e in estimates}
         forced = ctx.hints.forced(op.model)
         if forced is not None:
@@ -51,23 +56,35 @@ def apply(plan: Plan, ctx: Context) -> Plan:
         else:
             # with the cache on, inference stays materialized so its results are kept, unless
             # a LIMIT lets a streaming UDF stop early
-            eligible = [e for e in estimates if e.seconds is not None
-                        and not (facts.cache_on and op.limit is None and e.paradigm == "udf_centric")]
+            eligible = [
+                e
+                for e in estimates
+                if e.seconds is not None and not (facts.cache_on and op.limit is None and e.paradigm == "udf_centric")
+            ]
             chosen = min(eligible, key=_seconds)  # dl_centric is always eligible or budget-blocked
             reason = _why(chosen, eligible, estimates, facts.cache_on, op.limit)
         ops[i] = replace(
-            op, paradigm=chosen.paradigm, forced=forced is not None, parts=chosen.parts,
-            alternatives=tuple((e.paradigm, e.seconds) for e in estimates), reason=reason,
-            estimated_seconds=chosen.seconds, estimated_rows=facts.rows, estimated_input_rows=facts.input_rows,
+            op,
+            paradigm=chosen.paradigm,
+            forced=forced is not None,
+            parts=chosen.parts,
+            alternatives=tuple((e.paradigm, e.seconds) for e in estimates),
+            reason=reason,
+            estimated_seconds=chosen.seconds,
+            estimated_rows=facts.rows,
+            estimated_input_rows=facts.input_rows,
             avg_input_chars=facts.avg_chars,
-            expected_hit_ratio=facts.hit_ratio if facts.cache_on else None, cache_policy=facts.cache_policy,
-            precision=precision, memory=ctx.memory(op.model),
+            expected_hit_ratio=facts.hit_ratio if facts.cache_on else None,
+            cache_policy=facts.cache_policy,
+            precision=precision,
+            memory=ctx.memory(op.model),
         )
     return replace(plan, operators=tuple(ops))
 
 
-def _why(chosen: Estimate, eligible: list[Estimate], estimates: list[Estimate], cache_on: bool,
-         limit: int | None) -> str:
+def _why(
+    chosen: Estimate, eligible: list[Estimate], estimates: list[Estimate], cache_on: bool, limit: int | None
+) -> str:
     runner_up = sorted((e for e in eligible if e is not chosen), key=_seconds)
     text = "cheapest estimate"
     if runner_up:

@@ -39,8 +39,9 @@ def apply(plan: Plan, ctx: Context) -> Plan:
         for q in op.inputs:
             usable = [(ids, sql) for ids, sql in q.model_filters if set(ids) <= ran]
             if usable:
-                q = replace(q, after=(*q.after, *usable),
-                            model_filters=tuple(m for m in q.model_filters if m not in usable))
+                q = replace(
+                    q, after=(*q.after, *usable), model_filters=tuple(m for m in q.model_filters if m not in usable)
+                )
                 reads.update(i for ids, _ in usable for i in ids)
                 notes.append(f"{NAME}: {op.call} runs after cheaper model predicates, on the rows they keep")
             inputs.append(q)

@@ -39,8 +39,7 @@ def apply(plan: Plan, ctx: Context | None = None) -> Plan:
                 continue
             name = proj.alias_or_name.lower()
             # `c.label` may be field `label` of column `c`: every part of a reference counts
-            read = {part.name.lower() for c in tree.find_all(exp.Column) if not is_inside(c, proj)
-                    for part in c.parts}
+            read = {part.name.lower() for c in tree.find_all(exp.Column) if not is_inside(c, proj) for part in c.parts}
             if name in read:
                 continue
             removed.append(proj.sql(dialect="duckdb"))

@@ -39,11 +39,17 @@ if TYPE_CHECKING:
 
 TABLE = "workbench_calibration"
 UNITS = {
-    "transfer_s_per_byte": "s/byte", "dl_fixed_s": "s", "lookup_s_per_row": "s/row",
+    "transfer_s_per_byte": "s/byte",
+    "dl_fixed_s": "s",
+    "lookup_s_per_row": "s/row",
     "lookup_s_per_byte": "s/(row x key byte)",
-    "udf_chunk_s": "s/vector", "udf_s_per_byte": "s/input byte", "rel_s_per_mac": "s/multiply-add",
+    "udf_chunk_s": "s/vector",
+    "udf_s_per_byte": "s/input byte",
+    "rel_s_per_mac": "s/multiply-add",
     "rel_s_per_output": "s/value",
-    "rel_fixed_s": "s/layer", "store_s_per_byte": "s/byte", "torch_s_per_mac": "s/multiply-add",
+    "rel_fixed_s": "s/layer",
+    "store_s_per_byte": "s/byte",
+    "torch_s_per_mac": "s/multiply-add",
     "torch_batch_s": "s/batch",
 }
 _process: dict[str, float] | None = None
@@ -71,22 +77,29 @@ def measure(con: duckdb.DuckDBPyConnection, *, thorough: bool = False) -> dict[s
     scale, repeats = (4, 5) if thorough else (1, 3)
     n = 10_000 * scale
     out: dict[str, float] = {}
-    run(cur, f"CREATE OR REPLACE TEMP TABLE __wb_cal AS SELECT i, list_transform(range(64), "
-             f"lambda j: ((i * 7 + j) % 13)::FLOAT)::FLOAT[64] AS k FROM range({n}) t(i)")
+    run(
+        cur,
+        f"CREATE OR REPLACE TEMP TABLE __wb_cal AS SELECT i, list_transform(range(64), "
+        f"lambda j: ((i * 7 + j) % 13)::FLOAT)::FLOAT[64] AS k FROM range({n}) t(i)",
+    )
     try:
-        t = _time(lambda: cur.sql("SELECT k FROM __wb_cal").to_arrow_table().column(0)
-                  .combine_chunks().flatten().to_numpy(), repeats)
+        t = _time(
+            lambda: cur.sql("SELECT k FROM __wb_cal").to_arrow_table().column(0).combine_chunks().flatten().to_numpy(),
+            repeats,
+        )
         out["transfer_s_per_byte"] = t / (n * 64 * 4)
 
         def glue(column: str) -> float:
             """What a materialized operator adds around the model: its distinct inputs out of
             DuckDB, then every row reading its output back through the lookup."""
+
             def once() -> None:
                 keys = cur.sql(f"SELECT DISTINCT {column} AS k FROM __wb_cal").to_arrow_table()
                 out = pa.table({"k": keys.column(0), "v": pa.array(np.ones(len(keys), np.float32))})
                 cur.register("__wb_cal_out", out)
                 run(cur, "CREATE OR REPLACE TEMP MACRO __wb_cal_lookup(x) AS (SELECT v FROM __wb_cal_out WHERE k = x)")
                 run(cur, f"SELECT count(__wb_cal_lookup({column})) FROM __wb_cal")
+
             return _time(once, repeats)
 
         narrow, wide = glue("i"), glue("k")  # 8-byte keys, 256-byte keys
@@ -113,8 +126,9 @@ def measure(con: duckdb.DuckDBPyConnection, *, thorough: bool = False) -> dict[s
         rng = np.random.default_rng(0)
 
         def layer(width: int, outs: int) -> Linear:
-            return Linear(rng.standard_normal((outs, width)).astype(np.float32),
-                          rng.standard_normal(outs).astype(np.float32))
+            return Linear(
+                rng.standard_normal((outs, width)).astype(np.float32), rng.standard_normal(outs).astype(np.float32)
+            )
 
         def rel_time(width: int, outs: int, rows: int) -> float:
             layers = [layer(width, outs)]
@@ -122,13 +136,16 @@ def measure(con: duckdb.DuckDBPyConnection, *, thorough: bool = False) -> dict[s
             t0 = time.perf_counter()
             rc.store_weights(cur, "__calibration__", fp, layers)
             store = time.perf_counter() - t0
-            keys = pa.table({"rid": np.arange(rows), "k": pa.array(list(rng.standard_normal((rows, width))
-                                                                            .astype(np.float32)))})
+            keys = pa.table(
+                {"rid": np.arange(rows), "k": pa.array(list(rng.standard_normal((rows, width)).astype(np.float32)))}
+            )
             cur.register("__wb_cal_keys", keys)
             ctes, last = rc.layers_sql("__wb_cal_keys", rc.stages(layers))
             # the outputs must be consumed, or DuckDB prunes the sums away
-            sql = "WITH " + ", ".join(ctes) + f" SELECT sum(len(x)) FROM (SELECT rid, list(y ORDER BY o) AS x " \
-                  f"FROM {last} GROUP BY rid)"
+            sql = (
+                "WITH " + ", ".join(ctes) + f" SELECT sum(len(x)) FROM (SELECT rid, list(y ORDER BY o) AS x "
+                f"FROM {last} GROUP BY rid)"
+            )
             t = _time(lambda: run(cur, sql, {"wb_fp": fp}), repeats)
             cur.unregister("__wb_cal_keys")
             if width * outs >= 256 * 256:
@@ -139,8 +156,9 @@ def measure(con: duckdb.DuckDBPyConnection, *, thorough: bool = False) -> dict[s
         macs_heavy = rel_time(256, 256, 200 * scale)  # mostly multiply-adds
         outputs_heavy = rel_time(8, 256, 400 * scale)  # mostly per-output work (join, aggregate)
         # solve t - fixed = a * macs + b * outputs for the two measurements
-        m = np.array([[256 * 256 * 200 * scale, 256 * 200 * scale], [8 * 256 * 400 * scale, 256 * 400 * scale]],
-                     dtype=float)
+        m = np.array(
+            [[256 * 256 * 200 * scale, 256 * 200 * scale], [8 * 256 * 400 * scale, 256 * 400 * scale]], dtype=float
+        )
         a, b = np.linalg.lstsq(m, np.array([macs_heavy - fixed, outputs_heavy - fixed]), rcond=None)[0]
         out["rel_fixed_s"] = fixed
         out["rel_s_per_mac"] = max(float(a), 1e-11)
@@ -175,8 +193,9 @@ def _wrapped_udf(cur: duckdb.DuckDBPyConnection, column: str, input_type: str, n
     else:
         module = torch.nn.Sequential(torch.nn.Linear(64, 1))
     model = TensorModel(module, task="regress")
-    op = ModelOperator(id=0, model="__calibration__", call="__calibration__(k)", inputs=(),
-                       input_type=input_type, output_type="FLOAT")
+    op = ModelOperator(
+        id=0, model="__calibration__", call="__calibration__(k)", inputs=(), input_type=input_type, output_type="FLOAT"
+    )
     udf = UdfOperator(cur, op, model, batch_size=2048)
     udf.register()
     try:
@@ -207,11 +226,17 @@ def save(con: duckdb.DuckDBPyConnection, values: dict[str, float]) -> None:
                 return
             try:
                 run(cur, "BEGIN TRANSACTION")
-                run(cur, f"CREATE TABLE IF NOT EXISTS {TABLE} (name VARCHAR PRIMARY KEY, value DOUBLE, "
-                         "unit VARCHAR, measured_at TIMESTAMP)")
+                run(
+                    cur,
+                    f"CREATE TABLE IF NOT EXISTS {TABLE} (name VARCHAR PRIMARY KEY, value DOUBLE, "
+                    "unit VARCHAR, measured_at TIMESTAMP)",
+                )
                 for name, value in values.items():
-                    run(cur, f"INSERT OR REPLACE INTO {TABLE} VALUES ($n, $v, $u, now()::TIMESTAMP)",
-                        {"n": name, "v": value, "u": UNITS.get(name, "")})
+                    run(
+                        cur,
+                        f"INSERT OR REPLACE INTO {TABLE} VALUES ($n, $v, $u, now()::TIMESTAMP)",
+                        {"n": name, "v": value, "u": UNITS.get(name, "")},
+                    )
                 run(cur, "COMMIT")
                 return
             except Exception:  # noqa: BLE001 - read-only database, or a conflicting writer
