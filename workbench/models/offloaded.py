@@ -143,8 +143,8 @@ def load(name: str, directory: Path, options: dict[str, Any], budget: int | None
     model.offloaded = runtime  # type: ignore[attr-defined]
     model.resident_bytes = budget or DEFAULT_WINDOW  # type: ignore[attr-defined]  # what the cost model counts
     total, held = runtime.total_bytes / 2**20, (budget or DEFAULT_WINDOW) / 2**20
-    model.memory = (
-        f"offloaded: {total:,.0f} MB streamed layer by layer within "  # type: ignore[attr-defined]
+    model.memory = (  # type: ignore[attr-defined]
+        f"offloaded: {total:,.0f} MB streamed layer by layer within "
         f"{held:,.0f} MB ({runtime.in_flight_limit} in flight, batch {batch})"
     )
     digest = _files_digest(directory)
