@@ -39,3 +39,4 @@ bench: $(STAMP)
 	$(PY) bench/bench_telemetry.py
 	$(PY) bench/bench_compress.py
 	$(PY) bench/bench_offload.py
+	$(PY) bench/bench_planning.py
