@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -21,7 +20,7 @@ import pyarrow as pa
 from workbench import settings
 from workbench.cache import InferenceCache
 from workbench.db import first_line
-from workbench.engine.commands import message, run_model_statement
+from workbench.engine.commands import FrameNamespace, message, run_model_statement, snapshot_params
 from workbench.engine.config import Config
 from workbench.engine.engine import Engine
 from workbench.errors import ExecutionError, SQLSyntaxError
@@ -33,9 +32,9 @@ from workbench.plan.nodes import Plan
 from workbench.procedures import PROCEDURES
 from workbench.result import Result
 from workbench.scheduler import QueryFuture, Scheduler
-from workbench.sql import params as sql_params
 from workbench.sql import statements as st
 from workbench.telemetry import Telemetry, TextProgress
+from workbench.telemetry.text import at_terminal
 
 
 class Session:
@@ -78,7 +77,7 @@ class Session:
             self.set("memory_budget_cpu", memory_budget)
         if safe:
             settings.lock_down(self.con)
-        if progress is True or (progress == "auto" and _terminal()):
+        if progress is True or (progress == "auto" and at_terminal()):
             self.telemetry.subscribe(TextProgress())
 
     # -- running dlsql --------------------------------------------------------------------
@@ -103,7 +102,7 @@ class Session:
         if not isinstance(text, str):
             raise SQLSyntaxError(f"expected SQL text, got {type(text).__name__}")
         if namespace is None:  # CREATE MODEL ... FROM PYTHON var looks in the caller's frame
-            namespace = _FrameNamespace(getattr(inspect.currentframe(), "f_back", None))
+            namespace = FrameNamespace(getattr(inspect.currentframe(), "f_back", None))
         statements = self._split(text)
         if not statements:
             raise SQLSyntaxError("nothing to run: the text has no SQL statement")
@@ -142,7 +141,7 @@ class Session:
     ) -> QueryFuture:
         """Queue `sql` for the worker pool; returns a future (status done / late / failed /
         dropped, estimated_ms, actual_ms). The policy is `SET sla_policy = ...`."""
-        return self.scheduler.submit(sql, self._snapshot_params(sql, params), deadline_ms)
+        return self.scheduler.submit(sql, snapshot_params(self._split(sql), params), deadline_ms)
 
     @property
     def scheduler(self) -> Scheduler:
@@ -258,42 +257,7 @@ class Session:
             return message(self.set(stmt.name, stmt.value), stmt.text, start)
         return run_model_statement(self.catalog, stmt, params, namespace)
 
-    def _snapshot_params(self, sql: str, params: Mapping[str, Any] | None) -> dict[str, Any] | None:
-        """The values the statements use, taken now (a notebook variable may change later)."""
-        names: list[str] = []
-        for stmt in self._split(sql):
-            inner = stmt.statement if isinstance(stmt, st.Explain) else stmt
-            if isinstance(inner, st.Sql):
-                names += sql_params.rewrite(inner.text, inner.start, inner.tokens)[1]
-        return sql_params.bind(list(dict.fromkeys(names)), params) or None
-
 
 def connect(database: str = ":memory:", **options: Any) -> Session:
     """Open a session on an in-memory database (default) or a DuckDB file."""
     return Session(database, **options)
-
-
-def _terminal() -> bool:
-    """Plain Python at a terminal (not a notebook kernel, not a pipe): a text progress bar helps."""
-    if "ipykernel" in sys.modules:
-        return False
-    return bool(getattr(sys.stderr, "isatty", lambda: False)())
-
-
-class _FrameNamespace(Mapping):
-    """The caller's locals then globals, read only when a statement needs a variable."""
-
-    def __init__(self, frame: Any):
-        self.frame = frame
-
-    def __getitem__(self, name: str) -> Any:
-        for scope in (self.frame.f_locals, self.frame.f_globals):
-            if name in scope:
-                return scope[name]
-        raise KeyError(name)
-
-    def __iter__(self) -> Any:
-        return iter({**self.frame.f_globals, **self.frame.f_locals})
-
-    def __len__(self) -> int:
-        return len({**self.frame.f_globals, **self.frame.f_locals})

@@ -1,5 +1,6 @@
 """The model statements (CREATE / DROP / ALTER / SHOW / DESCRIBE MODEL): catalog changes,
-each answered with a one-line result."""
+each answered with a one-line result; and the Python values statements read (a
+`FROM PYTHON var`, parameters taken when a query is submitted)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pyarrow as pa
 from workbench.errors import ModelLoadError, SQLSyntaxError
 from workbench.models.catalog import Catalog
 from workbench.result import Result
+from workbench.sql import params as sql_params
 from workbench.sql import statements as st
 
 
@@ -61,3 +63,32 @@ def lookup_var(name: str, params: Mapping[str, Any] | None, namespace: Mapping[s
         if name in scope:
             return scope[name]
     raise ModelLoadError(f"no Python variable '{name}' (define it, or use session.register_model)")
+
+
+def snapshot_params(statements: list[st.Statement], params: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The values the statements use, taken now (a notebook variable may change later)."""
+    names: list[str] = []
+    for stmt in statements:
+        inner = stmt.statement if isinstance(stmt, st.Explain) else stmt
+        if isinstance(inner, st.Sql):
+            names += sql_params.rewrite(inner.text, inner.start, inner.tokens)[1]
+    return sql_params.bind(list(dict.fromkeys(names)), params) or None
+
+
+class FrameNamespace(Mapping):
+    """The caller's locals then globals, read only when a statement needs a variable."""
+
+    def __init__(self, frame: Any):
+        self.frame = frame
+
+    def __getitem__(self, name: str) -> Any:
+        for scope in (self.frame.f_locals, self.frame.f_globals):
+            if name in scope:
+                return scope[name]
+        raise KeyError(name)
+
+    def __iter__(self) -> Any:
+        return iter({**self.frame.f_globals, **self.frame.f_locals})
+
+    def __len__(self) -> int:
+        return len({**self.frame.f_globals, **self.frame.f_locals})

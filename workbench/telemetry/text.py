@@ -13,6 +13,13 @@ from workbench.telemetry.tracker import Tracker
 WIDTH = 24
 
 
+def at_terminal() -> bool:
+    """Plain Python at a terminal (not a notebook kernel, not a pipe): a text progress bar helps."""
+    if "ipykernel" in sys.modules:
+        return False
+    return bool(getattr(sys.stderr, "isatty", lambda: False)())
+
+
 class TextProgress:
     """Redraws one line on `stream` at most every `interval` seconds, only for queries that
     run longer than `after` seconds (a quick query prints nothing)."""
