@@ -115,6 +115,23 @@ def _tensor(model: Model) -> TensorModel:
     return cast(TensorModel, model)
 
 
+Progress = Callable[[int, int], None] | None
+
+
+def _over_weight_tables(job: Job, infer: Callable[[TensorModel, pa.Array, Progress], batching.BatchRun]) -> Outcome:
+    """A materialized operator whose layers (some or all) run in DuckDB over the model's weight
+    tables: the tables are written once per weights version, under the engine's write lock."""
+    model = _tensor(job.model)
+
+    def run(keys: pa.Array, progress: Progress = None) -> batching.BatchRun:
+        t0 = time.perf_counter()
+        with job.writes:
+            relation_centric.ensure_weights(job.cursor.con, job.op.model, model)
+        return replace(infer(model, keys, progress), seconds=time.perf_counter() - t0)
+
+    return _materialized(job, run)
+
+
 class RelationCentric:
     paradigm = "relation_centric"
 
@@ -124,21 +141,14 @@ class RelationCentric:
         return None if profile.layers else f"no relational form: {profile.no_chain}"
 
     def run(self, job: Job) -> Outcome:
-        def rel(keys: pa.Array, progress: Callable[[int, int], None] | None = None) -> batching.BatchRun:
-            t0 = time.perf_counter()
-            with job.writes:
-                relation_centric.ensure_weights(job.cursor.con, job.op.model, _tensor(job.model))
+        def infer(model: TensorModel, keys: pa.Array, progress: Progress) -> batching.BatchRun:
+            rows = relation_centric.chunk_rows(job.memory_budget)
             out = relation_centric.infer(
-                job.cursor.con,
-                job.cursor.fetch,
-                _tensor(job.model),
-                keys,
-                progress=progress,
-                max_rows=relation_centric.chunk_rows(job.memory_budget),
+                job.cursor.con, job.cursor.fetch, model, keys, progress=progress, max_rows=rows
             )
-            return batching.BatchRun(out, 0, 1, time.perf_counter() - t0)
+            return batching.BatchRun(out, 0, 1, 0.0)
 
-        return _materialized(job, rel)
+        return _over_weight_tables(job, infer)
 
 
 class Hybrid:
@@ -151,24 +161,21 @@ class Hybrid:
         return reason
 
     def run(self, job: Job) -> Outcome:
-        def mixed(keys: pa.Array, progress: Callable[[int, int], None] | None = None) -> batching.BatchRun:
-            t0 = time.perf_counter()
-            with job.writes:
-                relation_centric.ensure_weights(job.cursor.con, job.op.model, _tensor(job.model))
-            run = hybrid.infer(
+        def infer(model: TensorModel, keys: pa.Array, progress: Progress) -> batching.BatchRun:
+            rows = relation_centric.chunk_rows(job.memory_budget)
+            return hybrid.infer(
                 job.cursor.con,
                 job.cursor.fetch,
-                _tensor(job.model),
+                model,
                 job.op.model,
                 keys,
                 batch_size=job.op.batch_size,
                 guard=job.guard,
                 progress=progress,
-                max_rows=relation_centric.chunk_rows(job.memory_budget),
+                max_rows=rows,
             )
-            return replace(run, seconds=time.perf_counter() - t0)
 
-        return _materialized(job, mixed)
+        return _over_weight_tables(job, infer)
 
 
 EXECUTORS: dict[str, Executor] = {e.paradigm: e for e in (DlCentric(), UdfCentric(), RelationCentric(), Hybrid())}
