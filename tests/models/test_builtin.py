@@ -30,11 +30,22 @@ def test_digits_accuracy_on_held_out_split(data_session):
 
 
 def test_digits_training_is_reproducible(tmp_path):
+    """Training twice on one machine gives the same weights bit for bit; on another CPU
+    (AVX2 vs AVX-512 kernels sum in another order) 300 Adam steps drift apart in the weights
+    but not in what the model says: the fresh model labels every digit as the shipped one."""
+    from sklearn.datasets import load_digits
+
     from workbench.models import mlp, train_digits
 
     acc = train_digits.train(tmp_path / "d.safetensors", epochs=300)
     assert acc >= 0.95
-    shipped, _ = mlp.load(train_digits.WEIGHTS)
+    train_digits.train(tmp_path / "again.safetensors", epochs=300)
     fresh, _ = mlp.load(tmp_path / "d.safetensors")
-    for a, b in zip(shipped.state_dict().values(), fresh.state_dict().values()):
-        assert torch.allclose(a, b, atol=1e-5)
+    again, _ = mlp.load(tmp_path / "again.safetensors")
+    for a, b in zip(fresh.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)
+    shipped, _ = mlp.load(train_digits.WEIGHTS)
+    x = torch.tensor(load_digits().data, dtype=torch.float32)
+    with torch.no_grad():
+        agree = (shipped(x).argmax(-1) == fresh(x).argmax(-1)).float().mean().item()
+    assert agree >= 0.99
