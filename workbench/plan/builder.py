@@ -24,7 +24,7 @@ from typing import Protocol
 
 import sqlglot
 from sqlglot import exp
-from sqlglot.errors import ParseError
+from sqlglot.errors import ParseError, TokenError
 
 from workbench.errors import InputTypeError, SQLSyntaxError, UnsupportedCall
 from workbench.plan.nodes import InputQuery, ModelFilter, ModelOperator, Plan, lookup_name, operator_id
@@ -92,6 +92,8 @@ def parse(text: str) -> exp.Expr:
         err = exc.errors[0] if exc.errors else {}
         where = f" (line {err.get('line')}, column {err.get('col')})" if err.get("line") else ""
         raise SQLSyntaxError(f"{err.get('description') or exc}{where}") from None
+    except TokenError as exc:  # text DuckDB's tokenizer took but sqlglot's does not (a stray `$`)
+        raise SQLSyntaxError(f"cannot read the SQL text: {exc}") from None
     if tree is None:
         raise SQLSyntaxError("empty statement")
     return tree
