@@ -18,7 +18,7 @@ from tests.optimizer import fake
 from workbench.engine.planner import bind, hints_of
 from workbench.optimizer import hints
 from workbench.optimizer.rules import RULES
-from workbench.plan.render import public_sql
+from workbench.plan.names import public_sql
 from workbench.settings import SETTINGS
 from workbench.sql import statements as st
 

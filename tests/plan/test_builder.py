@@ -16,7 +16,7 @@ import workbench
 from tests.optimizer import fake
 from workbench.engine.planner import bind
 from workbench.errors import InputTypeError, WorkbenchError
-from workbench.plan.render import public_sql
+from workbench.plan.names import public_sql
 from workbench.settings import SETTINGS
 from workbench.sql import statements as st
 

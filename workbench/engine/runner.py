@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
-import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -32,7 +31,8 @@ from workbench.execution.registry import EXECUTORS, Job, Outcome
 from workbench.execution.udf_centric import original_error
 from workbench.models import variants
 from workbench.models.base import Model
-from workbench.plan.nodes import InputQuery, ModelOperator, Plan, lookup_name
+from workbench.plan.names import for_execution, lookup_name
+from workbench.plan.nodes import InputQuery, ModelOperator, Plan
 from workbench.plan.stats import OperatorStats
 from workbench.runtime.memory import MemoryGuard
 from workbench.runtime.threads import torch_threads
@@ -41,7 +41,6 @@ from workbench.telemetry import MemorySampler, Telemetry
 # DuckDB keeps a Python UDF in the database's catalog, seen by every cursor: each execution
 # names its operators' lookup functions anew, so concurrent statements never collide.
 _executions = itertools.count(1)
-_PLACEHOLDER = re.compile(r"\b__wb_lookup_(\d+)\b", re.IGNORECASE)
 
 
 def named(plan: Plan, execution: int) -> Plan:
@@ -51,7 +50,7 @@ def named(plan: Plan, execution: int) -> Plan:
         return plan
 
     def sub(sql: str) -> str:
-        return _PLACEHOLDER.sub(rf"__wb_{execution}_lookup_\1", sql)
+        return for_execution(sql, execution)
 
     def query(q: InputQuery) -> InputQuery:
         return replace(

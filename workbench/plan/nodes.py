@@ -16,31 +16,18 @@ tree by the builder, so no rule ever searches SQL text for another operator's na
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from workbench.plan.render import Displayable, public_sql, seconds_text
+from workbench.plan.names import lookup_name, operator_id, public_sql
+from workbench.plan.render import Displayable, seconds_text
 from workbench.plan.stats import OperatorStats
 
-PARADIGMS = ("dl_centric", "udf_centric", "relation_centric", "hybrid")
-_LOOKUP_PREFIX = "__wb_lookup_"
-_LOOKUP = re.compile(r"__wb_lookup_(\d+)$", re.IGNORECASE)
+__all__ = ["InputQuery", "ModelOperator", "Plan", "lookup_name", "operator_id", "union_sql"]
 
+PARADIGMS = ("dl_centric", "udf_centric", "relation_centric", "hybrid")
 #: a model filter: (ids of the operators it reads, the conjunct's SQL)
 ModelFilter = tuple[tuple[int, ...], str]
-
-
-def lookup_name(op_id: int) -> str:
-    """The function through which SQL reads operator `op_id`'s output. The runner defines it
-    on the cursor of the one statement it runs, so the same name never meets another query."""
-    return f"{_LOOKUP_PREFIX}{op_id}"
-
-
-def operator_id(function_name: str) -> int | None:
-    """The operator a function name stands for (`__wb_lookup_12` -> 12), or None."""
-    m = _LOOKUP.match(function_name)
-    return int(m.group(1)) if m else None
 
 
 @dataclass(frozen=True)

@@ -8,21 +8,15 @@ any rendering code at run time.
 from __future__ import annotations
 
 import html
-import re
 from typing import TYPE_CHECKING, Any
 
 from workbench.plan import schema_ts
+from workbench.plan.names import public_sql
 
 if TYPE_CHECKING:
     from workbench.plan.nodes import Plan
 
 MIME_TYPE = schema_ts.load_schema()["x-mime-type"]  # the plan's JSON schema owns it
-_LOOKUP_ANYWHERE = re.compile(r"\b__wb_(?:\d+_)?lookup_(\d+)\b", re.IGNORECASE)
-
-
-def public_sql(sql: str) -> str:
-    """SQL as users read it: `lookup_3(x)` instead of the engine's `__wb_lookup_3(x)`."""
-    return _LOOKUP_ANYWHERE.sub(r"lookup_\1", sql)
 
 
 def seconds_text(x: float | None) -> str:
