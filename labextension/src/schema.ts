@@ -47,6 +47,8 @@ export interface IInputQuery {
   distinct: boolean;
   aggregated: boolean;
   subquery_key: boolean;
+  /** the call stands inside a lambda: SQL reads it through a function, not a subquery */
+  in_lambda: boolean;
 }
 
 /** ModelOperator as a dict (plus input_sql), an item of Plan.to_dict()['operators']. The actual_* keys are there when the plan is analyzed only. */

@@ -86,6 +86,62 @@ def test_wrong_arity_and_type(s):
         s.explain("SELECT digits(body) FROM pydoc")
 
 
-def test_view_over_model_is_refused_clearly(s):
-    with pytest.raises(WorkbenchError, match="CREATE TABLE"):
-        s.sql("CREATE VIEW v AS SELECT minilm(body) FROM pydoc")
+def test_explain_of_create_view_says_what_to_explain(s):
+    with pytest.raises(WorkbenchError, match="EXPLAIN the view's query"):
+        s.explain("CREATE VIEW v AS SELECT minilm(body) FROM pydoc")
+
+
+def test_alias_of_a_model_output_in_other_expressions(s):
+    """DuckDB binds no lateral alias over a subquery: the builder writes the call out."""
+    got = s.sql("SELECT id, digits(pixels).score AS sc FROM digits ORDER BY -sc, id LIMIT 3").arrow()
+    want = s.sql("SELECT id, digits(pixels).score AS sc FROM digits ORDER BY -digits(pixels).score, id LIMIT 3")
+    assert got.to_pylist() == want.arrow().to_pylist()
+    rows = s.sql("SELECT digits(pixels).label AS p, p + 1 AS q, p FROM digits WHERE id < 3 ORDER BY q").arrow()
+    assert rows.column_names == ["p", "q", "p"]
+    assert rows.to_pylist() == [{"p": 0, "q": 1}, {"p": 1, "q": 2}, {"p": 2, "q": 3}]
+    plan = s.explain("SELECT digits(pixels).label AS p, p + 1 AS q FROM digits WHERE p > 5")
+    assert len(plan.operators) == 1  # every copy of the call is the one operator
+
+
+def test_a_source_column_wins_over_an_alias_outside_order_by(s):
+    # `label` is a column of digits: in the SELECT list and WHERE it means the column
+    rows = s.sql("SELECT digits(pixels).label AS label, label + 100 AS c FROM digits WHERE id = 7").arrow()
+    true_label = s.sql("SELECT label FROM digits WHERE id = 7").arrow().column(0)[0].as_py()
+    assert rows.column("c")[0].as_py() == true_label + 100
+
+
+def test_pivot_statement_with_order_by(s):
+    q = "PIVOT (SELECT digits(pixels).label AS p, label FROM digits WHERE id < 200) ON p USING count(*) GROUP BY label"
+    got = s.sql(q + " ORDER BY label LIMIT 4").arrow()
+    want = s.sql(f"SELECT * FROM ({q}) ORDER BY label LIMIT 4").arrow()
+    assert got.num_rows == 4 and got.to_pylist() == want.to_pylist()
+
+
+@pytest.mark.parametrize("paradigm", [None, "dl_centric", "udf_centric", "relation_centric", "hybrid"])
+def test_model_call_inside_a_lambda(s, paradigm):
+    rows = s.sql(
+        "SELECT id, list_transform([pixels, pixels], x -> digits(x).label) AS ls, digits(pixels).label AS one "
+        "FROM digits WHERE id < 4 ORDER BY id",
+        paradigm=paradigm,
+    ).arrow()
+    assert [r["ls"] for r in rows.to_pylist()] == [[r["one"], r["one"]] for r in rows.to_pylist()]
+
+
+def test_model_call_in_a_lambda_reading_other_columns_is_a_clear_error(s):
+    with pytest.raises(WorkbenchError, match="lambda's one parameter"):
+        s.sql("SELECT list_transform([1.0, 2.0], x -> digits(list_transform(pixels, y -> y * x)).label) FROM digits")
+
+
+def test_correlated_subquery_input_in_a_recursive_cte(s):
+    q = (
+        "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 4) "
+        "SELECT n, digits((SELECT pixels FROM digits WHERE id = n)).label AS l FROM r ORDER BY n"
+    )
+    got = [r["l"] for r in s.sql(q).arrow().to_pylist()]
+    want = [
+        r["l"]
+        for r in s.sql("SELECT digits(pixels).label AS l FROM digits WHERE id BETWEEN 1 AND 4 ORDER BY id")
+        .arrow()
+        .to_pylist()
+    ]
+    assert got == want

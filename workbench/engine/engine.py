@@ -17,6 +17,7 @@ import pyarrow as pa
 from workbench.cache import InferenceCache, policy_of
 from workbench.engine import calibration
 from workbench.engine.config import Config, effective_batch_size
+from workbench.engine.definitions import Definitions
 from workbench.engine.io import Cursor
 from workbench.engine.models import Models, profile_of
 from workbench.engine.planner import Catalog, Planner, bind, calls_models, hints_of, with_actuals
@@ -43,6 +44,7 @@ class Engine:
         self.models = Models(catalog, telemetry)
         catalog.on_drop.append(relation_centric.drop_weights)  # a dropped model's weight blocks go too
         self.learned = Learned()
+        self.definitions = Definitions()
         self.writes = threading.RLock()
         self._constants: dict[str, float] | None = None
         self._constants_lock = threading.Lock()
@@ -125,11 +127,29 @@ class Engine:
         batch_size: int | None = None,
     ) -> tuple[Plan, dict[str, Any]]:
         text, values = bind(stmt, params)
+        expanded = self.definitions.expand(text, cursor)
+        if expanded != text:  # its parameters are those of the text written out
+            shown, stmt = stmt.text, st.Sql(expanded, 0, tuple(st.tokenize(expanded)))
+            text, values = bind(stmt, params)
+            stmt = st.Sql(shown, 0, stmt.tokens)
         if not calls_models(stmt, self.catalog.names):
             return Plan(sql=stmt.text, final_sql=text, params=tuple(values)), values
         planner = self.planner(cursor, config, values, batch_size)
         plan = planner.plan(text, values, hints_of(stmt, paradigm), config.disabled_rules)
         return plan, values
+
+    def define(self, stmt: st.Sql, params: Mapping[str, Any] | None, cursor: Cursor) -> str | None:
+        """Run `stmt` if it creates or drops a view, macro or prepared statement the engine
+        keeps (one that calls models; any PREPARE); the line the user sees, else None."""
+        # a prepared statement keeps its `$1` / `$name` parameters for EXECUTE to bind
+        text = stmt.text if stmt.text.lstrip()[:7].upper() == "PREPARE" else bind(stmt, params)[0]
+        names = self.catalog.names
+
+        def calls(sql: str) -> bool:
+            return calls_models(st.Sql(sql, 0, tuple(st.tokenize(sql))), names)
+
+        with self.writes:
+            return self.definitions.define(text, cursor, calls)
 
     # -- running ------------------------------------------------------------------------
     def run(self, plan: Plan, values: dict[str, Any], cursor: Cursor, config: Config) -> Run:

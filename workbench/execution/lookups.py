@@ -29,6 +29,7 @@ class Lookups:
         self.views: list[str] = []
         self.macros: list[str] = []
         self.udfs: list[UdfOperator] = []  # referenced until the statement finished
+        self.functions: list[str] = []
 
     def __enter__(self) -> Lookups:
         return self
@@ -43,8 +44,25 @@ class Lookups:
         if not distinct:  # inputs were not deduplicated: the lookup needs one row per input
             table = self.cursor.fetch(f"SELECT DISTINCT ON ({KEY}) {KEY}, {VALUE} FROM {view}")
             con.register(view, table)
+        if op.in_lambda:
+            self._function(op, self.cursor.fetch(f"SELECT {KEY}, {VALUE} FROM {view}"))
+            return
         run(con, f"CREATE OR REPLACE TEMP MACRO {op.lookup}(x) AS (SELECT {VALUE} FROM {view} WHERE {KEY} = x)")
         self.macros.append(op.lookup)
+
+    def _function(self, op: ModelOperator, table: pa.Table) -> None:
+        """A lookup DuckDB can call inside a lambda (where it allows no subquery): a
+        vectorized function that finds each key among the outputs."""
+        keys = table.column(0).to_pylist()
+        values = table.column(1).combine_chunks()
+        position = {_hashable(k): i for i, k in enumerate(keys)}
+
+        def lookup(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+            found = [position.get(_hashable(k)) for k in column.to_pylist()]
+            return values.take(pa.array(found, pa.int64()))
+
+        self.cursor.con.create_function(op.lookup, lookup, [op.input_type], op.output_type, type="arrow")
+        self.functions.append(op.lookup)
 
     def stream(self, udf: UdfOperator) -> None:
         """The operator's lookup is its UDF (already registered under the lookup's name)."""
@@ -54,6 +72,11 @@ class Lookups:
         con = self.cursor.con
         for udf in self.udfs:
             udf.remove()
+        for name in self.functions:
+            try:
+                con.remove_function(name)
+            except Exception:  # noqa: BLE001 - already gone with the cursor
+                pass
         for macro in self.macros:
             try:
                 run(con, f"DROP MACRO IF EXISTS {macro}")
@@ -64,3 +87,8 @@ class Lookups:
                 con.unregister(view)
             except duckdb.Error:
                 pass
+
+
+def _hashable(key: Any) -> Any:
+    """A key as a dict key (array inputs come back from Arrow as lists)."""
+    return tuple(key) if isinstance(key, list) else key

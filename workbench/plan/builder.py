@@ -89,6 +89,9 @@ def parse(text: str) -> exp.Expr:
     try:
         tree = sqlglot.parse_one(text, read="duckdb")
     except ParseError as exc:
+        wrapped = _pivot_as_select(text)
+        if wrapped is not None:
+            return parse(wrapped)
         err = exc.errors[0] if exc.errors else {}
         where = f" (line {err.get('line')}, column {err.get('col')})" if err.get("line") else ""
         raise SQLSyntaxError(f"{err.get('description') or exc}{where}") from None
@@ -97,6 +100,23 @@ def parse(text: str) -> exp.Expr:
     if tree is None:
         raise SQLSyntaxError("empty statement")
     return tree
+
+
+def _pivot_as_select(text: str) -> str | None:
+    """DuckDB's PIVOT / UNPIVOT statement may end in ORDER BY / LIMIT / OFFSET, which sqlglot
+    does not parse: the same statement as `SELECT * FROM (PIVOT ...) ORDER BY ...`."""
+    try:
+        tokens = sqlglot.tokenize(text, read="duckdb")
+    except TokenError:
+        return None
+    if not tokens or tokens[0].text.upper() not in ("PIVOT", "UNPIVOT", "PIVOT_WIDER", "PIVOT_LONGER"):
+        return None
+    depth = 0
+    for tok in tokens:
+        depth += {"(": 1, ")": -1}.get(tok.text, 0)
+        if depth == 0 and tok.text.upper().split()[0] in ("ORDER", "LIMIT", "OFFSET"):
+            return f"SELECT * FROM ({text[: tok.start]}) {text[tok.start :]}"
+    return None
 
 
 @functools.lru_cache(maxsize=256)
@@ -130,11 +150,10 @@ class PlanBuilder:
     def build(self, text: str, tree: exp.Expr) -> Plan:
         names = set(self.models)
         if isinstance(tree, exp.Create) and (tree.args.get("kind") or "").upper() == "VIEW":
-            raise UnsupportedCall(
-                "a view cannot call a model yet (its results are computed per query); "
-                "use CREATE TABLE ... AS SELECT to save them"
-            )
+            raise UnsupportedCall("EXPLAIN the view's query, or a query of the view, not its CREATE VIEW")
         _name_model_columns(tree, names)
+        for select in list(tree.find_all(exp.Select)):
+            self._inline_aliases(select, names)
         operators: dict[tuple[str, str], ModelOperator] = {}
         made: list[tuple[tuple[str, str], int, exp.Expr | None, _Source | None, list[exp.With]]] = []
         for call in model_calls(tree, names):
@@ -201,6 +220,59 @@ class PlanBuilder:
                 found.append((ids, c.sql(dialect="duckdb", normalize_functions=False)))
         return tuple(found)
 
+    def _inline_aliases(self, select: exp.Select, names: set[str]) -> None:
+        """Replace each use of a SELECT-list alias of a model output inside another
+        expression by the aliased expression itself.
+
+        A call reads its operator through a correlated subquery, and DuckDB cannot bind a
+        lateral alias whose expression holds a subquery (`SELECT m(x).score AS sc, sc + 1`,
+        `ORDER BY -sc`). The copies are the same call, so they share one operator. DuckDB's
+        precedence is kept: a source column of the same name wins, except in ORDER BY; a bare
+        `ORDER BY sc` / `GROUP BY sc` stays as written (DuckDB binds those itself).
+        """
+        defined = {
+            p.alias.lower(): p.this
+            for p in select.expressions
+            if isinstance(p, exp.Alias) and any(n.name.lower() in names for n in p.this.find_all(exp.Anonymous))
+        }
+        if not defined:
+            return
+        columns: set[str] = set()
+        for source in _sources(select):
+            columns |= self._columns(source) or set()
+
+        def inline(node: exp.Expr, *, alias_first: bool, own: str = "") -> None:
+            for col in list(node.find_all(exp.Column)):
+                name = col.name.lower()
+                if col.table or name not in defined or name == own or col.find_ancestor(exp.Select) is not select:
+                    continue
+                if _lambda_param(col):
+                    continue
+                if alias_first or name not in columns:
+                    col.replace(exp.paren(defined[name].copy(), copy=False))
+
+        for proj in list(select.expressions):
+            name = proj.name.lower()
+            if isinstance(proj, exp.Column) and not proj.table and name in defined and name not in columns:
+                # the output column keeps the name the user wrote
+                proj.replace(exp.alias_(defined[name].copy(), proj.name, quoted=proj.this.quoted))
+                continue
+            own = proj.alias.lower() if isinstance(proj, exp.Alias) else ""
+            inline(proj.this if isinstance(proj, exp.Alias) else proj, alias_first=False, own=own)
+        for part in ("where", "having", "qualify"):
+            if select.args.get(part) is not None:
+                inline(select.args[part], alias_first=False)
+        group = select.args.get("group")
+        if group is not None:
+            for g in group.expressions:
+                if not isinstance(g, exp.Column):
+                    inline(g, alias_first=False)
+        order = select.args.get("order")
+        if order is not None:
+            for o in order.expressions:
+                if not isinstance(o.this, exp.Column):
+                    inline(o.this, alias_first=True)
+
     # -- one operator ------------------------------------------------------------------
     def _operator(
         self, n: int, model_name: str, call_text: str, query: InputQuery, reads: tuple[int, ...]
@@ -231,7 +303,10 @@ class PlanBuilder:
         scope it reads from, the single source owning its columns (if there is one) and the
         operators its key and source read."""
         expr_sql = arg.sql(dialect="duckdb", normalize_functions=False)
-        cols = _own_columns(arg)
+        cols = _own_columns(arg) + self._correlated_columns(arg)
+        bound = _lambda_refs(arg)
+        if bound:
+            return self._lambda_input(call, arg, bound, names)
         scope = call.find_ancestor(*_SCOPES)
         if not cols or scope is None:
             sub = any(isinstance(n, exp.Select) for n in arg.walk())
@@ -295,6 +370,54 @@ class PlanBuilder:
                 reads,
             )
         return self._with(InputQuery(key=expr_sql, source=from_sql, pushable=keep_sql), call), scope, owner, reads
+
+    def _lambda_input(
+        self, call: exp.Expr, arg: exp.Expr, bound: list[exp.Expr], names: set[str]
+    ) -> tuple[InputQuery, exp.Expr | None, _Source | None, tuple[int, ...]]:
+        """The inputs of a call inside a lambda (`list_transform(l, x -> m(x))`): its key
+        over every element of the lists the lambda runs on, `SELECT key FROM (SELECT
+        unnest(l) AS x FROM <the lists' rows>)`."""
+        lam = _binding_lambda(bound[0])
+        fn = lam.parent if lam is not None else None
+        params = [p.name for p in lam.expressions] if lam is not None else []
+        others = [c for c in _own_columns(arg) if not _lambda_param(c)]
+        if fn is None or len(params) != 1 or others or {c.name.lower() for c in bound} != {params[0].lower()}:
+            raise UnsupportedCall(
+                f"{_call_text(call)}: a model call inside a lambda may read only the lambda's one "
+                "parameter; unnest the list in a subquery and call the model there"
+            )
+        lists = fn.expressions[:1] if isinstance(fn, exp.Anonymous) else [fn.this]
+        if not lists or not isinstance(lists[0], exp.Expr) or lists[0] is lam:
+            raise UnsupportedCall(f"{_call_text(call)}: cannot tell which list the lambda runs over")
+        q, _, _, reads = self._input_query(call, lists[0], names)
+        if q.aggregated:
+            raise UnsupportedCall(f"{_call_text(call)}: a model call in a lambda over an aggregate is not supported")
+        rows = replace(q, with_sql="", pushable=(), model_filters=(), distinct=False).sql()
+        source = (
+            f"(SELECT unnest(k) AS {exp.to_identifier(params[0]).sql(dialect='duckdb')} FROM ({rows})) AS __wb_lambda"
+        )
+        key = arg.sql(dialect="duckdb", normalize_functions=False)
+        query = InputQuery(key=key, source=source, in_lambda=True)
+        return self._with(query, call), None, None, _merge_ids(reads, reads_of(arg))
+
+    def _correlated_columns(self, arg: exp.Expr) -> list[exp.Column]:
+        """Columns a subquery inside `arg` takes from outside it (`m((SELECT v FROM t WHERE
+        t.id = n))` reads `n` of the call's own rows): they tie the input to the call's scope."""
+        found = []
+        for col in arg.find_all(exp.Column):
+            inner = col.find_ancestor(exp.Select)
+            if inner is None or not is_inside(inner, arg) or _lambda_param(col):
+                continue
+            if not any(self._resolves(col, select) for select in _selects_between(col, arg)):
+                found.append(col)
+        return found
+
+    def _resolves(self, col: exp.Column, select: exp.Expr) -> bool:
+        sources = _sources(select)
+        if col.table:
+            return col.table.lower() in {s.alias for s in sources}
+        known = [self._columns(s) for s in sources]
+        return any(c is None or col.name.lower() in c for c in known) or not sources
 
     @staticmethod
     def _with(q: InputQuery, call: exp.Expr) -> InputQuery:
@@ -406,6 +529,43 @@ def _own_columns(node: exp.Expr) -> list[exp.Column]:
         inner = col.find_ancestor(exp.Select)
         if inner is None or not is_inside(inner, node):
             found.append(col)
+    return found
+
+
+def _lambda_param(col: exp.Column) -> bool:
+    """Whether a column is a parameter of a lambda around it (`x -> ...`)."""
+    return not col.table and _binding_lambda(col) is not None
+
+
+def _lambda_refs(node: exp.Expr) -> list[exp.Expr]:
+    """References to lambda parameters in `node` (sqlglot reads them as bare identifiers)."""
+    found: list[exp.Expr] = []
+    for ident in node.find_all(exp.Identifier):
+        parent = ident.parent
+        if isinstance(parent, exp.Column) and parent.table:
+            continue
+        if isinstance(parent, (exp.Dot, exp.Alias, exp.Table, exp.Lambda)) and not isinstance(parent, exp.Column):
+            continue
+        ref = parent if isinstance(parent, exp.Column) else ident
+        if _binding_lambda(ref) is not None:
+            found.append(ref)
+    return found
+
+
+def _binding_lambda(col: exp.Expr) -> exp.Lambda | None:
+    lam = col.find_ancestor(exp.Lambda)
+    while lam is not None and col.name.lower() not in {p.name.lower() for p in lam.expressions}:
+        lam = lam.find_ancestor(exp.Lambda)
+    return lam
+
+
+def _selects_between(node: exp.Expr, top: exp.Expr) -> list[exp.Expr]:
+    """The SELECTs around `node` inside `top`, innermost first."""
+    found: list[exp.Expr] = []
+    select = node.find_ancestor(exp.Select)
+    while select is not None and is_inside(select, top):
+        found.append(select)
+        select = select.parent.find_ancestor(exp.Select) if select.parent else None
     return found
 
 

@@ -50,6 +50,7 @@ class InputQuery:
     distinct: bool = False
     aggregated: bool = False  # the key holds an aggregate: it sees exactly the filtered rows
     subquery_key: bool = False  # a bare key with a subquery may yield many rows
+    in_lambda: bool = False  # the call is inside a lambda, where SQL can read it only through a function
 
     def widest(self) -> InputQuery:
         """This query with every candidate filter applied (to find all its parameters)."""
@@ -129,6 +130,12 @@ class ModelOperator:
     def input_sql(self) -> str:
         """DuckDB query yielding the operator's inputs (distinct when dedup_inputs ran)."""
         return union_sql(self.inputs)
+
+    @property
+    def in_lambda(self) -> bool:
+        """Whether a call of it stands inside a lambda: DuckDB allows no subquery there, so
+        its lookup must be a function over the outputs, not a query of them."""
+        return any(q.in_lambda for q in self.inputs)
 
     @property
     def nested_in(self) -> tuple[int, ...]:
