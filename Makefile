@@ -40,3 +40,4 @@ bench: $(STAMP)
 	$(PY) bench/bench_compress.py
 	$(PY) bench/bench_offload.py
 	$(PY) bench/bench_planning.py
+	$(PY) bench/bench_fresh_cache.py

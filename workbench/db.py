@@ -47,11 +47,24 @@ def first_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
+def position(caret_block: str) -> str:
+    """' (line n, column c)' from the rest of DuckDB's 'LINE n: <excerpt>' / '   ^' block
+    (no column when DuckDB cut the excerpt's start, as it does on a long line)."""
+    excerpt, _, marks = caret_block.partition("\n")
+    number, _, text = excerpt.partition(": ")
+    if not number.isdigit():
+        return ""
+    column = len(marks) - len(marks.lstrip(" ")) - len(f"LINE {number}: ") + 1
+    if text.startswith("...") or column < 1 or "^" not in marks:
+        return f" (line {number})"
+    return f" (line {number}, column {column})"
+
+
 def translate_error(exc: duckdb.Error, plan: Plan | None, models: set[str]) -> WorkbenchError:
     msg = re.sub(r"^[A-Za-z ]+ Error: ", "", str(exc).strip())  # our error class names the kind
-    # one line per fact, but keep DuckDB's "LINE n:" caret block that points at the position
+    # one line: DuckDB's "LINE n:" excerpt with a caret under it becomes "(line n, column c)"
     head, sep, caret = msg.partition("\n\nLINE ")
-    msg = " ".join(line.strip() for line in head.splitlines() if line.strip()) + (f"\nLINE {caret}" if sep else "")
+    msg = " ".join(line.strip() for line in head.splitlines() if line.strip()) + (position(caret) if sep else "")
     if "Possible solutions:" in msg:  # DuckDB's tuning advice; our message says what to do
         msg = msg.split("Possible solutions:")[0].rstrip()
     if "Candidate functions:" in msg:  # DuckDB lists every overload; the first line says it

@@ -6,19 +6,54 @@ Python traceback, and the Python API raises them as ordinary exceptions.
 
 from __future__ import annotations
 
-#: longest message we show; longer ones (a 10 KB identifier echoed back) are cut in the middle
-MAX_MESSAGE = 1000
+import re
+
+#: longest message we show: a 10 KB identifier echoed back by DuckDB would bury the point
+MAX_MESSAGE = 300
+#: an identifier or literal longer than this is shown as its start, '…' and its end
+LONG_WORD, KEEP_HEAD, KEEP_TAIL = 50, 40, 10
+
+_WORD = re.compile(rf"[^\s\"']{{{LONG_WORD + 1},}}")  # quotes stay around what they quote
+_BREAK = re.compile(r"\s*[\r\n]\s*")
 
 
 def shorten(message: str, limit: int = MAX_MESSAGE) -> str:
-    if len(message) <= limit:
-        return message
-    half = limit // 2 - 10
-    return f"{message[:half]} … ({len(message) - 2 * half:,} characters cut) … {message[-half:]}"
+    """`message` on one line of at most `limit` characters.
+
+    Over the limit, long words (identifiers, literals, paths) are abbreviated in the middle,
+    longest first, until the message fits: the words that say what went wrong stay whole.
+    When that cannot make it fit (a long list of short words), only the words too long to
+    keep anyway are abbreviated, and the message is cut in the middle.
+    """
+    text = _BREAK.sub(" ", message.strip())
+    excess = len(text) - limit
+    if excess <= 0:
+        return text
+    kept = KEEP_HEAD + 1 + KEEP_TAIL
+    words = sorted(_WORD.finditer(text), key=lambda m: -len(m.group()))
+    if sum(len(m.group()) - kept for m in words) < excess:
+        words = [m for m in words if len(m.group()) > limit // 3]
+    cuts = []
+    for m in words:
+        if excess <= 0:
+            break
+        cuts.append(m)
+        excess -= len(m.group()) - kept
+    for m in sorted(cuts, key=lambda m: -m.start()):
+        word = m.group()
+        text = text[: m.start()] + word[:KEEP_HEAD] + "…" + word[-KEEP_TAIL:] + text[m.end() :]
+    if len(text) <= limit:
+        return text
+    half = (limit - 3) // 2
+    return f"{text[: limit - 3 - half].rstrip()} … {text[-half:].lstrip()}"
 
 
 class WorkbenchError(Exception):
-    """Base of every error the workbench raises on purpose."""
+    """Base of every error the workbench raises on purpose. Its message is one line of at
+    most MAX_MESSAGE characters, whoever raised it (users read it, not a traceback)."""
+
+    def __init__(self, message: object = "", *args: object):
+        super().__init__(shorten(str(message)), *args)
 
 
 class SQLSyntaxError(WorkbenchError):

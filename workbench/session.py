@@ -7,6 +7,7 @@ of its own, the catalog, cache and calibration are guarded, and settings are one
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import threading
@@ -20,10 +21,12 @@ import pyarrow as pa
 from workbench import settings
 from workbench.cache import InferenceCache
 from workbench.db import first_line
-from workbench.engine.commands import FrameNamespace, message, run_model_statement, snapshot_params
+from workbench.engine.commands import FrameNamespace, frames_of, message, run_model_statement, snapshot_params
 from workbench.engine.config import Config
 from workbench.engine.engine import Engine
-from workbench.errors import ExecutionError, SQLSyntaxError
+from workbench.engine.io import Cursor, interrupts_as_errors
+from workbench.engine.models import real
+from workbench.errors import ExecutionError, ParameterError, SQLSyntaxError
 from workbench.models.base import Model
 from workbench.models.catalog import Catalog
 from workbench.optimizer import hints
@@ -33,6 +36,7 @@ from workbench.procedures import PROCEDURES
 from workbench.result import Result
 from workbench.scheduler import QueryFuture, Scheduler
 from workbench.sql import statements as st
+from workbench.sql.params import is_table
 from workbench.telemetry import Telemetry, TextProgress
 from workbench.telemetry.text import at_terminal
 
@@ -69,6 +73,7 @@ class Session:
         self.cache = InferenceCache(self.con)
         self.engine = Engine(self.con, self.catalog, self.cache, self.telemetry)
         self._config_lock = threading.Lock()
+        self._tables: dict[str, Any] = {}  # register(): lower-case name -> DataFrame / Arrow table
         self._scheduler: Scheduler | None = None
         self.procedures: dict[str, Callable[..., Result]] = {
             name: functools.partial(proc, self) for name, proc in PROCEDURES.items()
@@ -90,10 +95,12 @@ class Session:
         paradigm: str | None = None,
         batch_size: int | None = None,
     ) -> Result:
-        """Run dlsql `text`; `:name` / `$name` placeholders are bound from `params`.
+        """Run dlsql `text`; `:name` / `$name` placeholders are bound from `params`
+        (`FROM :df` reads a DataFrame or Arrow table given there).
 
-        `namespace` is where `CREATE MODEL ... FROM PYTHON var` finds `var` (the notebook's
-        namespace in the magic; the caller's globals by default). `paradigm` forces how every
+        `namespace` is where `CREATE MODEL ... FROM PYTHON var` finds `var` and where a table
+        name finds a DataFrame or Arrow table of that name (the notebook's namespace in the
+        magic; the caller's locals and globals by default). `paradigm` forces how every
         model call runs ('dl_centric', 'udf_centric', 'relation_centric', 'hybrid') instead
         of the optimizer's choice; `/*+ paradigm(model, NAME) */` forces one model.
         `batch_size` fixes the model batch size for this call only.
@@ -101,14 +108,15 @@ class Session:
         paradigm = hints.check(paradigm)
         if not isinstance(text, str):
             raise SQLSyntaxError(f"expected SQL text, got {type(text).__name__}")
-        if namespace is None:  # CREATE MODEL ... FROM PYTHON var looks in the caller's frame
+        if namespace is None:  # FROM PYTHON var and DataFrames by name: the caller's frame
             namespace = FrameNamespace(getattr(inspect.currentframe(), "f_back", None))
-        statements = self._split(text)
-        if not statements:
-            raise SQLSyntaxError("nothing to run: the text has no SQL statement")
-        result: Result | None = None
-        for stmt in statements:
-            result = self._run(stmt, params, namespace, paradigm, batch_size)
+        with interrupts_as_errors():
+            statements = self._split(text)
+            if not statements:
+                raise SQLSyntaxError("nothing to run: the text has no SQL statement")
+            result: Result | None = None
+            for stmt in statements:
+                result = self._run(stmt, params, namespace, paradigm, batch_size)
         assert result is not None
         return result
 
@@ -120,28 +128,43 @@ class Session:
         analyze: bool = False,
         paradigm: str | None = None,
         batch_size: int | None = None,
+        namespace: Mapping[str, Any] | None = None,
     ) -> Plan:
         """The plan of one query; with `analyze=True` it runs and carries actual figures."""
         paradigm = hints.check(paradigm)
-        statements = self._split(text)
-        if len(statements) != 1:
-            raise SQLSyntaxError(f"explain() takes one statement, got {len(statements)}")
-        stmt: st.Statement | None = statements[0]
-        if isinstance(stmt, st.Explain):
-            analyze, stmt = analyze or stmt.analyze, stmt.statement
-        if not isinstance(stmt, st.Sql):
-            raise SQLSyntaxError("only SQL queries can be explained")
-        with self.engine.cursor() as cursor:
-            return self.engine.explain(
-                stmt, params, cursor, self.config, analyze=analyze, paradigm=paradigm, batch_size=batch_size
-            )
+        if namespace is None:
+            namespace = FrameNamespace(getattr(inspect.currentframe(), "f_back", None))
+        with interrupts_as_errors():
+            statements = self._split(text)
+            if len(statements) != 1:
+                raise SQLSyntaxError(f"explain() takes one statement, got {len(statements)}")
+            stmt: st.Statement | None = statements[0]
+            if isinstance(stmt, st.Explain):
+                analyze, stmt = analyze or stmt.analyze, stmt.statement
+            if not isinstance(stmt, st.Sql):
+                raise SQLSyntaxError("only SQL queries can be explained")
+            with self.engine.cursor() as cursor:
+                plan = self.engine.explain(
+                    self._with_frames(stmt, params, namespace, cursor),
+                    params,
+                    cursor,
+                    self.config,
+                    analyze=analyze,
+                    paradigm=paradigm,
+                    batch_size=batch_size,
+                )
+            return dataclasses.replace(plan, sql=stmt.text)  # as written (`FROM :df`, not its internal name)
 
     def submit(
         self, sql: str, params: Mapping[str, Any] | None = None, *, deadline_ms: float | None = None
     ) -> QueryFuture:
         """Queue `sql` for the worker pool; returns a future (status done / late / failed /
-        dropped, estimated_ms, actual_ms). The policy is `SET sla_policy = ...`."""
-        return self.scheduler.submit(sql, snapshot_params(self._split(sql), params), deadline_ms)
+        dropped, estimated_ms, actual_ms). The policy is `SET sla_policy = ...`. The DataFrames
+        it reads are taken now (by name from the caller's variables, or `FROM :df`), or when it
+        runs (`register`)."""
+        namespace = FrameNamespace(getattr(inspect.currentframe(), "f_back", None))
+        with interrupts_as_errors():
+            return self.scheduler.submit(sql, snapshot_params(self._split(sql), params, namespace), deadline_ms)
 
     @property
     def scheduler(self) -> Scheduler:
@@ -160,6 +183,23 @@ class Session:
             if self._scheduler is not None:
                 self._scheduler.policy = config.sla_policy
         return shown
+
+    def register(self, name: str, table: Any) -> None:
+        """Let queries read the DataFrame or Arrow table `table` as table `name` (polars,
+        pandas, pyarrow Table / RecordBatch / Dataset), in this session, on every thread; it
+        wins over a variable of that name, and a table of the database wins over it."""
+        if not isinstance(name, str) or not name:
+            raise ParameterError(f"a registered table needs a name, got {name!r}")
+        if not is_table(table):
+            raise ParameterError(
+                f"cannot register a {type(table).__name__} as table {name!r}: expected a polars or "
+                "pandas DataFrame or a pyarrow Table, RecordBatch or Dataset"
+            )
+        self._tables[name.lower()] = table
+
+    def unregister(self, name: str) -> None:
+        """Forget the table `register` named `name` (nothing happens when there is none)."""
+        self._tables.pop(name.lower(), None)
 
     def register_model(self, name: str, obj: Any, *, replace: bool = True, **options: Any) -> None:
         """Register a Python object (torch module, (model, tokenizer) pair) as model `name`."""
@@ -189,7 +229,7 @@ class Session:
 
     def model(self, name: str) -> Model:
         """Model `name` loaded, in the form queries run it (offloaded when the budget says so)."""
-        return self.engine.models.base(name, self.config)
+        return real(self.engine.models.base(name, self.config))
 
     def close(self) -> None:
         if self._scheduler is not None:
@@ -222,13 +262,17 @@ class Session:
         start = time.perf_counter()
         if isinstance(stmt, st.Sql):
             with self.engine.cursor() as cursor:
+                text, stmt = stmt.text, self._with_frames(stmt, params, namespace, cursor)
+                defined = self.engine.define(stmt, params, cursor)
+                if defined is not None:
+                    return message(defined, text, start)
                 plan, values = self.engine.plan(
                     stmt, params, cursor, self.config, paradigm=paradigm, batch_size=batch_size
                 )
                 done = self.engine.run(plan, values, cursor, self.config)
             return Result(
                 done.table,
-                statement=stmt.text,
+                statement=text,
                 elapsed=time.perf_counter() - start,
                 stats=[s.as_dict() for s in done.stats],
             )
@@ -237,7 +281,7 @@ class Session:
                 raise SQLSyntaxError("EXPLAIN works on SQL queries, not on model statements")
             with self.engine.cursor() as cursor:
                 plan = self.engine.explain(
-                    stmt.statement,
+                    self._with_frames(stmt.statement, params, namespace, cursor),
                     params,
                     cursor,
                     self.config,
@@ -245,6 +289,7 @@ class Session:
                     paradigm=paradigm,
                     batch_size=batch_size,
                 )
+            plan = dataclasses.replace(plan, sql=stmt.statement.text)
             return Result(
                 pa.table({"plan": plan.text().splitlines()}),
                 statement=stmt.text,
@@ -256,6 +301,14 @@ class Session:
         if isinstance(stmt, st.Setting):
             return message(self.set(stmt.name, stmt.value), stmt.text, start)
         return run_model_statement(self.catalog, stmt, params, namespace)
+
+    def _with_frames(
+        self, stmt: st.Sql, params: Mapping[str, Any] | None, namespace: Mapping[str, Any], cursor: Cursor
+    ) -> st.Sql:
+        """`stmt` as it runs, with the DataFrames it reads registered on its cursor."""
+        stmt, frames = frames_of(stmt, params, namespace, dict(self._tables))
+        cursor.register_frames(frames)
+        return stmt
 
 
 def connect(database: str = ":memory:", **options: Any) -> Session:

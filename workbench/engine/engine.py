@@ -19,7 +19,7 @@ from workbench.engine import calibration
 from workbench.engine.config import Config, effective_batch_size
 from workbench.engine.definitions import Definitions
 from workbench.engine.io import Cursor
-from workbench.engine.models import Models, profile_of
+from workbench.engine.models import Models, profile_of, real
 from workbench.engine.planner import Catalog, Planner, bind, calls_models, hints_of, with_actuals
 from workbench.engine.runner import Run, Runner
 from workbench.execution import batching, dl_centric, registry, relation_centric
@@ -78,8 +78,11 @@ class Engine:
     def learn(self, op: ModelOperator, model: Model, stats: OperatorStats) -> None:
         """Teach the cost model what this run of the model measured."""
         constants = self._constants
-        if constants is None:
-            return
+        if constants is None or not stats.computed:
+            return  # nothing ran (every input came from the cache): nothing to learn
+        model = real(model)
+        with self.writes:
+            self.models.remember(op.model, model, constants, self.catalog.con)
         profile = profile_of(op.model, model, constants)
         facts = Facts(rows=stats.computed, input_rows=stats.input_rows or stats.computed, avg_chars=op.avg_input_chars)
         CostModel(constants, learned=self.learned).observe(

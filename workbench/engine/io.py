@@ -9,8 +9,9 @@ functions and views a statement defines live on its cursor and vanish with it.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import duckdb
@@ -19,6 +20,7 @@ import pyarrow as pa
 from workbench.db import quiet_progress_bar, translate_error
 from workbench.errors import QueryInterrupted
 from workbench.plan.nodes import Plan
+from workbench.sql.params import INTERNAL_PREFIX
 
 INTERRUPTED = "query interrupted; nothing was saved"
 # the threads DuckDB calls of the main thread run on (so Ctrl-C reaches the main thread at once)
@@ -47,6 +49,27 @@ class Cursor:
             self.con.close()
         except duckdb.Error:  # pragma: no cover - already closed with the database
             pass
+
+    # -- DataFrames the statement reads ---------------------------------------------------
+    def register_frames(self, frames: Mapping[str, Any]) -> None:
+        """Make each DataFrame / Arrow table scannable under its name, on this cursor alone
+        (DuckDB keeps it as a temporary view that goes with the cursor), before planning, so
+        planning and running both read it. A name that already is a table or view of the
+        database stays that table: the database wins, as with DuckDB's replacement scans
+        (DuckDB's own scan cannot see the caller's variables: queries run on another thread)."""
+        for name, frame in frames.items():
+            if name.startswith(INTERNAL_PREFIX) or not self._is_relation(name):
+                self.guarded(lambda: self.con.register(name, frame))  # noqa: B023 - called at once
+
+    def _is_relation(self, name: str) -> bool:
+        """Whether `name` is a table or view here. (DuckDB's replacement scan looks at the
+        calling Python frame: this one holds no DataFrame for it to pick up instead.)"""
+        quoted = '"' + name.replace('"', '""') + '"'
+        try:
+            self.con.sql(f"SELECT * FROM {quoted} LIMIT 0")
+        except duckdb.Error:
+            return False
+        return True
 
     # -- queries ------------------------------------------------------------------------
     def fetch(self, sql: str, params: dict[str, Any] | None = None) -> pa.Table:
@@ -80,6 +103,17 @@ class Cursor:
         except duckdb.Error:
             return ""
         return "\n".join(str(r[1]) for r in rows)
+
+
+@contextlib.contextmanager
+def interrupts_as_errors() -> Iterator[None]:
+    """Ctrl-C anywhere inside (planning, a model's first load, DuckDB) is `QueryInterrupted`,
+    never a raw KeyboardInterrupt (DuckDB statements are atomic: the interrupted one saved
+    nothing; one interrupted before DuckDB ran it had nothing to save)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise QueryInterrupted(INTERRUPTED) from None
 
 
 def guarded(fn: Callable[[], Any], plan: Plan | None, model_names: Callable[[], set[str]]) -> Any:

@@ -8,20 +8,23 @@ sees none of these objects: it reads a `ModelProfile` record built here.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
 import weakref
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 
 from workbench.engine.config import Config
 from workbench.errors import WorkbenchError
-from workbench.models import offloaded, variants
+from workbench.models import builtin, offloaded, variants
 from workbench.models.base import Model, exclusive
 from workbench.models.catalog import Catalog
+from workbench.models.deferred import Deferred, Signature, signature_of, source_key
 from workbench.models.layers import Embedding, Linear, chain_of, macs, split_after_first_linear, weight_bytes
 from workbench.plan.profile import LayerShape, ModelProfile
 from workbench.telemetry.stream import Telemetry
@@ -31,6 +34,14 @@ from workbench.telemetry.stream import Telemetry
 _PROBES: weakref.WeakKeyDictionary[Model, dict[str, float]] = weakref.WeakKeyDictionary()
 _PROBES_LOCK = threading.Lock()
 _SHAPES: weakref.WeakKeyDictionary[Model, tuple[str, list[Any], str, int, int | None]] = weakref.WeakKeyDictionary()
+#: what the engine stores of a model that ran, so a later process plans and reads the cache
+#: without loading it (models/deferred.py)
+RECORDS = "workbench_model_records"
+
+
+class _Record:
+    def __init__(self, key: str, signature: Signature, constants: str, profile: str):
+        self.key, self.signature, self.constants, self.profile = key, signature, constants, profile
 
 
 class Models:
@@ -41,6 +52,8 @@ class Models:
         # instance (and one window of buffers) per model, not one per query
         self._offloaded: dict[str, tuple[tuple[Any, ...], Model]] = {}
         self._lock = threading.Lock()
+        self._records: dict[str, _Record] | None = None  # read on first use
+        self._deferred: dict[str, tuple[str, Deferred]] = {}
 
     def base(self, name: str, config: Config) -> Model:
         """The catalog's model, or its offloaded form when its options and the budget say so."""
@@ -49,7 +62,7 @@ class Models:
         budget = config.budget_for(device)
         directory = offloaded.should_offload(info.options, info.source, budget)
         if directory is None:
-            return self.catalog.get(name)
+            return self._deferred_or_loaded(name)
         key = (str(directory), json.dumps(info.options, sort_keys=True, default=str), budget, device)
         with self._lock:
             found = self._offloaded.get(name)
@@ -87,7 +100,98 @@ class Models:
         return model
 
     def profile(self, name: str, config: Config, constants: dict[str, float]) -> ModelProfile:
-        return profile_of(name, self.base(name, config), constants)
+        model = self.base(name, config)
+        if isinstance(model, Deferred) and not model.loaded:
+            record = self._read_records().get(name.lower())
+            if record is not None and record.constants == _constants_key(constants):
+                return _profile_from_json(record.profile)
+        return profile_of(name, real(model), constants)
+
+    # -- models that need not load ---------------------------------------------------------
+    def _source_key(self, name: str) -> str | None:
+        info = self.catalog.info(name)
+        if name.lower() == "minilm":
+            path: str | None = builtin.minilm_path()
+        elif name.lower() == "digits":
+            path = str(builtin.DIGITS_WEIGHTS)
+        elif info.source.startswith("builtin") or info.source.startswith("python:"):
+            path = None
+        else:
+            path = info.source
+        if variants.spec_of(info.options) is not None:
+            return None  # a compressed variant is built from the loaded model
+        return source_key(path, info.options)
+
+    def _read_records(self) -> dict[str, _Record]:
+        with self._lock:
+            if self._records is None:
+                try:
+                    rows = self.catalog.con.execute(
+                        f"SELECT name, source_key, signature, constants, profile FROM {RECORDS}"
+                    ).fetchall()
+                except Exception:  # noqa: BLE001 - no model ever ran in this database
+                    rows = []
+                self._records = {r[0]: _Record(r[1], Signature.from_json(r[2]), r[3], r[4]) for r in rows}
+            return self._records
+
+    def _deferred_or_loaded(self, name: str) -> Model:
+        """The model, or a `Deferred` for it when a record of the same files and options says
+        what planning and the cache need to know (and it is not loaded yet)."""
+        key = name.lower()
+        record = self._read_records().get(key)
+        if record is None:
+            return self.catalog.get(name)
+        source = self._source_key(name)
+        if source is None or source != record.key:
+            return self.catalog.get(name)
+        with self._lock:
+            found = self._deferred.get(key)
+            if found is None or found[0] != source:
+                found = self._deferred[key] = (source, Deferred(record.signature, lambda: self.catalog.get(name)))
+        return found[1]
+
+    def remember(self, name: str, model: Model, constants: dict[str, float], con: Any) -> None:
+        """Store what a later process needs to plan `name` and read its cache unloaded (called
+        after the model ran; written only when it changed)."""
+        if isinstance(model, Deferred) and not model.loaded:
+            return
+        model = real(model)
+        key = self._source_key(name)
+        if key is None:
+            return
+        profile = profile_of(name, model, constants)
+        signature = signature_of(model)
+        constants_key = _constants_key(constants)
+        known = self._read_records().get(name.lower())
+        if known is not None and (known.key, known.signature, known.constants) == (key, signature, constants_key):
+            return
+        text = json.dumps(asdict(profile))
+        con.execute(
+            f"CREATE TABLE IF NOT EXISTS {RECORDS} (name VARCHAR PRIMARY KEY, source_key VARCHAR, "
+            "signature VARCHAR, constants VARCHAR, profile VARCHAR)"
+        )
+        con.execute(
+            f"INSERT OR REPLACE INTO {RECORDS} VALUES (?, ?, ?, ?, ?)",
+            [name.lower(), key, signature.to_json(), constants_key, text],
+        )
+        with self._lock:
+            assert self._records is not None
+            self._records[name.lower()] = _Record(key, signature, constants_key, text)
+
+
+def real(model: Model) -> Model:
+    """The loaded model behind a `Deferred` (loading it), or the model itself."""
+    return model.model_now() if isinstance(model, Deferred) else model
+
+
+def _constants_key(constants: dict[str, float]) -> str:
+    return hashlib.sha256(json.dumps(constants, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _profile_from_json(text: str) -> ModelProfile:
+    d = json.loads(text)
+    d["layers"] = tuple(LayerShape(layer["kind"], tuple(layer["shape"])) for layer in d["layers"])
+    return ModelProfile(**d)
 
 
 def profile_of(name: str, model: Model, constants: dict[str, float]) -> ModelProfile:

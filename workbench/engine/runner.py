@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from workbench.engine.config import Config
 from workbench.engine.io import Cursor
-from workbench.engine.models import Models
+from workbench.engine.models import Models, real
 from workbench.errors import WorkbenchError
 from workbench.execution import dl_centric
 from workbench.execution.lookups import Lookups
@@ -102,6 +102,8 @@ class Runner:
         with Lookups(cursor) as lookups, self._observed(plan, start, config, cursor) as observed:
             for op in plan.operators:
                 model = self.models.variant(op.model, config, functools.partial(_sample_for, cursor, op, values))
+                if op.paradigm != "dl_centric":  # only dl_centric may find every input cached and never load it
+                    model = real(model)
                 job = Job(
                     op=op,
                     model=model,

@@ -538,7 +538,8 @@ def _lambda_param(col: exp.Column) -> bool:
 
 
 def _lambda_refs(node: exp.Expr) -> list[exp.Expr]:
-    """References to lambda parameters in `node` (sqlglot reads them as bare identifiers)."""
+    """References in `node` to parameters of lambdas around it (sqlglot reads them as bare
+    identifiers); a lambda inside `node` is part of the input, like any expression."""
     found: list[exp.Expr] = []
     for ident in node.find_all(exp.Identifier):
         parent = ident.parent
@@ -547,7 +548,8 @@ def _lambda_refs(node: exp.Expr) -> list[exp.Expr]:
         if isinstance(parent, (exp.Dot, exp.Alias, exp.Table, exp.Lambda)) and not isinstance(parent, exp.Column):
             continue
         ref = parent if isinstance(parent, exp.Column) else ident
-        if _binding_lambda(ref) is not None:
+        lam = _binding_lambda(ref)
+        if lam is not None and not is_inside(lam, node):  # a lambda around the call, not inside its input
             found.append(ref)
     return found
 
