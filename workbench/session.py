@@ -234,6 +234,7 @@ class Session:
     def close(self) -> None:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
+        self.engine.close()
         self.cache.close()
         self.catalog.close()
         self.con.close()

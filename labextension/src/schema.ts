@@ -85,6 +85,8 @@ export interface IOperator {
   actual_rows?: number | null;
   actual_seconds?: number | null;
   actual_cache_hits?: number | null;
+  /** why only udf_centric can run it, where the call stands ('' when any paradigm can) */
+  streaming_only: string;
   input_sql: string;
 }
 

@@ -97,6 +97,8 @@ def test_prepared_statements(s):
     s.sql("PREPARE top AS SELECT id, digits(pixels).label AS p FROM digits WHERE id < $1 ORDER BY id")
     assert rows(s, "EXECUTE top(5)") == rows(s, LABELS)
     assert rows(s, "EXECUTE top(:n)", {"n": 5}) == rows(s, LABELS)
+    s.sql("PREPARE named AS SELECT id, digits(pixels).label AS p FROM digits WHERE id BETWEEN $lo AND $hi ORDER BY id")
+    assert rows(s, "EXECUTE named(lo := 0, hi := 4)") == rows(s, LABELS)
     s.sql("PREPARE plain AS SELECT 40 + ? AS x")  # kept by the session, not by one cursor
     assert rows(s, "EXECUTE plain(2)") == [{"x": 42}]
     s.sql("DEALLOCATE plain")

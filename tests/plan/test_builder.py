@@ -127,9 +127,19 @@ def test_model_call_inside_a_lambda(s, paradigm):
     assert [r["ls"] for r in rows.to_pylist()] == [[r["one"], r["one"]] for r in rows.to_pylist()]
 
 
-def test_model_call_in_a_lambda_reading_other_columns_is_a_clear_error(s):
-    with pytest.raises(WorkbenchError, match="lambda's one parameter"):
-        s.sql("SELECT list_transform([1.0, 2.0], x -> digits(list_transform(pixels, y -> y * x)).label) FROM digits")
+def test_model_call_in_a_lambda_reading_other_columns_streams(s):
+    """The input reads the lambda's parameter and the row: only computable where it stands."""
+    q = (
+        "SELECT id, list_transform([1, 2], x -> digits(list_transform(pixels, y -> y * x)::FLOAT[64]).label) AS ls "
+        "FROM digits WHERE id < 4 ORDER BY id"
+    )
+    plan = s.explain(q)
+    assert [op.paradigm for op in plan.operators] == ["udf_centric"]
+    want = s.sql(
+        "SELECT id, [digits(pixels).label, digits(list_transform(pixels, y -> y * 2)::FLOAT[64]).label] AS ls "
+        "FROM digits WHERE id < 4 ORDER BY id"
+    )
+    assert s.sql(q).arrow().to_pylist() == want.arrow().to_pylist()
 
 
 def test_correlated_subquery_input_in_a_recursive_cte(s):
@@ -145,3 +155,45 @@ def test_correlated_subquery_input_in_a_recursive_cte(s):
         .to_pylist()
     ]
     assert got == want
+
+
+def test_an_alias_over_an_alias_of_a_model_output(s):
+    rows = s.sql("SELECT digits(pixels).score AS r, r * 2 AS r2, r2 - r AS d FROM digits WHERE id < 3").arrow()
+    for row in rows.to_pylist():
+        assert row["r2"] == pytest.approx(2 * row["r"]) and row["d"] == pytest.approx(row["r"])
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        # RETURNING reads the rows as the statement changed them
+        "UPDATE scratch SET pixels = pixels WHERE id < 3 RETURNING id, digits(pixels).label AS l",
+        # the recursion's rows exist only while it runs
+        "WITH RECURSIVE t(n, s) AS (SELECT 1, digits((SELECT pixels FROM digits WHERE id = 1)).score "
+        "UNION ALL SELECT n + 1, s + digits((SELECT pixels FROM digits WHERE id = n + 1)).score FROM t WHERE n < 3) "
+        "SELECT n, s FROM t",
+        # the input reads the outer row of a LATERAL
+        "SELECT b.id, t.l FROM (SELECT id, [pixels, pixels] AS vs FROM digits WHERE id < 3) b, "
+        "LATERAL (SELECT digits(u).label AS l FROM unnest(b.vs) AS t2(u)) t",
+        # a list comprehension's variable
+        "SELECT [digits(x).label FOR x IN [pixels]] AS ls FROM digits WHERE id < 3",
+    ],
+)
+def test_calls_that_can_only_run_where_they_stand_stream(s, query):
+    s.sql("CREATE OR REPLACE TABLE scratch AS SELECT * FROM digits WHERE id < 5")
+    plan = s.explain(query)
+    assert [op.paradigm for op in plan.operators] == ["udf_centric"] * len(plan.operators)
+    assert all(op.streaming_only and op.reason.startswith("only udf_centric") for op in plan.operators)
+    assert s.sql(query).arrow().num_rows > 0
+    with pytest.raises(WorkbenchError, match="cannot run dl_centric"):
+        s.sql(query, paradigm="dl_centric")
+
+
+def test_untyped_null_input_gives_null(s):
+    row = s.sql("SELECT digits(NULL).label AS l, minilm(NULL) AS e").arrow().to_pylist()[0]
+    assert row == {"l": None, "e": None}
+
+
+def test_unaliased_columns_are_named_by_the_call_as_written(s):
+    # deliberately not DuckDB's rendering `(digits(pixels))."label"`: the user's own spelling
+    assert s.sql("SELECT digits(pixels).label FROM digits WHERE id < 2").columns == ["digits(pixels).label"]

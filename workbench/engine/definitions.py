@@ -301,21 +301,22 @@ def _substitute(body: exp.Expr, d: Definition, args: list[exp.Expr]) -> exp.Expr
 
 def _bind_arguments(body: str, args_text: str) -> str:
     """A prepared statement's text with `$1`, `$2`... (and each `?` in order) replaced by the
-    EXECUTE arguments (SQL expressions, as DuckDB takes them)."""
+    EXECUTE arguments, and `$name` by a named one (`name := value`): SQL expressions, as
+    DuckDB takes them."""
     args_text = sql_params.rewrite(args_text, 0, st.tokenize(args_text))[0]  # `:n` -> `$n`
-    args = parse(f"SELECT {args_text}").expressions if args_text.strip() else []
+    given = parse(f"SELECT {args_text}").expressions if args_text.strip() else []
+    named = {a.this.name.lower(): a.expression for a in given if isinstance(a, exp.PropertyEQ)}
+    args = [a for a in given if not isinstance(a, exp.PropertyEQ)]
     tree = parse(body)
     order = iter(range(len(args)))
 
     def swap(node: exp.Expr) -> exp.Expr:
         if isinstance(node, exp.Placeholder):
             name = node.this or ""
-            if not name:
-                index = next(order, len(args))
-            elif name.isdigit():
-                index = int(name) - 1
-            else:
-                return node  # a `$name` parameter: bound from the call's params
+            if name and not name.isdigit():  # `$lo`: EXECUTE p(lo := 3), else the call's params
+                found = named.get(name.lower())
+                return node if found is None else exp.paren(found.copy(), copy=False)
+            index = int(name) - 1 if name else next(order, len(args))
             if not 0 <= index < len(args):
                 raise SQLSyntaxError(f"the prepared statement needs more than {len(args)} argument(s)")
             return exp.paren(args[index].copy(), copy=False)

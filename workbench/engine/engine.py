@@ -15,6 +15,7 @@ import duckdb
 import pyarrow as pa
 
 from workbench.cache import InferenceCache, policy_of
+from workbench.db import PerThread
 from workbench.engine import calibration
 from workbench.engine.config import Config, effective_batch_size
 from workbench.engine.definitions import Definitions
@@ -45,13 +46,18 @@ class Engine:
         catalog.on_drop.append(relation_centric.drop_weights)  # a dropped model's weight blocks go too
         self.learned = Learned()
         self.definitions = Definitions()
+        self._connections = PerThread(con)  # each thread's own, so its TEMP tables live on
         self.writes = threading.RLock()
         self._constants: dict[str, float] | None = None
         self._constants_lock = threading.Lock()
         self.runner = Runner(self.models, telemetry, cache_use=self.cache_use, learn=self.learn, writes=self.writes)
 
     def cursor(self) -> Cursor:
-        return Cursor(self.con, lambda: self.catalog.names)
+        """A cursor over the calling thread's own connection (kept between its calls)."""
+        return Cursor(self._connections.get(), lambda: self.catalog.names, shared=True)
+
+    def close(self) -> None:
+        self._connections.close()
 
     # -- the cost model -------------------------------------------------------------------
     def constants(self, cursor: Cursor) -> dict[str, float]:

@@ -1,9 +1,11 @@
 """DuckDB execution for one call: its own cursor, interrupts, and short errors.
 
-Every `Session` call (and every worker thread of the scheduler) runs on a `Cursor` of its
-own, so one session serves any number of threads: DuckDB refuses a second statement on a
-connection that is busy, but cursors of one database run side by side. The temporary
-functions and views a statement defines live on its cursor and vanish with it.
+Every `Session` call runs on a `Cursor` over its thread's own DuckDB connection, so one
+session serves any number of threads (DuckDB refuses a second statement on a connection
+that is busy, but cursors of one database run side by side), and what a user's statement
+leaves on its connection (TEMP tables, an open transaction) is there for the next call of
+the same thread. The functions, views and DataFrames the engine registers for a statement
+are removed when the call ends.
 """
 
 from __future__ import annotations
@@ -31,10 +33,15 @@ class Cursor:
     """A DuckDB cursor for one call. `fetch` runs a query to an Arrow table; errors come
     back as workbench errors naming the user's models, never the engine's functions."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, model_names: Callable[[], set[str]]):
-        self.con = con.cursor()
+    def __init__(self, con: duckdb.DuckDBPyConnection, model_names: Callable[[], set[str]], *, shared: bool = False):
+        """`shared`: `con` is the calling thread's own connection, kept between calls (so the
+        user's TEMP tables and open transaction live on); the cursor leaves it as it found it
+        apart from what the user's statements did. Otherwise a new cursor of `con`."""
+        self.shared = shared
+        self.con = con if shared else con.cursor()
         self.model_names = model_names
         self.plan: Plan | None = None  # the statement being run, for error messages
+        self._frames: list[str] = []  # DataFrames registered for this call only
         # DuckDB's own progress bar becomes an ipywidget that outlives the cell as a blank box
         quiet_progress_bar(self.con)
 
@@ -45,6 +52,13 @@ class Cursor:
         self.close()
 
     def close(self) -> None:
+        if self.shared:  # the connection stays; the frames this call registered go
+            for name in self._frames:
+                try:
+                    self.con.unregister(name)
+                except duckdb.Error:  # pragma: no cover - gone with the database
+                    pass
+            return
         try:
             self.con.close()
         except duckdb.Error:  # pragma: no cover - already closed with the database
@@ -60,6 +74,7 @@ class Cursor:
         for name, frame in frames.items():
             if name.startswith(INTERNAL_PREFIX) or not self._is_relation(name):
                 self.guarded(lambda: self.con.register(name, frame))  # noqa: B023 - called at once
+                self._frames.append(name)
 
     def _is_relation(self, name: str) -> bool:
         """Whether `name` is a table or view here. (DuckDB's replacement scan looks at the

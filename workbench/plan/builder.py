@@ -26,7 +26,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
-from workbench.errors import InputTypeError, SQLSyntaxError, UnsupportedCall
+from workbench.errors import InputTypeError, SQLSyntaxError, UnsupportedCall, WorkbenchError
 from workbench.plan.nodes import InputQuery, ModelFilter, ModelOperator, Plan, lookup_name, operator_id
 
 _SCOPES = (exp.Select, exp.Update, exp.Delete)
@@ -167,13 +167,26 @@ class PlanBuilder:
             if len(call.expressions) != 1:
                 raise InputTypeError(f"{call_text}: model '{model_name}' takes one input, got {len(call.expressions)}")
             arg = call.expressions[0]
+            if isinstance(arg, exp.Null):  # `m(NULL)`: NULL of the model's input type, NULL out
+                arg = arg.replace(
+                    exp.cast(exp.Null(), exp.DataType.build(self.models[model_name].input_type, dialect="duckdb"))
+                )
             key = (model_name, arg.sql(dialect="duckdb", normalize_functions=False))
             op = operators.get(key)
-            query, scope, owner, reads = self._input_query(call, arg, names)
+            why = _in_place_only(call)
+            if why is None:
+                try:
+                    query, scope, owner, reads = self._input_query(call, arg, names)
+                except UnsupportedCall as exc:
+                    why = f"its inputs cannot be computed apart from the statement ({exc})"
+            if why is not None:  # the call runs where it stands: a streaming UDF (udf_centric)
+                query, scope, owner, reads = InputQuery(key=key[1]), None, None, reads_of(arg)
             withs = _enclosing_withs(call)
             if op is None:
-                op = self._operator(len(operators) + 1, model_name, call_text, query, reads)
+                op = self._operator(len(operators) + 1, model_name, call_text, query, reads, why or "")
                 operators[key] = op
+            elif why is not None and not op.streaming_only:
+                operators[key] = op = replace(op, streaming_only=why)
             elif query not in op.inputs:
                 operators[key] = op = replace(
                     op,
@@ -230,13 +243,13 @@ class PlanBuilder:
         precedence is kept: a source column of the same name wins, except in ORDER BY; a bare
         `ORDER BY sc` / `GROUP BY sc` stays as written (DuckDB binds those itself).
         """
-        defined = {
-            p.alias.lower(): p.this
-            for p in select.expressions
-            if isinstance(p, exp.Alias) and any(n.name.lower() in names for n in p.this.find_all(exp.Anonymous))
-        }
-        if not defined:
+
+        def calls(node: exp.Expr) -> bool:
+            return any(n.name.lower() in names for n in node.find_all(exp.Anonymous))
+
+        if not any(calls(p) for p in select.expressions):
             return
+        defined: dict[str, exp.Expr] = {}  # alias -> its expression, model calls written out
         columns: set[str] = set()
         for source in _sources(select):
             columns |= self._columns(source) or set()
@@ -251,6 +264,8 @@ class PlanBuilder:
                 if alias_first or name not in columns:
                     col.replace(exp.paren(defined[name].copy(), copy=False))
 
+        # in SELECT-list order, so an alias over an alias of a model output (`r * 2 AS r2,
+        # r2 - r`) is written out in full
         for proj in list(select.expressions):
             name = proj.name.lower()
             if isinstance(proj, exp.Column) and not proj.table and name in defined and name not in columns:
@@ -259,6 +274,10 @@ class PlanBuilder:
                 continue
             own = proj.alias.lower() if isinstance(proj, exp.Alias) else ""
             inline(proj.this if isinstance(proj, exp.Alias) else proj, alias_first=False, own=own)
+            if isinstance(proj, exp.Alias) and calls(proj.this):
+                defined[own] = proj.this
+        if not defined:
+            return
         for part in ("where", "having", "qualify"):
             if select.args.get(part) is not None:
                 inline(select.args[part], alias_first=False)
@@ -275,14 +294,23 @@ class PlanBuilder:
 
     # -- one operator ------------------------------------------------------------------
     def _operator(
-        self, n: int, model_name: str, call_text: str, query: InputQuery, reads: tuple[int, ...]
+        self, n: int, model_name: str, call_text: str, query: InputQuery, reads: tuple[int, ...], why: str = ""
     ) -> ModelOperator:
         model = self.models[model_name]
         params = tuple(_params(parsed(query.widest().sql())))
-        typing = replace(query, filters=(), pushable=(), model_filters=(), after=())
-        typing_sql = with_nulls(typing.sql(), self.output_types)
-        got = self.schema.type_of(typing_sql, tuple(_params(parsed(typing_sql))))
-        _check_input_type(call_text, model_name, model, got)
+        got = model.input_type
+        if not why:
+            typing = replace(query, filters=(), pushable=(), model_filters=(), after=())
+            typing_sql = with_nulls(typing.sql(), self.output_types)
+            try:
+                got = self.schema.type_of(typing_sql, tuple(_params(parsed(typing_sql))))
+            except WorkbenchError as exc:  # e.g. a column of a LATERAL's outer row, a comprehension's variable
+                why = f"DuckDB cannot compute its inputs apart from the statement ({first_line(str(exc))})"
+                params = ()
+            else:
+                _check_input_type(call_text, model_name, model, got)
+                if got.strip('"') == "NULL":  # an untyped NULL input: NULL out, as DuckDB's functions do
+                    got = model.input_type
         self.output_types[n] = model.output_type
         return ModelOperator(
             id=n,
@@ -293,7 +321,8 @@ class PlanBuilder:
             input_type=got,
             output_type=model.output_type,
             device=model.device,
-            params=params,
+            params=() if why else params,
+            streaming_only=why,
         )
 
     def _input_query(
@@ -461,7 +490,29 @@ def _name_model_columns(tree: exp.Expr, names: set[str]) -> None:
                 select.expressions[i].replace(exp.alias_(proj.copy(), text, quoted=True))
 
 
+def _in_place_only(call: exp.Expr) -> str | None:
+    """Why a call can only run where it stands (as a streaming UDF), or None: its inputs are
+    the rows a statement changes (RETURNING), or rows a recursion is still making."""
+    if call.find_ancestor(exp.Returning) is not None:
+        return "it is in RETURNING, which reads the rows as the statement changed them"
+    cte = call.find_ancestor(exp.CTE)
+    while cte is not None:
+        with_ = cte.parent
+        name = cte.alias_or_name.lower()
+        if isinstance(with_, exp.With) and with_.args.get("recursive"):
+            if any(t.name.lower() == name for t in cte.this.find_all(exp.Table)):
+                return "it is inside a recursive CTE, whose rows exist only while the recursion runs"
+        cte = cte.find_ancestor(exp.CTE)
+    return None
+
+
+def first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else text
+
+
 def _check_input_type(call_text: str, model_name: str, model: Signature, got: str) -> None:
+    if got.strip('"') == "NULL":
+        return
     if model.input_kind == "text":
         if got != "VARCHAR":
             raise InputTypeError(f"{call_text}: model '{model_name}' expects VARCHAR input, got {got}")

@@ -119,6 +119,7 @@ class ModelOperator:
     actual_rows: int | None = None
     actual_seconds: float | None = None
     actual_cache_hits: int | None = None
+    streaming_only: str = ""  # why only a streaming UDF (udf_centric) can run it where it stands
     sql_name: str = field(default="", compare=False)  # the lookup's name in one execution (the runner's)
 
     @property

@@ -47,12 +47,21 @@ def apply(plan: Plan, ctx: Context) -> Plan:
         ]
         by_name = {e.paradigm: e for e in estimates}
         forced = ctx.hints.forced(op.model)
+        if op.streaming_only:  # the call runs where it stands, or not at all
+            if forced not in (None, "udf_centric"):
+                raise ParadigmUnavailable(f"{op.call}: cannot run {forced}: {op.streaming_only}")
+            estimates = [
+                e if e.paradigm == "udf_centric" else replace(e, seconds=None, parts=(), note="only udf_centric")
+                for e in estimates
+            ]
+            by_name = {e.paradigm: e for e in estimates}
+            forced = forced or "udf_centric"
         if forced is not None:
             chosen = by_name[forced]
             if chosen.seconds is None:
                 error = OutOfMemoryBudget if "memory budget" in chosen.note else ParadigmUnavailable
                 raise error(f"{op.call}: cannot run {forced}: {chosen.note}")
-            reason = f"forced by a hint ({forced})"
+            reason = f"only udf_centric: {op.streaming_only}" if op.streaming_only else f"forced by a hint ({forced})"
         else:
             # with the cache on, inference stays materialized so its results are kept, unless
             # a LIMIT lets a streaming UDF stop early
@@ -66,7 +75,7 @@ def apply(plan: Plan, ctx: Context) -> Plan:
         ops[i] = replace(
             op,
             paradigm=chosen.paradigm,
-            forced=forced is not None,
+            forced=forced is not None and not op.streaming_only,
             parts=chosen.parts,
             alternatives=tuple((e.paradigm, e.seconds) for e in estimates),
             reason=reason,

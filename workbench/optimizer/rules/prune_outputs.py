@@ -1,7 +1,7 @@
 """Prune model outputs nobody reads.
 
 A model call in a CTE or a derived table whose column the rest of the statement never reads
-(no reference by name, no `*` over it) is removed with its column, and an operator no
+(no reference by name, no `*` or `COLUMNS(...)` over it, no read of the whole row) is removed with its column, and an operator no
 statement part reads any more is dropped: its model never runs. DuckDB prunes unused
 columns of its own plan, but model operators run before the statement, so the engine must
 prune them itself. Bodies with DISTINCT, GROUP BY or set operations keep every column (a
@@ -30,7 +30,9 @@ def apply(plan: Plan, ctx: Context | None = None) -> Plan:
         body = holder.this
         if not isinstance(body, exp.Select) or body.args.get("distinct") or body.args.get("group"):
             continue
-        if _star_outside(tree, body):
+        if isinstance(holder, exp.Subquery) and not isinstance(holder.parent, (exp.From, exp.Join)):
+            continue  # COPY's, INSERT's or an expression's query: every column is its output
+        if _star_outside(tree, body) or _row_read(tree, holder):
             continue
         for proj in list(body.expressions):
             if len(body.expressions) == 1:
@@ -62,11 +64,18 @@ def apply(plan: Plan, ctx: Context | None = None) -> Plan:
 
 
 def _star_outside(tree: exp.Expr, body: exp.Expr) -> bool:
-    """A `SELECT *` (or `t.*`) anywhere but in `body` itself may read every column of it."""
-    for star in tree.find_all(exp.Star):
-        select = star.find_ancestor(exp.Select)
-        if select is body:
+    """A `SELECT *` (or `t.*`, or `COLUMNS(...)`: a star, a regex or a lambda over column
+    names) anywhere but in `body` itself may read every column of it."""
+    for node in tree.find_all(exp.Star, exp.Columns):
+        if node.find_ancestor(exp.Select) is body:
             continue
-        if isinstance(star.parent, (exp.Select, exp.Column)):
+        if isinstance(node, exp.Columns) or isinstance(node.parent, (exp.Select, exp.Column)):
             return True
     return False
+
+
+def _row_read(tree: exp.Expr, holder: exp.Expr) -> bool:
+    """Whether the statement reads the derived table's whole row by its alias (`SELECT t
+    FROM (...) t` is a struct of every column)."""
+    alias = holder.alias_or_name.lower()
+    return bool(alias) and any(not c.table and c.name.lower() == alias for c in tree.find_all(exp.Column))
