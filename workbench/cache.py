@@ -107,6 +107,12 @@ def table_name(model_name: str) -> str:
     return f"workbench_cache_{model_name.lower()}"
 
 
+def drop_table(con: duckdb.DuckDBPyConnection, model_name: str) -> None:
+    """Forget a dropped model's outputs: a new model of the same name starts with an empty
+    cache, and `cache_stats()` no longer lists it (the catalog calls this on DROP MODEL)."""
+    run(con, f'DROP TABLE IF EXISTS "{table_name(model_name)}"')
+
+
 class InferenceCache:
     """Cache tables of one database, read and written on the calling thread's own cursor."""
 

@@ -1,5 +1,8 @@
 """Built-in models against independent computations."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer
@@ -11,10 +14,15 @@ def test_minilm_matches_direct_transformers(data_session):
     rows = data_session.sql("SELECT body, minilm(body) AS e FROM pydoc WHERE id < 24 ORDER BY id").pl()
     path = minilm_path()
     tok, model = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+    # the directory's own limit (256), not the 128 tokens the engine once assumed
+    max_seq = json.loads((Path(path) / "sentence_bert_config.json").read_text())["max_seq_length"]
+    assert max_seq == 256 and data_session.catalog.get("minilm").max_length == max_seq
+    assert data_session.catalog.info("minilm").options["max_length"] == max_seq
     texts = rows["body"].to_list()
+    assert max(len(tok(t)["input_ids"]) for t in texts) > 128  # the comparison covers the limit
     with torch.inference_mode():
         for text, got in zip(texts, rows["e"].to_list()):  # one by one: no padding at all
-            enc = tok([text], truncation=True, max_length=128, return_tensors="pt")
+            enc = tok([text], truncation=True, max_length=max_seq, return_tensors="pt")
             ref = torch.nn.functional.normalize(model(**enc).last_hidden_state.mean(1), dim=1)[0].numpy()
             got = np.asarray(got, dtype=np.float32)
             assert got.shape == (384,)

@@ -24,12 +24,12 @@ import duckdb
 import pytest
 
 import workbench
-from workbench.errors import ParadigmUnavailable
 from tests.oracle import reference
 from tests.oracle.compare import Rows, first_difference
 from tests.oracle.corpus import CORPUS, FRESH, Case
 from tests.oracle.grammar import generated
 from tests.oracle.world import FRAME, TABLES, TEXT_MODELS, user_models
+from workbench.errors import ParadigmUnavailable
 
 PARADIGMS = (None, "dl_centric", "udf_centric", "relation_centric", "hybrid")
 TEXT_PARADIGMS = (None, "dl_centric", "udf_centric")

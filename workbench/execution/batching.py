@@ -93,10 +93,16 @@ def run(
                 raise ModelError(
                     f"model '{name}' returned {out.type} in batch {batches + 1}, expected {expected}"
                 ) from None
-        if _has_nan(out):
+        bad = _non_finite(out, allow_inf=model.allow_inf)
+        if bad == "NaN":
             raise ModelError(
                 f"model '{name}' returned NaN in batch {batches + 1} (rows {pos + 1}-{pos + len(idx)}); "
                 "NaN outputs are not stored or returned"
+            )
+        if bad is not None:
+            raise ModelError(
+                f"model '{name}' returned {bad} in batch {batches + 1} (rows {pos + 1}-{pos + len(idx)}); "
+                "infinite outputs are not stored or returned unless the model allows them (WITH (allow_inf = true))"
             )
         if guard is not None:
             guard.check(f"model '{name}', batch {batches + 1}")
@@ -118,16 +124,22 @@ def run(
     return BatchRun(ordered.take(pa.array(inverse)), chosen, batches, time.perf_counter() - start)
 
 
-def _has_nan(arr: pa.Array) -> bool:
-    """Whether a float output (or a float field/element of one) holds NaN."""
+def _non_finite(arr: pa.Array, *, allow_inf: bool) -> str | None:
+    """'NaN', 'inf' or '-inf' when a float output (or a float field/element of one) holds
+    one (NaN first; ±inf only when not allowed), else None."""
     t = arr.type
     if pa.types.is_floating(t):
-        return bool(pc.any(pc.is_nan(arr)).as_py())
+        if pc.any(pc.is_nan(arr)).as_py():
+            return "NaN"
+        if not allow_inf and pc.any(pc.is_inf(arr)).as_py():
+            return "inf" if pc.filter(arr, pc.is_inf(arr))[0].as_py() > 0 else "-inf"
+        return None
     if pa.types.is_list(t) or pa.types.is_fixed_size_list(t) or pa.types.is_large_list(t):
-        return _has_nan(arr.flatten())
+        return _non_finite(arr.flatten(), allow_inf=allow_inf)
     if pa.types.is_struct(t):
-        return any(_has_nan(arr.field(i)) for i in range(t.num_fields))
-    return False
+        found = [_non_finite(arr.field(i), allow_inf=allow_inf) for i in range(t.num_fields)]
+        return "NaN" if "NaN" in found else next((f for f in found if f), None)
+    return None
 
 
 def _predict(model: Model, name: str, batch: Any, number: int, first_row: int) -> pa.Array:

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from workbench.errors import ModelLoadError, shorten
+
 
 def sql_input_type(input_kind: str, input_dim: int | None) -> str:
     """The SQL type a model takes: VARCHAR text, a BIGINT id, or a FLOAT array."""
@@ -57,6 +59,8 @@ class Model:
     #: batch for runs too small to measure candidates: text pads to its longest input, so
     #: small; a tensor model has no padding, so one batch of everything (up to the largest)
     small_run_batch: str = "smallest"
+    #: ±inf outputs are refused like NaN unless the user allows them (WITH (allow_inf = true))
+    allow_inf: bool = False
 
     @property
     def input_type(self) -> str:
@@ -87,7 +91,10 @@ class Model:
         named, facts = self.fingerprint_parts()
         if not hasattr(self, "_fingerprinter"):
             self._fingerprinter = Fingerprinter()
-        return self._fingerprinter(named, {"adapter": type(self).__qualname__, **facts})
+        # allow_inf decides which outputs are refused: entries stored while allowed are not
+        # answers once it is switched off
+        shown = {"allow_inf": True} if self.allow_inf else {}
+        return self._fingerprinter(named, {"adapter": type(self).__qualname__, **facts, **shown})
 
     def fingerprint_parts(self) -> tuple[list[tuple[str, Any]], dict[str, Any]]:
         """(named tensors, other facts) that determine the outputs."""
@@ -125,6 +132,15 @@ def fixed_size_list(matrix: np.ndarray) -> pa.Array:
         return pa.FixedSizeListArray.from_arrays(values, width)
     offsets = pa.array(np.arange(0, (len(matrix) + 1) * width, width, dtype=np.int32))
     return pa.ListArray.from_arrays(offsets, values)
+
+
+def check_labels(labels: list[str] | None, outputs: int) -> None:
+    """A classifier's labels name its outputs one to one (raised at CREATE, not mid-query)."""
+    if labels is not None and len(labels) != outputs:
+        given = shorten(", ".join(labels), 80)
+        raise ModelLoadError(
+            f"{len(labels)} labels given ({given}) but the classifier has {outputs} output{'s' * (outputs != 1)}"
+        )
 
 
 def label_score(labels: list[Any] | np.ndarray, scores: np.ndarray, label_type: pa.DataType) -> pa.Array:

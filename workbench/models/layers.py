@@ -2,9 +2,9 @@
 
 Relation-centric execution compiles a model to SQL layer by layer, so it needs the model
 as a straight chain of supported layers: an Embedding first (its lookup becomes a join on
-the input id), then Linear (with or without bias), ReLU, GELU, Tanh, Identity and Dropout in
-eval mode (a no-op). Anything else (attention, convolutions, a custom forward) makes
-`chain` return the reason it cannot, which EXPLAIN shows.
+the input id), then Linear (with or without bias), ReLU, GELU, Tanh, Identity and Dropout
+(a no-op: the engine runs models in eval mode, models/modes.py). Anything else (attention,
+convolutions, a custom forward) makes `chain` return the reason it cannot, which EXPLAIN shows.
 """
 
 from __future__ import annotations
@@ -17,6 +17,15 @@ import numpy as np
 import torch
 
 _ACTIVATIONS = {torch.nn.ReLU: "relu", torch.nn.Tanh: "tanh"}
+#: torch's dropout layers (every subclass of torch.nn.modules.dropout._DropoutNd)
+DROPOUTS = (
+    torch.nn.Dropout,
+    torch.nn.Dropout1d,
+    torch.nn.Dropout2d,
+    torch.nn.Dropout3d,
+    torch.nn.AlphaDropout,
+    torch.nn.FeatureAlphaDropout,
+)
 # chains computed per loaded model (keyed by the object, dropped with it) and weights version
 _CHAINS: weakref.WeakKeyDictionary[object, tuple[str, list[Layer], str]] = weakref.WeakKeyDictionary()
 _CHAINS_LOCK = threading.Lock()
@@ -85,7 +94,7 @@ def chain(module: torch.nn.Module) -> tuple[list[Layer], str]:
             layers.append(Activation(_ACTIVATIONS[type(leaf)]))
         elif isinstance(leaf, torch.nn.GELU):
             layers.append(Activation("gelu_tanh" if leaf.approximate == "tanh" else "gelu"))
-        elif isinstance(leaf, torch.nn.Identity) or (isinstance(leaf, torch.nn.Dropout) and not leaf.training):
+        elif isinstance(leaf, (torch.nn.Identity, *DROPOUTS)):  # whatever its mode: queries run in eval mode
             continue
         else:
             return [], f"layer {type(leaf).__name__} has no relational form (supported: Linear, ReLU, GELU, Tanh)"
@@ -118,7 +127,7 @@ def split_after_first_linear(module: torch.nn.Module) -> tuple[int, torch.nn.Mod
     leaves = _leaves(module)
     if leaves is None:
         return None
-    kept = [m for m in leaves if not isinstance(m, (torch.nn.Identity, torch.nn.Dropout))]
+    kept = [m for m in leaves if not isinstance(m, (torch.nn.Identity, *DROPOUTS))]
     if kept and isinstance(kept[0], torch.nn.Embedding):  # the embedding lookup as a join, the rest in torch
         return (1, torch.nn.Sequential(*kept[1:])) if len(kept) > 1 else None
     if not kept or not isinstance(kept[0], torch.nn.Linear):

@@ -7,6 +7,7 @@ code are refused; nothing is fetched from a model hub.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import warnings
@@ -25,10 +26,10 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 import torch  # noqa: E402
 
 from workbench.errors import ModelLoadError  # noqa: E402
-from workbench.models import mlp  # noqa: E402
+from workbench.models import mlp, sentence  # noqa: E402
 from workbench.models.base import Model  # noqa: E402
 from workbench.models.tensor import TensorModel  # noqa: E402
-from workbench.models.text import TextClassifier, TextEmbedder  # noqa: E402
+from workbench.models.text import text_model  # noqa: E402
 
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"}
 TASKS = ("embed", "classify", "regress")
@@ -42,6 +43,7 @@ KNOWN_OPTIONS = {
     "input_dim",
     "output_dim",
     "allow_pickle",
+    "allow_inf",
     "device",
     "deterministic",
     "cache",
@@ -69,6 +71,18 @@ def check_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
         raise ModelLoadError(f"model '{name}': batch_size must be a positive integer, not {bs!r}")
     if isinstance(options.get("labels"), str):
         options = {**options, "labels": [s.strip() for s in options["labels"].split(",")]}
+    labels = options.get("labels")
+    if labels is not None:
+        if not isinstance(labels, (list, tuple)) or not labels or not all(isinstance(x, str) and x for x in labels):
+            raise ModelLoadError(f"model '{name}': labels must be a list of names, e.g. labels = 'neg,pos'")
+        if len(set(labels)) != len(labels):
+            raise ModelLoadError(f"model '{name}': labels must be distinct, not {', '.join(labels)}"[:300])
+        options = {**options, "labels": list(labels)}
+    allow_inf = options.get("allow_inf")
+    if isinstance(allow_inf, str) and allow_inf.lower() in ("true", "false"):
+        options = {**options, "allow_inf": allow_inf.lower() == "true"}
+    elif allow_inf is not None and not isinstance(allow_inf, bool):
+        raise ModelLoadError(f"model '{name}': allow_inf must be true or false, not {allow_inf!r}")
     from workbench.models import offloaded, variants
 
     try:
@@ -89,7 +103,7 @@ def from_path(name: str, path: str, options: dict[str, Any]) -> Model:
         if p.suffix == ".safetensors":
             if mlp.is_mlp_file(p):
                 module, saved = mlp.load(p)
-                return _tensor_model(module, {**saved, **options})
+                return _tensor_model(name, module, {**saved, **options})
             if (p.parent / "config.json").exists():
                 return _from_transformers_dir(name, p.parent, options)
             raise ModelLoadError(
@@ -108,49 +122,49 @@ def from_path(name: str, path: str, options: dict[str, Any]) -> Model:
 
 
 def from_python(name: str, obj: Any, options: dict[str, Any]) -> Model:
-    """A model from a notebook object: nn.Module, (model, tokenizer), or a `Model`."""
+    """A model from a notebook object: nn.Module, (model, tokenizer), or a `Model`.
+
+    The object is used as it is, never changed: its modules run in eval mode for each call
+    and are put back in the mode they had (models/modes.py)."""
     if isinstance(obj, Model):
+        if "allow_inf" in options:  # on a copy: the user's adapter keeps its own setting
+            obj = copy.copy(obj)
+            obj.allow_inf = bool(options["allow_inf"])
         return obj
     if isinstance(obj, (tuple, list)) and len(obj) == 2:
         model, tokenizer = obj
         if not callable(tokenizer) or not isinstance(model, torch.nn.Module):
             raise ModelLoadError(f"model '{name}': expected (transformers model, tokenizer)")
-        return _text_model(model, tokenizer, options)
+        return text_model(name, model, tokenizer, options)
     if isinstance(obj, dict) and {"model", "tokenizer"} <= set(obj):
-        return _text_model(obj["model"], obj["tokenizer"], options)
+        return text_model(name, obj["model"], obj["tokenizer"], options)
     if isinstance(obj, torch.nn.Module):
         if hasattr(obj, "config") and hasattr(obj.config, "model_type"):
             raise ModelLoadError(
                 f"model '{name}': a transformers model needs its tokenizer: register (model, tokenizer)"
             )
-        return _tensor_model(obj, options)
+        return _tensor_model(name, obj, options)
     raise ModelLoadError(
         f"model '{name}': cannot use a {type(obj).__name__} as a model "
         "(expected a torch nn.Module or a (model, tokenizer) pair)"
     )
 
 
-def _tensor_model(module: torch.nn.Module, options: dict[str, Any]) -> TensorModel:
-    keep = ("task", "labels", "input_dim", "output_dim", "batch_size", "deterministic")
-    return TensorModel(module, **{k: v for k, v in options.items() if k in keep})
-
-
-def _text_model(model: Any, tokenizer: Any, options: dict[str, Any]) -> Model:
-    task = options.get("task") or _task_of(model)
-    kw = {k: options[k] for k in ("max_length", "batch_size") if k in options}
-    if task == "classify":
-        return TextClassifier(model, tokenizer, **kw)
-    if task == "embed":
-        return TextEmbedder(model, tokenizer, normalize=options.get("normalize", True), **kw)
-    raise ModelLoadError(f"task {task!r} is not supported for text models (use embed or classify)")
-
-
-def _task_of(model: Any) -> str:
-    archs = getattr(getattr(model, "config", None), "architectures", None) or []
-    return "classify" if any("SequenceClassification" in a for a in archs) else "embed"
+def _tensor_model(name: str, module: torch.nn.Module, options: dict[str, Any]) -> TensorModel:
+    keep = ("task", "labels", "input_dim", "output_dim", "batch_size", "deterministic", "allow_inf")
+    try:
+        return TensorModel(module, **{k: v for k, v in options.items() if k in keep})
+    except ModelLoadError as exc:
+        raise ModelLoadError(f"model '{name}': {exc}") from None
 
 
 def _from_transformers_dir(name: str, d: Path, options: dict[str, Any]) -> Model:
+    try:
+        recipe = sentence.read(d)
+    except ModelLoadError as exc:
+        raise ModelLoadError(f"model '{name}': {exc}") from None
+    if recipe is not None:
+        d = recipe.transformer_dir  # (the directory itself, or an older layout's 0_Transformer/)
     config_file = d / "config.json"
     if not config_file.exists():
         raise ModelLoadError(f"model '{name}': {d} has no config.json (not a transformers model directory)")
@@ -172,8 +186,15 @@ def _from_transformers_dir(name: str, d: Path, options: dict[str, Any]) -> Model
     hf_logging.disable_progress_bar()  # a notebook cell should show our output, not theirs
 
     archs = config.get("architectures") or []
-    task = options.get("task") or ("classify" if any("SequenceClassification" in a for a in archs) else "embed")
-    cls = AutoModelForSequenceClassification if task == "classify" else AutoModel
+    has_head = any("SequenceClassification" in a for a in archs)
+    outputs = len(config.get("id2label") or {}) or int(config.get("num_labels", 2))
+    task = options.get("task") or ("embed" if not has_head else "regress" if outputs == 1 else "classify")
+    if task in ("classify", "regress") and archs and not has_head:
+        # transformers would add a randomly initialised head: outputs that mean nothing
+        raise ModelLoadError(
+            f"model '{name}': {d.name} is a {archs[0]} without a classification head; it can only embed (task='embed')"
+        )
+    cls = AutoModelForSequenceClassification if task in ("classify", "regress") else AutoModel
     model = cls.from_pretrained(
         str(d),
         use_safetensors=not allow_pickle or has_safetensors,
@@ -181,7 +202,7 @@ def _from_transformers_dir(name: str, d: Path, options: dict[str, Any]) -> Model
         local_files_only=True,
     )
     tokenizer = AutoTokenizer.from_pretrained(str(d), trust_remote_code=False, local_files_only=True)
-    return _text_model(model, tokenizer, {**options, "task": task})
+    return text_model(name, model.eval(), tokenizer, {**options, "task": task}, recipe)
 
 
 def _from_pickle(name: str, p: Path, options: dict[str, Any]) -> Model:
@@ -193,7 +214,7 @@ def _from_pickle(name: str, p: Path, options: dict[str, Any]) -> Model:
     obj = torch.load(str(p), map_location="cpu", weights_only=False)
     if not isinstance(obj, torch.nn.Module):
         raise ModelLoadError(f"model '{name}': {p.name} holds a {type(obj).__name__}, not a torch module")
-    return _tensor_model(obj, options)
+    return _tensor_model(name, obj, options)
 
 
 def _short(exc: BaseException) -> str:

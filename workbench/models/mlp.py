@@ -33,13 +33,15 @@ class MLP(torch.nn.Sequential):
         self.activation = activation
 
 
-def save(model: MLP, path: str | Path, *, task: str = "classify", labels: list[str] | None = None) -> None:
+def save(model: MLP, path: str | Path, *, task: str | None = None, labels: list[str] | None = None) -> None:
+    """Write the MLP; without a task, the loader's default applies (one output: regress)."""
     meta = {
         "arch": ARCH,
         "widths": json.dumps(model.widths),
         "activation": model.activation,
-        "task": task,
     }
+    if task:
+        meta["task"] = task
     if labels:
         meta["labels"] = json.dumps(labels)
     tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
@@ -56,11 +58,15 @@ def is_mlp_file(path: str | Path) -> bool:
 
 
 def load(path: str | Path) -> tuple[MLP, dict[str, Any]]:
-    """The MLP and its options (task, labels) from a file written by `save`."""
+    """The MLP and its options (task, labels, and its widths: no probe needed) from a file
+    written by `save`."""
     meta = metadata(path)
-    model = MLP(json.loads(meta["widths"]), meta.get("activation", "relu"))
+    widths = json.loads(meta["widths"])
+    model = MLP(widths, meta.get("activation", "relu"))
     model.load_state_dict(load_file(str(path)))
-    options: dict[str, Any] = {"task": meta.get("task", "classify")}
+    options: dict[str, Any] = {"input_dim": widths[0], "output_dim": widths[-1]}
+    if "task" in meta:
+        options["task"] = meta["task"]
     if "labels" in meta:
         options["labels"] = json.loads(meta["labels"])
     return model.eval(), options

@@ -18,7 +18,8 @@ from typing import Any
 import torch
 
 from workbench.errors import ModelLoadError, OutOfMemoryBudget
-from workbench.models.base import Model
+from workbench.models import sentence
+from workbench.models.base import Model, check_labels
 from workbench.runtime import offload
 
 MODES = ("auto", "on", "off")
@@ -98,6 +99,15 @@ def check(name: str, directory: Path, options: dict[str, Any]) -> str:
     task = options.get("task") or "embed"
     if task not in ("embed", "classify"):
         raise ModelLoadError(f"model '{name}': task {task!r} is not supported for text models (embed or classify)")
+    labels = options.get("labels")
+    try:
+        if labels and task != "classify":
+            raise ModelLoadError(f"labels name a classifier's outputs; this model's task is '{task}'")
+        if task == "classify":
+            check_labels(labels, int(config.num_labels))
+        sentence.read(directory)  # a recipe the engine cannot follow fails now, not at the first query
+    except ModelLoadError as exc:
+        raise ModelLoadError(f"model '{name}': {exc}") from None
     return task
 
 
@@ -109,13 +119,18 @@ def load(name: str, directory: Path, options: dict[str, Any], budget: int | None
         return _LOADED[key]
     from transformers import AutoConfig, AutoTokenizer
 
-    from workbench.models.text import TextClassifier, TextEmbedder
+    from workbench.models.text import max_length_of, text_model
 
     config = AutoConfig.from_pretrained(str(directory), local_files_only=True, trust_remote_code=False)
     if getattr(config, "auto_map", None):
         raise ModelLoadError(f"model '{name}': {directory} asks to run its own Python code; remote code is never run")
+    try:  # a sentence-transformers directory: its own pooling, normalisation and max_seq_length
+        recipe = sentence.read(directory)
+    except ModelLoadError as exc:
+        raise ModelLoadError(f"model '{name}': {exc}") from None
+    tokenizer = AutoTokenizer.from_pretrained(str(directory), trust_remote_code=False, local_files_only=True)
     window = (budget or DEFAULT_WINDOW) - offload.overhead(budget or DEFAULT_WINDOW)
-    max_length = int(options.get("max_length", 128))
+    max_length = max_length_of(options, recipe, tokenizer, config)
     per_row = _activation_bytes_per_row(config, max_length)
     probe = offload.build(directory, budget or DEFAULT_WINDOW, device=device)  # sizes only: nothing is read
     units = sorted(probe.unit_bytes, reverse=True)
@@ -132,13 +147,9 @@ def load(name: str, directory: Path, options: dict[str, Any], budget: int | None
     if options.get("batch_size"):  # the user's batch, when it fits
         batch = min(batch, int(options["batch_size"]))
     runtime = offload.build(directory, budget or DEFAULT_WINDOW, device=device, activation_bytes=int(batch * per_row))
-    tokenizer = AutoTokenizer.from_pretrained(str(directory), trust_remote_code=False, local_files_only=True)
     task = options.get("task") or "embed"
-    cls = TextClassifier if task == "classify" else TextEmbedder
-    kw: dict[str, Any] = {"max_length": max_length, "batch_size": int(batch)}
-    if cls is TextEmbedder:
-        kw["normalize"] = options.get("normalize", True)
-    model: Model = cls(_Module(runtime), tokenizer, **kw)
+    settings = {**options, "task": task, "max_length": max_length, "batch_size": int(batch)}
+    model: Model = text_model(name, _Module(runtime), tokenizer, settings, recipe)
     model.device = device
     model.offloaded = runtime  # type: ignore[attr-defined]
     model.resident_bytes = budget or DEFAULT_WINDOW  # type: ignore[attr-defined]  # what the cost model counts
@@ -151,8 +162,9 @@ def load(name: str, directory: Path, options: dict[str, Any], budget: int | None
     base_parts = model.fingerprint_parts
 
     def fingerprint_parts() -> tuple[list, dict[str, Any]]:
-        _, facts = base_parts()
-        return [], {**facts, "weights": digest}  # the same bytes as the in-memory model: same outputs
+        named, facts = base_parts()
+        head = [(n, t) for n, t in named if n.startswith("dense.")]  # a recipe's Dense steps: in memory
+        return head, {**facts, "weights": digest}  # the same bytes as the in-memory model: same outputs
 
     model.fingerprint_parts = fingerprint_parts  # type: ignore[method-assign]
     _LOADED[key] = model

@@ -1,4 +1,9 @@
-"""Adapters for transformers text models: sentence embedders and sequence classifiers."""
+"""Adapters for transformers text models: sentence embedders, sequence classifiers and
+sequence regressors (a classification head with one output).
+
+The transformers model is the user's object (or the loader's): it runs in eval mode for each
+call and is left in the mode it had (models/modes.py).
+"""
 
 from __future__ import annotations
 
@@ -9,23 +14,48 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from workbench.models.base import Model, fixed_size_list, label_score, vector_types
+from workbench.errors import ModelLoadError
+from workbench.models.base import Model, check_labels, fixed_size_list, label_score, vector_types
+from workbench.models.modes import evaluating
+from workbench.models.sentence import Dense, Recipe, pool
+
+#: tokens kept of each text when neither the user nor the model's directory says
+DEFAULT_MAX_LENGTH = 128
 
 
 class _TextModel(Model):
     input_kind = "text"
 
-    def __init__(self, model: Any, tokenizer: Any, *, max_length: int = 128, batch_size: int | None = None):
-        self.model = model.eval()
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        max_length: int = DEFAULT_MAX_LENGTH,
+        batch_size: int | None = None,
+        lowercase: bool = False,
+        prompt: str = "",
+    ):
+        self.model = model
         self.tokenizer = tokenizer
         self.max_length = int(max_length)
         self.batch_size = int(batch_size) if batch_size else None
+        self.lowercase = bool(lowercase)
+        self.prompt = str(prompt)
         self.device = str(next(model.parameters()).device)
         self._tokenizer_hash = _tokenizer_hash(tokenizer)
 
     def _encode(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        if self.prompt:
+            texts = [self.prompt + t for t in texts]
+        if self.lowercase:
+            texts = [t.lower() for t in texts]
         enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
         return {k: v.to(self.device) for k, v in enc.items()}
+
+    def _logits(self, texts: list[str]) -> torch.Tensor:
+        with evaluating(self.model), torch.inference_mode():
+            return self.model(**self._encode(texts)).logits.float()
 
     def sort_keys(self, inputs: list[str]) -> np.ndarray:
         # Character length is a cheap, good proxy for token length: batches of similar
@@ -48,10 +78,17 @@ class _TextModel(Model):
             "config": config,
             "tokenizer": self._tokenizer_hash,
             "vocab_size": len(self.tokenizer),
-            "normalize": getattr(self, "normalize", None),
-            "pooling": "mean",
+            **self._head_facts(),
         }
-        return tensors(self.model), facts
+        if self.lowercase or self.prompt:  # (absent by default: fingerprints stored before stay valid)
+            facts.update(lowercase=self.lowercase, prompt=self.prompt)
+        return tensors(self.model) + self._head_tensors(), facts
+
+    def _head_facts(self) -> dict[str, Any]:
+        return {}
+
+    def _head_tensors(self) -> list[tuple[str, Any]]:
+        return []
 
 
 def _tokenizer_hash(tokenizer: Any) -> str:
@@ -63,14 +100,27 @@ def _tokenizer_hash(tokenizer: Any) -> str:
 
 
 class TextEmbedder(_TextModel):
-    """Mean-pooled, L2-normalised sentence embeddings (the sentence-transformers recipe)."""
+    """Sentence embeddings: the token vectors pooled (mean by default; a sentence-transformers
+    directory's own modes), its Dense steps, then L2-normalised when `normalize`."""
 
     task = "embed"
 
-    def __init__(self, model: Any, tokenizer: Any, *, normalize: bool = True, **kw: Any):
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        normalize: bool = True,
+        pooling: tuple[str, ...] = ("mean",),
+        dense: tuple[Dense, ...] = (),
+        **kw: Any,
+    ):
         super().__init__(model, tokenizer, **kw)
         self.normalize = bool(normalize)
-        self.dim = int(model.config.hidden_size)
+        self.pooling = tuple(pooling)
+        self.dense = tuple(dense)
+        hidden = int(model.config.hidden_size)
+        self.dim = int(dense[-1].weight.shape[0]) if dense else hidden * len(self.pooling)
 
     @property
     def output_type(self) -> str:
@@ -81,10 +131,11 @@ class TextEmbedder(_TextModel):
 
     def embed(self, texts: list[str]) -> torch.Tensor:
         enc = self._encode(texts)
-        with torch.inference_mode():
+        with evaluating(self.model), torch.inference_mode():
             hidden = self.model(**enc).last_hidden_state
-            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            pooled = pool(hidden, enc["attention_mask"], self.pooling)
+            for step in self.dense:
+                pooled = step(pooled)
             if self.normalize:
                 pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
         return pooled
@@ -92,11 +143,38 @@ class TextEmbedder(_TextModel):
     def predict(self, batch: list[str]) -> pa.Array:
         return fixed_size_list(self.embed(batch).float().cpu().numpy())
 
+    def _head_facts(self) -> dict[str, Any]:
+        facts: dict[str, Any] = {"normalize": self.normalize, "pooling": "+".join(self.pooling)}
+        if self.dense:
+            facts["dense"] = [d.activation for d in self.dense]
+        return facts
+
+    def _head_tensors(self) -> list[tuple[str, Any]]:
+        named = []
+        for i, d in enumerate(self.dense):
+            named.append((f"dense.{i}.weight", d.weight))
+            if d.bias is not None:
+                named.append((f"dense.{i}.bias", d.bias))
+        return named
+
+
+def outputs_of(model: Any) -> int:
+    """How many outputs a transformers classification head has (its config's num_labels)."""
+    return int(model.config.num_labels)
+
 
 class TextClassifier(_TextModel):
-    """A sequence classifier: STRUCT(label VARCHAR, score FLOAT), score = softmax prob."""
+    """A sequence classifier: STRUCT(label VARCHAR, score FLOAT), score = softmax prob.
+    Labels are the user's (`labels = 'neg,pos'`) or the checkpoint's `config.id2label`."""
 
     task = "classify"
+
+    def __init__(self, model: Any, tokenizer: Any, *, labels: list[str] | None = None, **kw: Any):
+        super().__init__(model, tokenizer, **kw)
+        outputs = outputs_of(model)
+        check_labels(labels, outputs)
+        names = getattr(model.config, "id2label", None) or {}
+        self.labels = list(labels) if labels else [str(names.get(i, i)) for i in range(outputs)]
 
     @property
     def output_type(self) -> str:
@@ -106,8 +184,84 @@ class TextClassifier(_TextModel):
         return pa.struct([("label", pa.string()), ("score", pa.float32())])
 
     def predict(self, batch: list[str]) -> pa.Array:
-        with torch.inference_mode():
-            probs = self.model(**self._encode(batch)).logits.float().softmax(-1).cpu()
-        score, idx = probs.max(-1)
-        names = self.model.config.id2label
-        return label_score([str(names.get(int(i), int(i))) for i in idx], score.numpy(), pa.string())
+        score, idx = self._logits(batch).softmax(-1).max(-1)
+        return label_score([self.labels[i] for i in idx.cpu().numpy()], score.cpu().numpy(), pa.string())
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "labels": self.labels}
+
+    def _head_facts(self) -> dict[str, Any]:
+        return {"labels": self.labels}
+
+
+class TextRegressor(_TextModel):
+    """A classification head with one output (transformers' regression problem): FLOAT."""
+
+    task = "regress"
+
+    @property
+    def output_type(self) -> str:
+        return "FLOAT"
+
+    def arrow_output_type(self) -> pa.DataType:
+        return pa.float32()
+
+    def predict(self, batch: list[str]) -> pa.Array:
+        return pa.array(self._logits(batch)[:, 0].cpu().numpy())
+
+
+def text_model(name: str, model: Any, tokenizer: Any, options: dict[str, Any], recipe: Recipe | None = None) -> Model:
+    """The adapter for a transformers model and its tokenizer, as `options` and, for a
+    sentence-transformers directory, its `recipe` say (explicit options win)."""
+    task = options.get("task") or _task_of(model)
+    labels = options.get("labels")
+    if labels and task != "classify":
+        raise ModelLoadError(f"model '{name}': labels name a classifier's outputs; this model's task is '{task}'")
+    kw: dict[str, Any] = {
+        "max_length": max_length_of(options, recipe, tokenizer, getattr(model, "config", None)),
+        "batch_size": options.get("batch_size"),
+    }
+    if recipe is not None:
+        kw.update(lowercase=recipe.lowercase, prompt=recipe.prompt)
+    try:
+        if task == "classify":
+            adapter: Model = TextClassifier(model, tokenizer, labels=labels, **kw)
+        elif task == "regress":
+            outputs = int(getattr(getattr(model, "config", None), "num_labels", 0) or 0)
+            if outputs != 1:
+                raise ModelLoadError(f"task='regress' needs a head with 1 output and this one has {outputs}")
+            adapter = TextRegressor(model, tokenizer, **kw)
+        elif task == "embed":
+            normalize = options.get("normalize", recipe.normalize if recipe else True)
+            if recipe is not None:
+                kw.update(pooling=recipe.pooling, dense=recipe.dense)
+            adapter = TextEmbedder(model, tokenizer, normalize=normalize, **kw)
+        else:
+            raise ModelLoadError(f"task {task!r} is not supported for text models (embed, classify or regress)")
+    except ModelLoadError as exc:
+        raise ModelLoadError(f"model '{name}': {exc}") from None
+    adapter.allow_inf = bool(options.get("allow_inf", False))
+    return adapter
+
+
+def max_length_of(options: dict[str, Any], recipe: Recipe | None, tokenizer: Any, config: Any) -> int:
+    """Tokens kept per text: the user's max_length, else a sentence-transformers directory's
+    max_seq_length (or, without one, what its tokenizer and positions allow, as
+    sentence-transformers does), else DEFAULT_MAX_LENGTH."""
+    if options.get("max_length"):
+        return int(options["max_length"])
+    if recipe is None:
+        return DEFAULT_MAX_LENGTH
+    if recipe.max_length:
+        return recipe.max_length
+    limits = [int(getattr(tokenizer, "model_max_length", 0) or 0), int(getattr(config, "max_position_embeddings", 0))]
+    sane = [n for n in limits if 0 < n < 1_000_000]  # an unset model_max_length is 1e30
+    return min(sane) if sane else DEFAULT_MAX_LENGTH
+
+
+def _task_of(model: Any) -> str:
+    config = getattr(model, "config", None)
+    archs = [*(getattr(config, "architectures", None) or []), type(model).__name__]
+    if not any("SequenceClassification" in a for a in archs):
+        return "embed"
+    return "regress" if int(getattr(config, "num_labels", 2)) == 1 else "classify"

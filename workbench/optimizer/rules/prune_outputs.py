@@ -1,8 +1,9 @@
 """Prune model outputs nobody reads.
 
 A model call in a CTE or a derived table whose column the rest of the statement never reads
-(no reference by name, no `*` or `COLUMNS(...)` over it, no read of the whole row) is removed with its column, and an operator no
-statement part reads any more is dropped: its model never runs. DuckDB prunes unused
+(no reference by name, no `*` or `COLUMNS(...)` over it, no read of the whole row) is
+removed with its column, and an operator no statement part reads any more is dropped: its
+model never runs. DuckDB prunes unused
 columns of its own plan, but model operators run before the statement, so the engine must
 prune them itself. Bodies with DISTINCT, GROUP BY or set operations keep every column (a
 column there changes which rows come out).
