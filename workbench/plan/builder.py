@@ -173,10 +173,13 @@ class PlanBuilder:
                 )
             key = (model_name, arg.sql(dialect="duckdb", normalize_functions=False))
             op = operators.get(key)
-            why = _in_place_only(call)
+            why = _in_returning(call)
             if why is None:
                 try:
                     query, scope, owner, reads = self._input_query(call, arg, names)
+                    why = _reads_recursion(call, query)
+                    if op is not None and op.id in reads:  # its rows come through its own outputs
+                        why = "its input rows are filtered by its own outputs"
                 except UnsupportedCall as exc:
                     why = f"its inputs cannot be computed apart from the statement ({exc})"
             if why is not None:  # the call runs where it stands: a streaming UDF (udf_centric)
@@ -185,8 +188,10 @@ class PlanBuilder:
             if op is None:
                 op = self._operator(len(operators) + 1, model_name, call_text, query, reads, why or "")
                 operators[key] = op
-            elif why is not None and not op.streaming_only:
-                operators[key] = op = replace(op, streaming_only=why)
+            elif why is not None:
+                operators[key] = op = replace(op, streaming_only=op.streaming_only or why)
+                call.replace(exp.Anonymous(this=lookup_name(op.id), expressions=[arg.copy()]))
+                continue
             elif query not in op.inputs:
                 operators[key] = op = replace(
                     op,
@@ -483,26 +488,35 @@ def _name_model_columns(tree: exp.Expr, names: set[str]) -> None:
     """
     for select in tree.find_all(exp.Select):
         for i, proj in enumerate(select.expressions):
-            if isinstance(proj, (exp.Alias, exp.Star)):
-                continue
+            if isinstance(proj, (exp.Alias, exp.Star)) or proj.find(exp.Columns) is not None:
+                continue  # COLUMNS(...) names its columns after the columns it expands to
             if any(n.name.lower() in names for n in proj.find_all(exp.Anonymous)):
                 text = proj.sql(dialect="duckdb", normalize_functions=False)
                 select.expressions[i].replace(exp.alias_(proj.copy(), text, quoted=True))
 
 
-def _in_place_only(call: exp.Expr) -> str | None:
-    """Why a call can only run where it stands (as a streaming UDF), or None: its inputs are
-    the rows a statement changes (RETURNING), or rows a recursion is still making."""
+def _in_returning(call: exp.Expr) -> str | None:
+    """RETURNING reads the rows as the statement changed them: a call there can only run
+    where it stands (as a streaming UDF)."""
     if call.find_ancestor(exp.Returning) is not None:
         return "it is in RETURNING, which reads the rows as the statement changed them"
+    return None
+
+
+def _reads_recursion(call: exp.Expr, query: InputQuery) -> str | None:
+    """Whether a call's input query reads a recursive CTE it stands in (rows that exist only
+    while the recursion runs), and so can only run where it stands."""
+    names = set()
     cte = call.find_ancestor(exp.CTE)
     while cte is not None:
-        with_ = cte.parent
-        name = cte.alias_or_name.lower()
-        if isinstance(with_, exp.With) and with_.args.get("recursive"):
-            if any(t.name.lower() == name for t in cte.this.find_all(exp.Table)):
-                return "it is inside a recursive CTE, whose rows exist only while the recursion runs"
+        if isinstance(cte.parent, exp.With) and cte.parent.args.get("recursive"):
+            names.add(cte.alias_or_name.lower())
         cte = cte.find_ancestor(exp.CTE)
+    if not names:
+        return None
+    text = f"SELECT {query.key}" + (f" FROM {query.source}" if query.source else "")
+    if any(t.name.lower() in names for t in parse(text).find_all(exp.Table)):
+        return "it reads a recursive CTE's rows, which exist only while the recursion runs"
     return None
 
 
