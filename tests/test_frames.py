@@ -170,3 +170,28 @@ def test_a_pandas_frame_in_scope_is_a_table(session):
     pdf = pd.DataFrame({"a": [1, 2, 3]})  # noqa: F841
     assert session.sql("SELECT sum(a) AS s FROM pdf").pl()["s"][0] == 6
     assert session.sql("SELECT count(*) AS n FROM :pdf", {"pdf": pdf}).pl()["n"][0] == 3
+
+
+def test_the_cache_estimate_sees_a_frame(digits_session):
+    """Planning reads the cache through the statement's own connection, where the frame is."""
+    recent = digits_session.sql("SELECT * FROM digits WHERE id < 50").pl()
+    digits_session.sql("SELECT digits(pixels).label FROM recent")
+    plan = digits_session.explain("SELECT digits(pixels).label FROM recent")
+    assert plan.operators[0].expected_hit_ratio == 1.0
+
+
+def test_a_changed_variable_is_read_anew(session):
+    frame = pl.DataFrame({"a": [1]})
+    assert session.sql("SELECT a FROM frame").pl()["a"].to_list() == [1]
+    frame = pl.DataFrame({"a": [2]})  # noqa: F841 - read by name in the SQL below
+    assert session.sql("SELECT a FROM frame").pl()["a"].to_list() == [2]
+
+
+def test_temp_tables_live_on_between_calls(session):
+    session.sql("CREATE TEMP TABLE scratch AS SELECT 42 AS x")
+    assert session.sql("SELECT x FROM scratch").pl()["x"].to_list() == [42]
+    session.sql("CREATE TABLE kept (x INTEGER)")
+    session.sql("BEGIN TRANSACTION")
+    session.sql("INSERT INTO kept VALUES (1)")
+    session.sql("ROLLBACK")
+    assert session.sql("SELECT count(*) AS n FROM kept").pl()["n"].to_list() == [0]

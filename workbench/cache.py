@@ -313,19 +313,28 @@ class InferenceCache:
 
     # -- views -------------------------------------------------------------------------
     def expected_hit_ratio(
-        self, model_name: str, model: Model, policy: Policy, fp: str, input_sql: str, params: dict[str, Any]
+        self,
+        model_name: str,
+        model: Model,
+        policy: Policy,
+        fp: str,
+        input_sql: str,
+        params: dict[str, Any],
+        con: duckdb.DuckDBPyConnection | None = None,
     ) -> float | None:
+        """Share of the inputs cached now; `con`: the statement's own connection (which sees
+        what it registered, such as the DataFrames it reads)."""
         table = table_name(model_name)
         exists = run(self.con, "SELECT 1 FROM duckdb_tables() WHERE table_name = ? AND schema_name = 'main'", [table])
         if policy.kind == "off":
             return None
         if not exists:
             return 0.0
-        t = self.query(
+        t = (con or self.con).sql(
             f'SELECT count(*) AS n, count(c.h) AS hits FROM ({input_sql}) i LEFT JOIN "{table}" c '
             f"ON c.fp = $__fp AND c.h = {self._key_sql('i.k', model, policy)} WHERE i.k IS NOT NULL",
-            {**params, "__fp": fp},
-        )
+            params={**params, "__fp": fp},
+        ).to_arrow_table()
         n, hits = t.column("n")[0].as_py(), t.column("hits")[0].as_py()
         return hits / n if n else None
 

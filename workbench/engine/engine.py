@@ -239,7 +239,7 @@ class _Counter:
         return (
             self.cursor.guarded(
                 lambda: self.engine.cache.expected_hit_ratio(
-                    op.model, model, policy, model.fingerprint(), op.input_sql, params
+                    op.model, model, policy, model.fingerprint(), op.input_sql, params, self.cursor.con
                 )
             )
             or 0.0
