@@ -89,10 +89,10 @@ def test_sampling_models_are_never_cached(digits_session):
     s = digits_session
     net = torch.nn.Sequential(torch.nn.Linear(64, 10), torch.nn.Dropout(0.5))
     s.register_model("noisy", net, task="classify")
-    net.train()  # dropout active: outputs are random
-    for _ in range(2):
-        r = s.sql("SELECT noisy(pixels) FROM digits WHERE id < 20")
-        assert r.stats[0]["cache_hits"] == 0 and r.stats[0]["cache_policy"] == "off"
+    net.train()  # queries run it in eval mode (dropout off) and leave it in training mode
+    s.sql("SELECT noisy(pixels) FROM digits WHERE id < 20")
+    r = s.sql("SELECT noisy(pixels) FROM digits WHERE id < 20")
+    assert r.stats[0]["cache_hits"] == 20 and r.stats[0]["cache_policy"] == "exact" and net.training
     s.register_model("declared", small_net(), task="classify", deterministic=False)
     s.sql("SELECT declared(pixels) FROM digits WHERE id < 5")
     assert s.sql("SELECT declared(pixels) FROM digits WHERE id < 5").stats[0]["cache_hits"] == 0

@@ -330,11 +330,15 @@ class InferenceCache:
             return None
         if not exists:
             return 0.0
-        t = (con or self.con).sql(
-            f'SELECT count(*) AS n, count(c.h) AS hits FROM ({input_sql}) i LEFT JOIN "{table}" c '
-            f"ON c.fp = $__fp AND c.h = {self._key_sql('i.k', model, policy)} WHERE i.k IS NOT NULL",
-            params={**params, "__fp": fp},
-        ).to_arrow_table()
+        t = (
+            (con or self.con)
+            .sql(
+                f'SELECT count(*) AS n, count(c.h) AS hits FROM ({input_sql}) i LEFT JOIN "{table}" c '
+                f"ON c.fp = $__fp AND c.h = {self._key_sql('i.k', model, policy)} WHERE i.k IS NOT NULL",
+                params={**params, "__fp": fp},
+            )
+            .to_arrow_table()
+        )
         n, hits = t.column("n")[0].as_py(), t.column("hits")[0].as_py()
         return hits / n if n else None
 

@@ -27,6 +27,7 @@ class _Tail(Model):
         self.small_run_batch = model.small_run_batch
         self.batch_size, self.tuned_batch_size = model.batch_size, model.tuned_batch_size
         self.device = model.device
+        self.allow_inf = model.allow_inf
 
     @property
     def output_type(self) -> str:
