@@ -174,7 +174,7 @@ def test_a_pandas_frame_in_scope_is_a_table(session):
 
 def test_the_cache_estimate_sees_a_frame(digits_session):
     """Planning reads the cache through the statement's own connection, where the frame is."""
-    recent = digits_session.sql("SELECT * FROM digits WHERE id < 50").pl()
+    recent = digits_session.sql("SELECT * FROM digits WHERE id < 50").pl()  # noqa: F841 - read by name
     digits_session.sql("SELECT digits(pixels).label FROM recent")
     plan = digits_session.explain("SELECT digits(pixels).label FROM recent")
     assert plan.operators[0].expected_hit_ratio == 1.0
