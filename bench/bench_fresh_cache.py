@@ -47,7 +47,7 @@ s.sql("SELECT minilm(body) AS e FROM pydoc")
 t3 = time.perf_counter()
 s.sql("SELECT body FROM pydoc")
 t4 = time.perf_counter()
-s.sql("SELECT minilm('a sentence no paragraph of pydoc holds')")
+s.sql("SELECT minilm(:text)", {"text": f"a sentence no paragraph of pydoc holds, round {sys.argv[2]}"})
 t5 = time.perf_counter()
 print(json.dumps({"rows": len(r), "open": t1 - t0, "fresh": t2 - t1, "warm": t3 - t2, "plain": t4 - t3,
                   "miss": t5 - t4, "loaded_by_query": loaded_fresh}))
@@ -68,7 +68,7 @@ def main() -> None:
         subprocess.run([sys.executable, "-c", PREPARE, db], check=True)
         runs = []
         for i in range(args.rounds):
-            out = subprocess.run([sys.executable, "-c", ROUND, db], check=True, capture_output=True, text=True)
+            out = subprocess.run([sys.executable, "-c", ROUND, db, str(i)], check=True, capture_output=True, text=True)
             runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
             log(f"round {i + 1}: fresh {runs[-1]['fresh']:.3f} s, miss {runs[-1]['miss']:.3f} s")
     med = {k: statistics.median(r[k] for r in runs) for k in ("fresh", "warm", "plain", "miss", "open")}
