@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 import time
 import weakref
@@ -54,6 +55,7 @@ class Models:
         self._lock = threading.Lock()
         self._records: dict[str, _Record] | None = None  # read on first use
         self._deferred: dict[str, tuple[str, Deferred]] = {}
+        self._keys: dict[str, tuple[tuple[str, int, str], str | None]] = {}  # name -> (path stamp, source key)
 
     def base(self, name: str, config: Config) -> Model:
         """The catalog's model, or its offloaded form when its options and the budget say so."""
@@ -118,9 +120,22 @@ class Models:
             path = None
         else:
             path = info.source
-        if variants.spec_of(info.options) is not None:
+        if variants.spec_of(info.options) is not None or path is None:
             return None  # a compressed variant is built from the loaded model
-        return source_key(path, info.options)
+        # hashing every file is read once per change of the path itself (as the catalog
+        # decides to reload), not on each of the many times a query asks for the model
+        try:
+            stamp = (path, os.stat(path).st_mtime_ns, json.dumps(info.options, sort_keys=True, default=str))
+        except OSError:
+            return None
+        with self._lock:
+            known = self._keys.get(name.lower())
+        if known is not None and known[0] == stamp:
+            return known[1]
+        key = source_key(path, info.options)
+        with self._lock:
+            self._keys[name.lower()] = (stamp, key)
+        return key
 
     def _read_records(self) -> dict[str, _Record]:
         with self._lock:
