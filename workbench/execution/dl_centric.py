@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from workbench.cache import InferenceCache, Lookup, Policy
 from workbench.errors import InputTypeError
 from workbench.execution import batching
-from workbench.models.base import Model
+from workbench.models.base import OBJECT_KINDS, Model
 from workbench.plan.nodes import ModelOperator
 from workbench.plan.stats import OperatorStats
 from workbench.runtime.memory import MemoryGuard
@@ -141,8 +141,9 @@ def _merge(found: Lookup, computed: pa.Array, n: int) -> pa.Array:
 
 
 def to_model_inputs(call: str, name: str, model: Model, keys: pa.Array) -> Any:
-    """Distinct inputs as the model takes them: a list of texts, or a 2-D float32 array."""
-    if model.input_kind == "text":
+    """Distinct inputs as the model takes them: a list (texts, image bytes or paths, dicts
+    of arguments), or a 2-D float32 array."""
+    if model.input_kind in OBJECT_KINDS:
         return keys.to_pylist()
     if model.input_kind == "ids":
         return keys.cast(pa.int64()).to_numpy(zero_copy_only=False)

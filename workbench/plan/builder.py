@@ -27,6 +27,7 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
 from workbench.errors import InputTypeError, SQLSyntaxError, UnsupportedCall, WorkbenchError
+from workbench.models.base import ARGUMENTS, arguments_of
 from workbench.plan.nodes import InputQuery, ModelFilter, ModelOperator, Plan, lookup_name, operator_id
 
 _SCOPES = (exp.Select, exp.Update, exp.Delete)
@@ -164,9 +165,7 @@ class PlanBuilder:
                     f"{call_text}: model '{model_name}' is a function, not a table; "
                     "call it in SELECT, WHERE, ORDER BY..."
                 )
-            if len(call.expressions) != 1:
-                raise InputTypeError(f"{call_text}: model '{model_name}' takes one input, got {len(call.expressions)}")
-            arg = call.expressions[0]
+            arg = _packed_arguments(call, call_text, model_name, self.models[model_name].input_kind)
             if isinstance(arg, exp.Null):  # `m(NULL)`: NULL of the model's input type, NULL out
                 arg = arg.replace(
                     exp.cast(exp.Null(), exp.DataType.build(self.models[model_name].input_type, dialect="duckdb"))
@@ -524,8 +523,40 @@ def first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else text
 
 
+def _packed_arguments(call: exp.Expr, call_text: str, model_name: str, input_kind: str) -> exp.Expr:
+    """The call's one input: its argument, or its arguments packed into one STRUCT (a
+    reranker's `score(query, doc)`, a zero-shot classifier's `zs(text, labels)`)."""
+    names = arguments_of(input_kind)
+    given = call.expressions
+    if not names:
+        if len(given) != 1:
+            raise InputTypeError(f"{call_text}: model '{model_name}' takes one input, got {len(given)}")
+        return given[0]
+    if len(given) != len(names):
+        raise InputTypeError(
+            f"{call_text}: model '{model_name}' takes {len(names)} inputs ({', '.join(names)}), got {len(given)}"
+        )
+    packed = exp.Struct(
+        expressions=[exp.PropertyEQ(this=exp.to_identifier(n), expression=a.copy()) for n, a in zip(names, given)]
+    )
+    call.set("expressions", [packed])
+    return packed
+
+
 def _check_input_type(call_text: str, model_name: str, model: Signature, got: str) -> None:
     if got.strip('"') == "NULL":
+        return
+    if model.input_kind == "image":
+        if got not in ("BLOB", "VARCHAR"):
+            raise InputTypeError(
+                f"{call_text}: model '{model_name}' expects image bytes (BLOB) or a path (VARCHAR), got {got}"
+            )
+        return
+    if model.input_kind in ARGUMENTS:
+        want = model.input_type
+        if got.replace('"', "") != want.replace('"', ""):
+            args = ", ".join(f"{n} {t}" for n, t in ARGUMENTS[model.input_kind])
+            raise InputTypeError(f"{call_text}: model '{model_name}' takes ({args}), got {got}"[:300])
         return
     if model.input_kind == "text":
         if got != "VARCHAR":
