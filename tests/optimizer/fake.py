@@ -95,6 +95,18 @@ PROFILES = {
         max_chars=512.0,
         fingerprint="minilm",
     ),
+    "rerank": ModelProfile(  # a cross-encoder: score(query, document), two arguments in one STRUCT
+        name="rerank",
+        input_kind="text_pair",
+        output_type="FLOAT",
+        max_batch=64,
+        weight_bytes=90_852_864,
+        no_chain="it is not a torch layer chain",
+        row_s=0.032,
+        char_s=1.1e-4,
+        max_chars=512.0,
+        fingerprint="rerank",
+    ),
 }
 BATCH_SIZES = {"digits": 256, "cheap": 512, "wide": 512, "small": 512}
 CACHE = {"digits": "off"}  # the others: exact
@@ -109,7 +121,14 @@ class Schema:
 
     def type_of(self, query: str, params: tuple[str, ...]) -> str:
         tree = sqlglot.parse_one(query, read="duckdb")
-        key = next(p for p in tree.find_all(exp.Alias) if p.alias == "k").this
+        return self._type(next(p for p in tree.find_all(exp.Alias) if p.alias == "k").this)
+
+    def _type(self, key: exp.Expression) -> str:
+        if isinstance(key, exp.Struct):  # several arguments, packed: STRUCT(name type, ...)
+            fields = [f"{f.this.name} {self._type(f.expression)}" for f in key.expressions]
+            return f"STRUCT({', '.join(fields)})"
+        if isinstance(key, exp.Literal) and key.is_string:
+            return "VARCHAR"
         if isinstance(key, exp.Cast):
             return key.to.sql(dialect="duckdb").upper()
         if isinstance(key, (exp.Placeholder, exp.Parameter, exp.GroupConcat)):

@@ -10,12 +10,14 @@ the schema dict of tests/optimizer/fake.py; the same queries then run for real.
 import re
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 import workbench
 from tests.optimizer import fake
 from workbench.engine.planner import bind
 from workbench.errors import InputTypeError, WorkbenchError
+from workbench.models.base import Model
 from workbench.plan.names import public_sql
 from workbench.settings import SETTINGS
 from workbench.sql import statements as st
@@ -33,9 +35,27 @@ def cases():
         yield pytest.param(query, inputs, final, id=query[:60])
 
 
+class WordOverlap(Model):
+    """A model of two arguments: the words a query and a document share (the fixtures' `rerank`)."""
+
+    input_kind = "text_pair"
+    task = "rerank"
+    output_type = "FLOAT"
+
+    def arrow_output_type(self):
+        return pa.float32()
+
+    def predict(self, batch):
+        return pa.array([len(set(r["query"].split()) & set(r["document"].split())) for r in batch], pa.float32())
+
+    def fingerprint_parts(self):
+        return [], {"words": "whitespace"}
+
+
 @pytest.fixture(scope="module")
 def s():
     s = workbench.connect()
+    s.register_model("rerank", WordOverlap())
     s.sql(
         "CALL load_dataset('digits'); CALL load_dataset('pydoc');"
         "CREATE TABLE notes AS SELECT * FROM (VALUES (1, 'if', 'a note'), (2, 'for', 'another note')) "
@@ -84,6 +104,27 @@ def test_wrong_arity_and_type(s):
         s.explain("SELECT minilm(body, body) FROM pydoc")
     with pytest.raises(InputTypeError, match=r"digits\(body\).*expects FLOAT\[64\].*VARCHAR"):
         s.explain("SELECT digits(body) FROM pydoc")
+
+
+def test_a_call_of_several_arguments_is_one_struct_input(s):
+    query = "SELECT n.id, p.id, rerank(n.txt, p.body) AS sc FROM notes AS n, pydoc AS p WHERE p.id < 3 ORDER BY ALL"
+    want = s.sql(
+        "SELECT n.id, p.id, len(list_intersect(list_distinct(string_split(n.txt, ' ')), "
+        "list_distinct(string_split(p.body, ' '))))::FLOAT AS sc "
+        "FROM notes AS n, pydoc AS p WHERE p.id < 3 ORDER BY ALL"
+    ).arrow()
+    for paradigm in ("dl_centric", "udf_centric"):
+        r = s.sql(query, paradigm=paradigm)
+        assert r.arrow().to_pylist() == want.to_pylist()
+        assert r.stats[0]["call"] == "rerank(n.txt, p.body)"
+
+
+def test_a_call_of_several_arguments_checks_count_and_types(s):
+    with pytest.raises(InputTypeError, match=r"takes 2 inputs \(query, document\), got 1"):
+        s.explain("SELECT rerank(body) FROM pydoc")
+    with pytest.raises(InputTypeError, match=r"takes \(query VARCHAR, document VARCHAR\), got STRUCT"):
+        s.explain("SELECT rerank(body, id) FROM pydoc")
+    assert len(s.sql("SELECT rerank(body, body) FROM pydoc WHERE id < 2")) == 2  # still usable
 
 
 def test_explain_of_create_view_says_what_to_explain(s):
