@@ -78,6 +78,9 @@ def policy_of(options: dict[str, Any], model: Model) -> Policy:
         kind = "off"  # a sampling model's outputs are never reused
     if kind == "normalized" and model.input_kind != "text":
         raise CacheError("cache = 'normalized' applies to text models only")
+    if kind == "semantic" and model.input_kind not in ("text", "tensor"):
+        # nearest-input reuse needs inputs in one vector space: a text's embedding or the array itself
+        raise CacheError("cache = 'semantic' applies to text and array inputs only")
     steps = options.get("cache_normalize", "trim,whitespace,case")
     normalize = tuple(s.strip() for s in str(steps).split(",") if s.strip())
     unknown = [s for s in normalize if s not in NORMALIZERS]
