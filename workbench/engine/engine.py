@@ -228,7 +228,8 @@ class _Counter:
         self.engine, self.cursor, self.config = engine, cursor, config
 
     def count(self, query: str, params: dict[str, Any], text: bool) -> tuple[int, int, float]:
-        length = ", avg(length(k)) AS c" if text else ", 0 AS c"
+        # (several text arguments: the length of all of them, as the STRUCT's text)
+        length = ", avg(length(CAST(k AS VARCHAR))) AS c" if text else ", 0 AS c"
         counted = self.cursor.fetch(f"SELECT count(k) AS n, count(DISTINCT k) AS d{length} FROM ({query})", params)
         total, rows, chars = (counted.column(i)[0].as_py() or 0 for i in range(3))
         return int(total), int(rows), float(chars)

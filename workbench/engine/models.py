@@ -23,7 +23,7 @@ import numpy as np
 from workbench.engine.config import Config
 from workbench.errors import WorkbenchError
 from workbench.models import builtin, offloaded, variants
-from workbench.models.base import Model, exclusive
+from workbench.models.base import TEXT_KINDS, Model, exclusive
 from workbench.models.catalog import Catalog
 from workbench.models.deferred import Deferred, Signature, signature_of, source_key
 from workbench.models.layers import Embedding, Linear, chain_of, macs, split_after_first_linear, weight_bytes
@@ -288,20 +288,30 @@ def _probe(model: Model) -> dict[str, float]:
     return found
 
 
+def _text_input(input_kind: str, text: str) -> Any:
+    """One input of a text model's kind, made of `text`."""
+    if input_kind == "text_pair":
+        return {"query": text, "document": text}
+    if input_kind == "text_labels":
+        return {"text": text, "labels": ["yes", "no"]}
+    return text
+
+
 def _time_predictions(model: Model) -> dict[str, float]:
     """Time a few predictions on synthetic inputs (once per loaded model)."""
-    if model.input_kind == "text":
+    if model.input_kind in TEXT_KINDS:
 
-        def timed(texts: list[str]) -> float:
+        def timed(text: str) -> float:
+            one = _text_input(model.input_kind, text)
             with exclusive(model):
-                model.predict(texts[:2])  # warm-up
+                model.predict([one] * 2)  # warm-up
                 t0 = time.perf_counter()
-                model.predict(texts)
+                model.predict([one] * n)
                 return time.perf_counter() - t0
 
         short, long_, n = 40, 400, 16
-        t_short = timed(["word " * (short // 5)] * n)
-        t_long = timed(["word " * (long_ // 5)] * n)
+        t_short = timed("word " * (short // 5))
+        t_long = timed("word " * (long_ // 5))
         char_s = max(t_long - t_short, 0.0) / n / (long_ - short)
         max_len = getattr(model, "max_length", 128) or 128
         return {

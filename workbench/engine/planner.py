@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from workbench.errors import SQLSyntaxError, WorkbenchError
+from workbench.models.base import TEXT_KINDS
 from workbench.optimizer import hints
 from workbench.optimizer.context import Context
 from workbench.optimizer.cost import CostModel, Facts
@@ -135,7 +136,7 @@ class Planner:
         and each filter on another's output is taken to keep half the rows (its outputs do
         not exist before it ran)."""
         profile = self.catalog.profile(op.model)
-        text = profile.input_kind == "text"
+        text = profile.input_kind in TEXT_KINDS
         params = {n: values[n] for n in op.params if n in values}
         share = 0.5 ** sum(len(q.after) for q in op.inputs)
         policy = self.catalog.cache_policy(op.model)

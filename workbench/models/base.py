@@ -27,6 +27,8 @@ ARGUMENTS: dict[str, tuple[tuple[str, str], ...]] = {
 }
 #: input kinds whose values reach the model as Python objects (str, bytes, dicts), one a row
 OBJECT_KINDS = frozenset({"text", "image", *ARGUMENTS})
+#: input kinds made of text, whose cost grows with its length
+TEXT_KINDS = frozenset({"text", "text_pair", "text_labels"})
 
 
 def arguments_of(input_kind: str) -> tuple[str, ...]:
