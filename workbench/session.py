@@ -70,6 +70,7 @@ class Session:
         self.config = Config(batch_size=batch_size, workers=workers)
         self.catalog = Catalog(self.con)
         self.telemetry = Telemetry()
+        self.catalog.telemetry = self.telemetry  # hub downloads report their progress there
         self.cache = InferenceCache(self.con)
         self.engine = Engine(self.con, self.catalog, self.cache, self.telemetry)
         self._config_lock = threading.Lock()

@@ -21,7 +21,7 @@ import pyarrow as pa
 from workbench.cache import drop_table, policy_of
 from workbench.db import PerThread, run, transaction
 from workbench.errors import CatalogError, ModelLoadError, UnknownModelError, shorten
-from workbench.models import loading, offloaded
+from workbench.models import hub, loading, offloaded
 from workbench.models.base import Model, ModelInfo
 from workbench.models.builtin import BUILTINS, local_source
 
@@ -76,6 +76,8 @@ class Catalog:
         self.on_drop: list[Callable[[duckdb.DuckDBPyConnection, str], None]] = [drop_table]
         self._stored: dict[str, ModelInfo] = {}
         self._overrides: dict[str, dict[str, Any]] = {}
+        #: the session's telemetry, when it sets one: hub downloads report `download` events there
+        self.telemetry: Any = None
         self.refresh()
 
     @property
@@ -125,7 +127,7 @@ class Catalog:
                 f"'{info.source[len(_PYTHON) :]}' in an earlier session; register it again with "
                 f"CREATE OR REPLACE MODEL {name} FROM PYTHON {info.source[len(_PYTHON) :]}"
             )
-        path = info.source
+        path = self._local(name, info.source, info.options)
         mtime = os.path.getmtime(path) if os.path.exists(path) else 0.0
         cache_key = (os.path.abspath(path), mtime, json.dumps(info.options, sort_keys=True))
         with _LOADING:  # one load per file, whichever thread asks first
@@ -149,6 +151,12 @@ class Catalog:
         key = self.check_name(name, replace)
         options = loading.check_options(name, dict(options or {}))
         path = local_source(path) if path is not None else None
+        ref = hub.parse(name, path, options.get("revision")) if path is not None else None
+        if ref is not None:  # a hub model: its cached snapshot, and the commit the name resolved to
+            snapshot, ref = hub.fetch(
+                name, ref, allow_pickle=bool(options.get("allow_pickle")), telemetry=self.telemetry
+            )
+            path = str(snapshot)
         streamed = offloaded.directory_of(path) if path is not None and offloaded.mode_of(options) != "off" else None
         if path is not None and streamed is not None:
             # a model that may not fit memory is checked without loading its weights
@@ -165,6 +173,8 @@ class Catalog:
             policy_of(options, model)
             source = _PYTHON + (var_name or type(obj).__name__)
             self._objects[key] = model
+        if ref is not None:
+            source = ref.source  # hf://org/name@<commit>: a reopened database loads this snapshot
         if model is not None:
             task = model.task
         with transaction(self.con):  # replace the entry atomically
@@ -217,7 +227,12 @@ class Catalog:
             self.refresh()
             return
         merged = loading.check_options(name, {**info.options, **options})
-        streamed = offloaded.mode_of(merged) != "off" and offloaded.directory_of(info.source) is not None
+        if hub.is_hub(info.source) and "revision" in options:
+            raise CatalogError(
+                f"model '{name}' comes from {info.source}: load another revision with CREATE OR REPLACE MODEL"
+            )
+        local = info.source if info.source.startswith(_PYTHON) else self._local(name, info.source, merged)
+        streamed = offloaded.mode_of(merged) != "off" and offloaded.directory_of(local) is not None
         shaping = sorted(set(options) & _SHAPING)
         model = self._objects.get(key)
         if info.source.startswith(_PYTHON) and shaping:
@@ -227,7 +242,7 @@ class Catalog:
             )
         if not info.source.startswith(_PYTHON) and shaping and not streamed:
             # load with the new options now, so a wrong one fails here rather than in a later query
-            source = info.source
+            source = local
             loaded = loading.from_path(name, source, merged)
             mtime = os.path.getmtime(source) if os.path.exists(source) else 0.0
             _LOADED[(os.path.abspath(source), mtime, json.dumps(merged, sort_keys=True))] = loaded
@@ -268,6 +283,16 @@ class Catalog:
         return pa.table({"property": list(facts), "value": [str(v) for v in facts.values()]})
 
     # -- helpers ------------------------------------------------------------------------
+    def _local(self, name: str, source: str, options: dict[str, Any]) -> str:
+        """The path a stored source loads from: a hub source's snapshot (from the cache, or
+        downloaded again when the cache lost it); any other source as it is."""
+        if not hub.is_hub(source):
+            return source
+        ref = hub.parse(name, source)
+        assert ref is not None
+        allow_pickle = bool(options.get("allow_pickle"))
+        return str(hub.fetch(name, ref, allow_pickle=allow_pickle, telemetry=self.telemetry)[0])
+
     def check_name(self, name: str, replace: bool) -> str:
         key = name.lower()
         if not key.isidentifier() or len(key) > MAX_NAME:

