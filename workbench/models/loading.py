@@ -2,7 +2,7 @@
 
 Safe by default: weights load from safetensors only; pickle-based files (.bin, .pt, .pkl,
 .pth) are refused unless the user passes `allow_pickle = true`; configs that ask for remote
-code are refused; nothing is fetched from a model hub.
+code are refused; a model hub is reached only for a hub name (`hf://org/name`, models/hub.py).
 """
 
 from __future__ import annotations
