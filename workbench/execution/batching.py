@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from workbench.errors import ModelError
+from workbench.errors import InputTypeError, ModelError
 from workbench.models.base import Model, exclusive
 from workbench.runtime.memory import MemoryGuard
 
@@ -146,6 +146,8 @@ def _predict(model: Model, name: str, batch: Any, number: int, first_row: int) -
     try:
         with exclusive(model):
             return model.predict(batch)
+    except InputTypeError:
+        raise  # the adapter named the value at fault (an unreadable image, a path outside the roots)
     except ModelError as exc:
         raise ModelError(f"model '{name}' failed on batch {number + 1}: {exc}") from None
     except (KeyboardInterrupt, MemoryError):

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from workbench.errors import ModelLoadError
+from workbench.models.offline import OFFLINE_DEFAULT, USER_OFFLINE
 
 PREFIX = "hf://"
 _SHA = re.compile(r"[0-9a-f]{40}")
@@ -122,11 +123,9 @@ def token() -> str | bool:
 
 def offline() -> bool:
     """Whether the user asked for offline mode (not the default loading.py sets)."""
-    from workbench.models import loading
-
     for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         value = os.environ.get(var)
-        if value is None or (value == loading.OFFLINE_DEFAULT and loading.USER_OFFLINE.get(var) is None):
+        if value is None or (value == OFFLINE_DEFAULT and USER_OFFLINE.get(var) is None):
             continue
         if value.strip().upper() in _TRUE:
             return True

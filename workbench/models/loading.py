@@ -10,31 +10,19 @@ from __future__ import annotations
 import copy
 import importlib
 import json
-import os
-import warnings
 from pathlib import Path
 from typing import Any
 
-#: transformers stays local (it reads these at import); models/hub.py downloads on purpose and
-#: honours only the user's own setting: ours is written "ON" so it can tell the two apart.
-OFFLINE_DEFAULT = "ON"
-USER_OFFLINE = {var: os.environ.get(var) for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
-os.environ.setdefault("HF_HUB_OFFLINE", OFFLINE_DEFAULT)
-os.environ.setdefault("TRANSFORMERS_OFFLINE", OFFLINE_DEFAULT)
-# Loading a local model needs no progress bar of its own (in a kernel with ipywidgets,
-# transformers would leave a stray widget under the cell); the engine reports its own progress.
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-# huggingface_hub imports tqdm.auto, which warns in kernels without ipywidgets; the warning
-# is about progress bars we switch off anyway.
-warnings.filterwarnings("ignore", message="IProgress not found")
+from workbench.models import offline  # noqa: F401  (before torch and transformers: they stay local)
 
-import torch  # noqa: E402
+# isort: split
+import torch
 
-from workbench.errors import ModelLoadError  # noqa: E402
-from workbench.models import mlp, sentence  # noqa: E402
-from workbench.models.base import Model  # noqa: E402
-from workbench.models.tensor import TensorModel  # noqa: E402
-from workbench.models.text import text_model  # noqa: E402
+from workbench.errors import ModelLoadError
+from workbench.models import mlp, sentence
+from workbench.models.base import Model
+from workbench.models.tensor import TensorModel
+from workbench.models.text import text_model
 
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"}
 TASKS = ("embed", "classify", "regress", "zero_shot", "ner", "rerank", "image_classify", "image_embed")
@@ -156,6 +144,10 @@ def from_python(name: str, obj: Any, options: dict[str, Any]) -> Model:
             obj = copy.copy(obj)
             obj.allow_inf = bool(options["allow_inf"])
         return obj
+    if options.get("task") in ("image_classify", "image_embed"):
+        from workbench.models import images
+
+        return images.from_python(name, obj, options)
     if isinstance(obj, (tuple, list)) and len(obj) == 2:
         model, tokenizer = obj
         if not callable(tokenizer) or not isinstance(model, torch.nn.Module):
@@ -214,6 +206,10 @@ def _from_transformers_dir(name: str, d: Path, options: dict[str, Any]) -> Model
     has_head = any("SequenceClassification" in a for a in archs)
     outputs = len(config.get("id2label") or {}) or int(config.get("num_labels", 2))
     task = options.get("task") or _default_task(archs, has_head, outputs)
+    from workbench.models import images
+
+    if task == "embed" and images.is_dual_encoder(archs):  # CLIP-like: its text tower, in the image space
+        return images.load_text(name, d, {**options, "task": task}, recipe)
     if task in TASK_LOADERS:
         module, function = TASK_LOADERS[task]
         load = getattr(importlib.import_module(module), function)

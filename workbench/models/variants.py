@@ -110,14 +110,14 @@ def _module_attr(model: Model) -> str:
 
 def _outputs(model: Model, sample: Any) -> np.ndarray:
     out = model.predict(sample)
-    if model.task == "classify":
+    if model.task in ("classify", "image_classify"):
         return np.asarray(out.field("label").to_pylist(), dtype=object)
     flat = out.flatten().to_numpy(zero_copy_only=False) if hasattr(out, "flatten") else out.to_numpy()
     return np.asarray(flat, dtype=np.float64).reshape(len(out), -1)
 
 
 def _accuracy(model: Model, reference: np.ndarray, candidate: np.ndarray) -> tuple[str, float]:
-    if model.task == "classify":
+    if model.task in ("classify", "image_classify"):
         return "agreement", compress.accuracy(reference, candidate, "classify")
     if model.task == "regress":
         close = np.isclose(reference, candidate, rtol=1e-3, atol=1e-6).all(axis=1)
