@@ -297,6 +297,22 @@ def _text_input(input_kind: str, text: str) -> Any:
     return text
 
 
+def _time_images(model: Model) -> dict[str, float]:
+    """Time an image model on a few small PNGs (its processor resizes them as it would any)."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (128, 64, 32)).save(buf, format="PNG")
+    images = [buf.getvalue()] * 16
+    with exclusive(model):
+        model.predict(images[:2])  # warm-up
+        t0 = time.perf_counter()
+        model.predict(images)
+    return {"row_s": (time.perf_counter() - t0) / len(images), "batch_s": 0.0}
+
+
 def _time_predictions(model: Model) -> dict[str, float]:
     """Time a few predictions on synthetic inputs (once per loaded model)."""
     if model.input_kind in TEXT_KINDS:
@@ -320,6 +336,8 @@ def _time_predictions(model: Model) -> dict[str, float]:
             "char_s": char_s,
             "max_chars": float(max_len * 4),
         }
+    if model.input_kind == "image":
+        return _time_images(model)
     width = model.input_dim or 1
     x = np.zeros(64, dtype=np.int64) if model.input_kind == "ids" else np.zeros((64, width), dtype=np.float32)
     model.predict(x[:2])
