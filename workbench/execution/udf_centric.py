@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 from workbench.errors import WorkbenchError
 from workbench.execution import batching
 from workbench.execution.dl_centric import to_model_inputs
-from workbench.models.base import Model
+from workbench.models.base import ARGUMENTS, Model
 from workbench.plan.nodes import ModelOperator
 from workbench.plan.stats import OperatorStats
 from workbench.runtime.memory import MemoryGuard
@@ -56,7 +56,16 @@ class UdfOperator:
         self._stats_lock = threading.Lock()
 
     def register(self) -> None:
-        self.con.create_function(self.name, self, [self.op.input_type], self.model.output_type, type="arrow")
+        self.con.create_function(
+            self.name,
+            self,
+            [self.op.input_type],
+            self.model.output_type,
+            type="arrow",
+            # a call of several arguments answers NULL when one of them is NULL (the packed
+            # STRUCT itself is not NULL, so DuckDB's default handling would refuse that NULL)
+            null_handling="special" if self.model.input_kind in ARGUMENTS else "default",
+        )
 
     def remove(self) -> None:
         try:

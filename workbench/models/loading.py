@@ -71,7 +71,9 @@ def check_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
     task = options.get("task")
     if task is not None and task not in TASKS:
         raise ModelLoadError(f"model '{name}': task must be one of {', '.join(TASKS)}, not {task!r}")
-    known = KNOWN_OPTIONS | task_options(task)
+    # (no task named: the directory's architecture may imply one, whose options then apply)
+    implied = [task] if task is not None else list(TASK_LOADERS)
+    known = KNOWN_OPTIONS.union(*(task_options(t) for t in implied))
     unknown = sorted(set(options) - known)
     if unknown:
         raise ModelLoadError(f"model '{name}': unknown option {unknown[0]!r} (known: {', '.join(sorted(known))})")

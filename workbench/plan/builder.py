@@ -536,8 +536,16 @@ def _packed_arguments(call: exp.Expr, call_text: str, model_name: str, input_kin
         raise InputTypeError(
             f"{call_text}: model '{model_name}' takes {len(names)} inputs ({', '.join(names)}), got {len(given)}"
         )
+    types = dict(ARGUMENTS[input_kind])
+
+    def typed(name: str, arg: exp.Expr) -> exp.Expr:
+        # an untyped NULL or [] takes the argument's type: `zs(NULL, ['a'])` is NULL, `zs(t, [])` empty
+        if isinstance(arg, exp.Null) or (isinstance(arg, exp.Array) and not arg.expressions):
+            return exp.cast(arg.copy(), exp.DataType.build(types[name], dialect="duckdb"))
+        return arg.copy()
+
     packed = exp.Struct(
-        expressions=[exp.PropertyEQ(this=exp.to_identifier(n), expression=a.copy()) for n, a in zip(names, given)]
+        expressions=[exp.PropertyEQ(this=exp.to_identifier(n), expression=typed(n, a)) for n, a in zip(names, given)]
     )
     call.set("expressions", [packed])
     return packed
