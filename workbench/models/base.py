@@ -166,6 +166,20 @@ def check_labels(labels: list[str] | None, outputs: int) -> None:
         )
 
 
+def check_head(task: str, labels: list[str] | None, outputs: int, what: str) -> None:
+    """A tensor model's task fits its number of outputs (raised at CREATE, not mid-query)."""
+    if task == "classify" and outputs < 2 and not labels:
+        raise ModelLoadError(f"task='classify' needs 2 or more outputs and the {what} has 1; use task='regress'")
+    if task == "regress" and outputs != 1:
+        raise ModelLoadError(
+            f"task='regress' needs 1 output and the {what} has {outputs}; use task='embed' for vectors"
+        )
+    if labels and task != "classify":
+        raise ModelLoadError(f"labels name a classifier's outputs; this model's task is '{task}'")
+    if task == "classify":
+        check_labels(labels, outputs)
+
+
 def label_score(labels: list[Any] | np.ndarray, scores: np.ndarray, label_type: pa.DataType) -> pa.Array:
     """A classifier's output: STRUCT(label, score)."""
     return pa.StructArray.from_arrays(

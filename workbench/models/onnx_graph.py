@@ -34,7 +34,7 @@ import pyarrow as pa
 import torch
 
 from workbench.errors import ModelError, ModelLoadError, shorten
-from workbench.models.base import Model, check_labels, fixed_size_list, label_score, vector_types
+from workbench.models.base import Model, check_head, fixed_size_list, label_score, vector_types
 
 #: onnxruntime input types we feed: float arrays (FLOAT[n] cast to the graph's type) and ids
 FLOATS: dict[str, type[np.floating[Any]]] = {
@@ -113,16 +113,7 @@ class OnnxModel(Model):
         self._read_input(session, input_dim)
         self._read_output(session, output_dim)
         self.task = task or ("classify" if self.labels else "regress" if self.output_dim == 1 else "embed")
-        if self.task == "classify" and self.output_dim < 2 and not self.labels:
-            raise ModelLoadError("task='classify' needs 2 or more outputs and the graph has 1; use task='regress'")
-        if self.task == "regress" and self.output_dim != 1:
-            raise ModelLoadError(
-                f"task='regress' needs 1 output and the graph has {self.output_dim}; use task='embed' for vectors"
-            )
-        if self.labels and self.task != "classify":
-            raise ModelLoadError(f"labels name a classifier's outputs; this model's task is '{self.task}'")
-        if self.task == "classify":
-            check_labels(self.labels, self.output_dim)
+        check_head(self.task, self.labels, self.output_dim, "graph")
 
     # -- the graph's signature -------------------------------------------------------------
     def _read_input(self, session: Any, declared: int | None) -> None:

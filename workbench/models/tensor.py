@@ -9,7 +9,7 @@ import pyarrow as pa
 import torch
 
 from workbench.errors import ModelError, ModelLoadError
-from workbench.models.base import Model, check_labels, fixed_size_list, label_score, vector_types
+from workbench.models.base import Model, check_head, fixed_size_list, label_score, vector_types
 from workbench.models.layers import first_embedding
 from workbench.models.modes import evaluating
 
@@ -84,16 +84,7 @@ class TensorModel(Model):
                     f"input of {self.input_dim} values; {_DECLARE}"
                 )
         self.task = task or ("classify" if self.labels or self.output_dim > 1 else "regress")
-        if self.task == "classify" and self.output_dim < 2 and not self.labels:
-            raise ModelLoadError("task='classify' needs 2 or more outputs and the module has 1; use task='regress'")
-        if self.task == "regress" and self.output_dim != 1:
-            raise ModelLoadError(
-                f"task='regress' needs 1 output and the module has {self.output_dim}; use task='embed' for vectors"
-            )
-        if self.labels and self.task != "classify":
-            raise ModelLoadError(f"labels name a classifier's outputs; this model's task is '{self.task}'")
-        if self.task == "classify":
-            check_labels(self.labels, self.output_dim)
+        check_head(self.task, self.labels, self.output_dim, "module")
 
     def _probe_output_dim(self, *, guessed: bool) -> int:
         """The output width, from one run on a zero input of two rows (two, so a module that
