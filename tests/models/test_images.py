@@ -373,6 +373,24 @@ def test_read_blob_parquet_and_paths(s, assets, tmp_path):
         assert column(got, "c") == want
 
 
+def test_a_file_changed_in_place_is_read_again(s, assets, tmp_path):
+    """A path names a file, not its bytes: calls over paths never answer from the cache."""
+    s.sql(files_model(assets))
+    image = assets["folder"] / "changing.png"
+    query = "SELECT clf_files($p) AS c"
+    try:
+        outputs = []
+        for blob in assets["blobs"][:2]:
+            image.write_bytes(blob)
+            r = s.sql(query, {"p": str(image)}, paradigm="dl_centric")
+            outputs.append(column(r, "c")[0])
+            assert r.stats[0]["cache_hits"] == 0 and "cache off" in s.explain(query, {"p": str(image)}).text()
+        want = s.sql("SELECT clf($b) AS c", {"b": assets["blobs"][1]}).pl()["c"].to_list()[0]
+        assert outputs[1] == want  # the second file's answer, not the first one's
+    finally:
+        image.unlink()
+
+
 def test_relative_paths_start_at_the_working_directory(assets, monkeypatch):
     monkeypatch.chdir(assets["root"])
     net = images.from_module("rel", digit_net(), {"task": "image_classify", **MODULE_OPTIONS})

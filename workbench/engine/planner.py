@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from workbench.errors import SQLSyntaxError, WorkbenchError
-from workbench.models.base import TEXT_KINDS
+from workbench.models.base import TEXT_KINDS, cached_by_value
 from workbench.optimizer import hints
 from workbench.optimizer.context import Context
 from workbench.optimizer.cost import CostModel, Facts
@@ -139,7 +139,7 @@ class Planner:
         text = profile.input_kind in TEXT_KINDS
         params = {n: values[n] for n in op.params if n in values}
         share = 0.5 ** sum(len(q.after) for q in op.inputs)
-        policy = self.catalog.cache_policy(op.model)
+        policy = self.catalog.cache_policy(op.model) if cached_by_value(profile.input_kind, op.input_type) else "off"
         if nested:
             rows, total, chars = nested[0].rows, nested[0].rows, 0.0
         else:

@@ -30,7 +30,7 @@ from workbench.execution.lookups import Lookups
 from workbench.execution.registry import EXECUTORS, Job, Outcome
 from workbench.execution.udf_centric import original_error
 from workbench.models import variants
-from workbench.models.base import Model
+from workbench.models.base import Model, cached_by_value
 from workbench.plan.names import for_execution, lookup_name
 from workbench.plan.nodes import InputQuery, ModelOperator, Plan
 from workbench.plan.stats import OperatorStats
@@ -110,7 +110,9 @@ class Runner:
                     cursor=cursor,
                     values=values,
                     telemetry=self.telemetry,
-                    cache=self.cache_use(op.model, model) if op.paradigm != "udf_centric" else None,
+                    cache=self.cache_use(op.model, model)
+                    if op.paradigm != "udf_centric" and cached_by_value(model.input_kind, op.input_type)
+                    else None,
                     guard=guard,
                     memory_budget=config.memory_budget,
                     writes=self.writes,

@@ -31,6 +31,12 @@ OBJECT_KINDS = frozenset({"text", "image", *ARGUMENTS})
 TEXT_KINDS = frozenset({"text", "text_pair", "text_labels"})
 
 
+def cached_by_value(input_kind: str, input_type: str) -> bool:
+    """Whether an input's value is all the model sees: an image path names a file whose bytes
+    may change in place, so calls over paths are never answered from the cache (bytes are)."""
+    return not (input_kind == "image" and input_type == "VARCHAR")
+
+
 def arguments_of(input_kind: str) -> tuple[str, ...]:
     """The names of a model's arguments (one unnamed argument for most models)."""
     return tuple(name for name, _ in ARGUMENTS.get(input_kind, ()))
