@@ -27,7 +27,7 @@ lint: $(STAMP)
 
 unit: $(STAMP)
 	bash tests/browser/ensure_chromium.sh
-	$(PY) -m pytest tests -p no:cacheprovider
+	$(PY) -m pytest tests -p no:cacheprovider --durations=15
 
 notebooks: $(STAMP)
 	$(PY) -m pytest --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg notebooks -p no:cacheprovider
