@@ -45,14 +45,24 @@ function render({ model, el }) {
   box.innerHTML = `<div class="wb-live-head"></div>
     <div class="wb-progress"><div class="wb-progress-fill"></div></div>
     <div class="wb-progress-text"></div>
+    <div class="wb-download" hidden><div class="wb-download-bar"><div class="wb-download-fill"></div></div><span class="wb-download-text"></span></div>
     <div class="wb-live-body"><table class="wb-live-facts"></table><div class="wb-live-chart"></div></div>`;
   el.appendChild(box);
   const draw = () => {
     const s = model.get("state") || {};
+    const downloading = s.activity === "download";  // a hub download outside any query
+    box.dataset.activity = s.activity || "query";
     box.querySelector(".wb-live-head").textContent = s.sql ? "running: " + s.sql : "";
     box.querySelector(".wb-progress-fill").style.width = (100 * (s.fraction || 0)).toFixed(1) + "%";
     box.querySelector(".wb-progress-text").textContent = s.progress_text || "";
     box.dataset.updates = s.updates || 0;
+    // a download during a query (its model's cached copy was lost): a line with its own bar
+    const dl = box.querySelector(".wb-download");
+    dl.hidden = downloading || !s.download;
+    if (s.download && !downloading) {
+      box.querySelector(".wb-download-fill").style.width = (100 * (s.download.fraction || 0)).toFixed(1) + "%";
+      box.querySelector(".wb-download-text").textContent = s.download.text || "";
+    }
     const table = box.querySelector(".wb-live-facts");
     table.replaceChildren(...(s.facts || []).map(([k, v]) => {
       const tr = document.createElement("tr");
@@ -61,7 +71,9 @@ function render({ model, el }) {
       tr.append(th, td);
       return tr;
     }));
-    box.querySelector(".wb-live-chart").replaceChildren(chart(s, 360, 90));
+    const charts = box.querySelector(".wb-live-chart");
+    if (downloading) charts.replaceChildren();  // no memory is sampled outside a query
+    else charts.replaceChildren(chart(s, 360, 90));
   };
   model.on("change:state", draw);
   draw();

@@ -8,6 +8,13 @@ updates during the query. When the query ends the output is replaced by a static
 text summary of the same facts: it renders after the notebook is saved and reopened without
 a kernel, in nbviewer and on GitHub. A query done within `SHOW_AFTER_S` shows nothing but
 its result.
+
+A hub download outside any query (`CREATE MODEL m FROM 'hf://org/name'`, which emits
+`download` events but no `query_start`) is an activity of its own: the widget shows
+'downloading org/name@abc1234: 3/7 files, 12.3/90.1 MB' over a bar of the bytes, and freezes
+into 'downloaded ...' when it ends. A quicker download leaves just that static line (hub.py
+prints no stderr line of its own while this display listens). A download during a query is
+a line with its own small bar under the query's.
 """
 
 from __future__ import annotations
@@ -23,7 +30,14 @@ from IPython.display import display
 
 from workbench.telemetry import Tracker
 from workbench.telemetry.stream import Event, Telemetry
-from workbench.telemetry.summary import facts, memory_series, progress_text, summary_html, summary_text
+from workbench.telemetry.summary import (
+    download_text,
+    facts,
+    memory_series,
+    progress_text,
+    summary_html,
+    summary_text,
+)
 
 INTERVAL_S = 0.2
 #: a query quicker than this shows no widget and leaves no summary
@@ -43,13 +57,17 @@ class LiveQuery(anywidget.AnyWidget):
 def widget_state(tracker: Tracker, pushes: int) -> dict[str, Any]:
     s = tracker.copy()
     budgets = s.limits()  # drawn where the budget puts the limit: above the start
+    dl = s.download
     return {
+        "activity": s.activity,  # 'query', or 'download' (a hub download outside any query)
         "sql": " ".join(s.sql.split())[:200],
         "fraction": s.fraction,
         "progress_text": progress_text(s),
-        "facts": [list(f) for f in facts(s)],
+        # the widget draws a query's download as a line with its own bar, not as a fact
+        "facts": [list(f) for f in facts(s) if f[0] != "download"],
         "chart": {d: [list(p) for p in pts] for d, pts in memory_series(s).items()},
         "budgets": budgets,
+        "download": None if dl is None else {**dl.to_dict(), "text": download_text(dl, stopped=s.finished)},
         "finished": s.finished,
         "updates": pushes,
     }
@@ -58,8 +76,11 @@ def widget_state(tracker: Tracker, pushes: int) -> dict[str, Any]:
 class LiveDisplay:
     """While active, every model query of `telemetry` that runs longer than `show_after`
     seconds shows a live widget, which freezes into a static summary when the query ends; a
-    quicker query shows nothing (its result says all there is to say). Use as a context
-    manager around a cell's work."""
+    quicker query shows nothing (its result says all there is to say). A hub download outside
+    a query shows the same way, and a quicker one leaves its static line ('downloaded ...').
+    Use as a context manager around a cell's work."""
+
+    draws_downloads = True  # hub.py prints no line of its own while this listens
 
     def __init__(self, telemetry: Telemetry, interval: float = INTERVAL_S, show_after: float = SHOW_AFTER_S):
         self.telemetry = telemetry
@@ -98,6 +119,15 @@ class LiveDisplay:
         if event.kind == "query_end":
             self._freeze()
             return
+        if event.kind == "download" and self._tracker.activity == "download":
+            if event.data.get("finished"):
+                self._download_done()
+                return
+            if self._started is None:  # a download outside any query: an activity of its own
+                self._started = event.t
+                if self.show_after <= 0:
+                    self._show()
+                    return
         now = time.perf_counter()
         if self._widget is None:
             # shown from whichever thread reports first after the moment has passed (the
@@ -125,6 +155,17 @@ class LiveDisplay:
             self._handle = display(bundle, raw=True, display_id=True)
             self._last = time.perf_counter()
 
+    def _download_done(self) -> None:
+        """A download outside a query ended: its widget freezes; a quick one that showed no
+        widget leaves its static line (what came into the cache)."""
+        if self._widget is not None:
+            self._freeze()
+            return
+        with self._lock:
+            self._started = None
+        s = self._tracker.copy()
+        display({"text/html": summary_html(s), "text/plain": summary_text(s)}, raw=True)
+
     def _freeze(self) -> None:
         """Replace the live widget by the static summary (the same facts, no kernel needed)."""
         with self._lock:
@@ -134,5 +175,7 @@ class LiveDisplay:
         if widget is None:
             return
         s = self._tracker.copy()
+        if s.activity == "download" and not s.finished:
+            s.finished = True  # the cell ended before the download did: it stopped (an error)
         handle.update({"text/html": summary_html(s), "text/plain": summary_text(s)}, raw=True)
         widget.close()

@@ -352,7 +352,11 @@ def _mb(n: int) -> str:
 class Progress:
     """One download's files and bytes: a line on stderr (redrawn in a terminal or notebook,
     every `quiet_interval` seconds elsewhere, and a last line), and `download` telemetry events
-    (repo, files_done, files_total, bytes_done, bytes_total, finished)."""
+    (repo, files_done, files_total, bytes_done, bytes_total, finished).
+
+    While a subscriber of `telemetry` draws downloads itself (the session's text progress bar,
+    the `%%dlsql` live widget: listeners with `draws_downloads = True`), the stderr line would
+    be a second copy of the same fact, so only the events go out (every `interval` seconds)."""
 
     def __init__(
         self,
@@ -375,7 +379,8 @@ class Progress:
         self._started = time.perf_counter()
         self._last = 0.0
         self._redraw = _interactive(self.stream)
-        self._interval = interval if self._redraw else quiet_interval
+        self._quiet = self._drawn_elsewhere(telemetry)  # no stderr line: a subscriber draws the events
+        self._interval = interval if self._redraw or self._quiet else quiet_interval
         self._drawn = False
         self.bar = self._bar_class()
 
@@ -404,7 +409,8 @@ class Progress:
             self._file, self._current = "", 0
         seconds = time.perf_counter() - self._started
         text = f"downloaded {self.label}: {self.files_done} files, {_mb(self.bytes_done)} MB in {seconds:.1f} s"
-        _write_line(self.stream, f"\r{text}\x1b[K\n" if self._redraw else text + "\n")
+        if not self._quiet:
+            _write_line(self.stream, f"\r{text}\x1b[K\n" if self._redraw else text + "\n")
         self._emit(finished=True)
 
     def line(self) -> str:
@@ -418,10 +424,10 @@ class Progress:
         if not force and now - self._last < self._interval:
             return
         self._last = now
-        if self._redraw:
+        if self._redraw and not self._quiet:
             _write_line(self.stream, f"\r{self.line()}\x1b[K")
             self._drawn = True
-        else:
+        elif not self._quiet:
             _write_line(self.stream, self.line() + "\n")
         self._emit(finished=False)
 
@@ -436,6 +442,13 @@ class Progress:
                 bytes_total=self.bytes_total,
                 finished=finished,
             )
+
+    @staticmethod
+    def _drawn_elsewhere(telemetry: Any) -> bool:
+        """Whether a subscriber of `telemetry` draws `download` events itself (it says so
+        with a `draws_downloads` attribute)."""
+        listeners = getattr(telemetry, "listeners", ()) if telemetry is not None else ()
+        return any(getattr(listener, "draws_downloads", False) for listener in listeners)
 
     def _bar_class(self) -> type:
         """A tqdm stand-in for huggingface_hub: it counts the bytes written to disk."""

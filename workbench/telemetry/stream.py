@@ -15,6 +15,13 @@ Kinds and their data:
     memory          {'cpu': {...}, 'cuda:0': {...}}: bytes per device (see memory.sample)
     operator_end    id, rows, seconds
     query_end       rows (result rows), seconds, error (None or a short message)
+    download        repo ('org/name@abc1234'), files_done, files_total, bytes_done, bytes_total,
+                    finished: a hub download (models/hub.py), from its first file to a last
+                    event with finished=True. `CREATE MODEL m FROM 'hf://...'` sends these with
+                    no query_start around them (Tracker makes such a download an activity of its
+                    own); a query that re-downloads a lost hub model sends them inside its
+                    query_start .. query_end. A listener that draws them itself says so with a
+                    `draws_downloads = True` attribute, and hub.py then prints no stderr line.
 """
 
 from __future__ import annotations
@@ -45,6 +52,11 @@ class Telemetry:
     @property
     def active(self) -> bool:
         return bool(self._listeners)
+
+    @property
+    def listeners(self) -> tuple[Listener, ...]:
+        """Who listens now (e.g. to ask whether one of them draws downloads)."""
+        return self._listeners
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Add a listener; returns the function that removes it."""

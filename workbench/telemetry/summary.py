@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import html
 
-from workbench.telemetry.tracker import Snapshot, resident
+from workbench.telemetry.tracker import Download, Snapshot, resident
 
 
 def size(n: float | None) -> str:
@@ -23,7 +23,23 @@ def duration(s: float | None) -> str:
     return f"{s * 1000:,.0f} ms" if s < 1 else f"{s:,.1f} s"
 
 
+def download_text(d: Download, stopped: bool = False) -> str:
+    """A hub download in one line: 'downloading org/name@abc1234: 3/7 files, 12.3/90.1 MB',
+    'downloaded org/name@abc1234: 7 files, 90.1 MB in 4.2 s' at the end, and where it stopped
+    when its activity ended without it (an error)."""
+    scale, unit = (1e9, "GB") if d.bytes_total >= 1e9 else (1e6, "MB")
+    if d.finished:
+        return f"downloaded {d.repo}: {d.files_done} files, {d.bytes_done / scale:.1f} {unit} in {duration(d.seconds)}"
+    counts = f"{d.files_done}/{d.files_total} files, {d.bytes_done / scale:.1f}/{d.bytes_total / scale:.1f} {unit}"
+    return f"download of {d.repo} stopped at {counts}" if stopped else f"downloading {d.repo}: {counts}"
+
+
 def progress_text(s: Snapshot) -> str:
+    if s.activity == "download":
+        if s.download is None:
+            return "downloading"
+        text = download_text(s.download, stopped=s.finished)
+        return text + (f" · failed: {s.error}" if s.error else "")
     if s.finished:
         head = f"{s.rows_done:,} model rows in {duration(s.elapsed)}"
         if s.result_rows is not None:
@@ -46,9 +62,13 @@ def memory_series(s: Snapshot) -> dict[str, list[tuple[float, int]]]:
 
 
 def facts(s: Snapshot) -> list[tuple[str, str]]:
+    if s.activity == "download":
+        return []  # its one line (progress_text) says it all
     out: list[tuple[str, str]] = []
     if s.operator:
         out.append(("running", s.operator))
+    if s.download is not None:  # a hub model this query downloads (its cached copy was lost)
+        out.append(("download", download_text(s.download, stopped=s.finished)))
     last = s.memory[-1][1] if s.memory else {}
     for device, figures in last.items():
         kind = device.split(":")[0]
@@ -111,7 +131,8 @@ def memory_svg(s: Snapshot, width: int = 360, height: int = 90) -> str:
 
 
 def summary_html(s: Snapshot) -> str:
-    state = "failed" if s.error else "done"
+    stopped = s.activity == "download" and (s.download is None or not s.download.finished)
+    state = "failed" if s.error or stopped else "done"
     rows = "".join(
         f"<tr><th style='text-align:left;padding-right:8px'>{html.escape(k)}</th>"
         f"<td style='text-align:left'>{html.escape(v)}</td></tr>"

@@ -1,4 +1,11 @@
-"""Fold the event stream into a snapshot of one query: what the widget and progress bar draw."""
+"""Fold the event stream into a snapshot of one activity: what the widget and progress bar draw.
+
+An activity is a query (`query_start` .. `query_end`) or a hub download that runs outside
+any query (`CREATE MODEL m FROM 'hf://org/name'` emits `download` events but no
+`query_start`): such a download is an activity of its own (`Snapshot.activity ==
+"download"`), which its `finished` event ends. A download during a query (a hub model whose
+cached snapshot was lost) is that query's `download` fact instead.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +20,42 @@ MAX_POINTS = 600  # memory samples kept per query (older ones are thinned out, n
 
 
 @dataclass
+class Download:
+    """One hub download's progress (the `download` events' data), and when it began."""
+
+    repo: str = ""  # 'org/name@abc1234'
+    files_done: int = 0
+    files_total: int = 0
+    bytes_done: int = 0
+    bytes_total: int = 0
+    finished: bool = False
+    started: float = 0.0
+    seconds: float = 0.0
+
+    @property
+    def fraction(self) -> float:
+        if self.finished:
+            return 1.0
+        if self.bytes_total:
+            return min(self.bytes_done / self.bytes_total, 1.0)
+        return min(self.files_done / self.files_total, 1.0) if self.files_total else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "repo": self.repo,
+            "files_done": self.files_done,
+            "files_total": self.files_total,
+            "bytes_done": self.bytes_done,
+            "bytes_total": self.bytes_total,
+            "finished": self.finished,
+            "fraction": round(self.fraction, 4),
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass
 class Snapshot:
+    activity: str = "query"  # or "download": a hub download outside any query
     sql: str = ""
     started: float = 0.0
     elapsed: float = 0.0
@@ -31,12 +73,15 @@ class Snapshot:
     memory: list[tuple[float, dict[str, dict[str, int]]]] = field(default_factory=list)
     peak: dict[str, int] = field(default_factory=dict)  # device -> the highest resident figure seen
     moved: dict[str, int] = field(default_factory=dict)  # 'source->target' -> bytes
+    download: Download | None = None  # the latest hub download of this activity
     updates: int = 0  # events folded in
 
     @property
     def fraction(self) -> float:
         if self.finished:
             return 1.0
+        if self.activity == "download":
+            return self.download.fraction if self.download is not None else 0.0
         return min(self.rows_done / self.rows_total, 1.0) if self.rows_total else 0.0
 
     @property
@@ -62,6 +107,7 @@ class Snapshot:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (the widget's synced state)."""
         return {
+            "activity": self.activity,
             "sql": self.sql,
             "elapsed": round(self.elapsed, 3),
             "finished": self.finished,
@@ -82,12 +128,20 @@ class Snapshot:
             "memory": [[round(t, 3), m] for t, m in self.memory],
             "peak": self.peak,
             "moved": self.moved,
+            "download": None if self.download is None else self.download.to_dict(),
         }
 
 
 def resident(device: str, figures: dict[str, int]) -> int:
     """The one figure per device drawn against its budget: RSS on the CPU, reserved on a GPU."""
     return figures.get("rss", figures.get("reserved", 0))
+
+
+def _continues(s: Snapshot, d: dict[str, Any]) -> bool:
+    """Whether a `download` event belongs to the running activity: a query, or this download."""
+    if not s.started or s.finished:
+        return False
+    return s.activity == "query" or (s.download is not None and s.download.repo == d.get("repo"))
 
 
 class Tracker:
@@ -97,6 +151,11 @@ class Tracker:
         self._lock = threading.Lock()
         self._ops: dict[int, list[int]] = {}  # operator id -> [done, total]
         self.snapshot = Snapshot()
+
+    @property
+    def activity(self) -> str:
+        """What the current snapshot follows: 'query' or 'download' (a cheap read, no copy)."""
+        return self.snapshot.activity
 
     def copy(self) -> Snapshot:
         with self._lock:
@@ -111,6 +170,7 @@ class Tracker:
                     "moved": dict(s.moved),
                     "budgets": dict(s.budgets),
                     "baseline": dict(s.baseline),
+                    "download": None if s.download is None else Download(**s.download.__dict__),
                 }
             )
 
@@ -128,6 +188,10 @@ class Tracker:
                 baseline=dict(d.get("baseline", {})),
             )
             self._ops = {op["id"]: [0, int(op.get("estimated_rows") or 0)] for op in d.get("operators", [])}
+        elif e.kind == "download" and not _continues(s, d):
+            # no query runs (nor this download): the download is an activity of its own
+            self.snapshot = s = Snapshot(activity="download", started=e.t)
+            self._ops = {}
         s.updates += 1
         if s.started:
             s.elapsed = e.t - s.started
@@ -152,6 +216,8 @@ class Tracker:
                 s.memory = s.memory[:-1:2] + s.memory[-1:]
             for device, figures in devices.items():
                 s.peak[device] = max(s.peak.get(device, 0), resident(device, figures))
+        elif e.kind == "download":
+            self._download(s, e)
         elif e.kind == "operator_end":
             op = self._ops.setdefault(d["id"], [0, 0])
             op[0] = op[1] = max(op[0], int(d.get("rows", op[0])))
@@ -165,3 +231,18 @@ class Tracker:
             s.operator = ""
         s.rows_done = sum(op[0] for op in self._ops.values())
         s.rows_total = sum(op[1] for op in self._ops.values())
+
+    def _download(self, s: Snapshot, e: Event) -> None:
+        d = e.data
+        repo = str(d.get("repo", ""))
+        dl = s.download
+        if dl is None or dl.finished or dl.repo != repo:  # a new download (a query may hold several)
+            dl = s.download = Download(repo=repo, started=e.t)
+        dl.files_total = int(d.get("files_total") or 0)
+        dl.bytes_total = int(d.get("bytes_total") or 0)
+        dl.files_done = max(dl.files_done, int(d.get("files_done") or 0))  # monotone, as rows are
+        dl.bytes_done = max(dl.bytes_done, int(d.get("bytes_done") or 0))
+        dl.finished = bool(d.get("finished"))
+        dl.seconds = e.t - dl.started
+        if s.activity == "download":
+            s.finished = dl.finished
