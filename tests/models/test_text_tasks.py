@@ -342,3 +342,15 @@ def test_describe_shows_each_task(s):
     )
     assert described["ce"]["task"] == "rerank" and described["ce"]["activation"] == "none"
     assert described["ner"]["task"] == "ner" and described["ner"]["aggregation"] == "simple"
+
+
+def test_a_model_on_the_packaged_minilm_moves_with_its_database(tmp_path):
+    """`FROM 'minilm'` is stored as the packaged model, not this machine's path to it."""
+    db = str(tmp_path / "zs.db")
+    with workbench.connect(db) as first:
+        first.sql("CREATE MODEL zs FROM 'minilm' WITH (task = 'zero_shot')")
+        source = dict(first.sql("DESCRIBE MODEL zs").pl().iter_rows())["source"]
+    assert source == "builtin:minilm"
+    with workbench.connect(db) as again:
+        r = again.sql("SELECT zs('boil the pasta in salted water', ['sports', 'cooking']) AS r").arrow()
+    assert r.to_pylist()[0]["r"]["label"] == "cooking"

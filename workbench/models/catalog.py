@@ -25,6 +25,9 @@ from workbench.models import hub, loading, offloaded
 from workbench.models.base import Model, ModelInfo
 from workbench.models.builtin import BUILTINS, local_source
 
+#: the catalog's source of a model built on the packaged minilm (`FROM 'minilm'`)
+PACKAGED_MINILM = "builtin:minilm"
+
 TABLE = "workbench_models"
 MAX_NAME = 64
 _PYTHON = "python:"
@@ -150,6 +153,7 @@ class Catalog:
         """Register a model; returns it loaded (None for one that may stream from disk)."""
         key = self.check_name(name, replace)
         options = loading.check_options(name, dict(options or {}))
+        packaged = path is not None and local_source(path) != path  # FROM 'minilm'
         path = local_source(path) if path is not None else None
         ref = hub.parse(name, path, options.get("revision")) if path is not None else None
         if ref is not None:  # a hub model: its cached snapshot, and the commit the name resolved to
@@ -175,6 +179,8 @@ class Catalog:
             self._objects[key] = model
         if ref is not None:
             source = ref.source  # hf://org/name@<commit>: a reopened database loads this snapshot
+        elif packaged:
+            source = PACKAGED_MINILM  # not this machine's path: the file database may move
         if model is not None:
             task = model.task
         with transaction(self.con):  # replace the entry atomically
@@ -286,6 +292,8 @@ class Catalog:
     def _local(self, name: str, source: str, options: dict[str, Any]) -> str:
         """The path a stored source loads from: a hub source's snapshot (from the cache, or
         downloaded again when the cache lost it); any other source as it is."""
+        if source == PACKAGED_MINILM:
+            return local_source("minilm")
         if not hub.is_hub(source):
             return source
         ref = hub.parse(name, source)
