@@ -15,6 +15,15 @@
  *   .wb-alternatives                          per-paradigm estimates (tr.wb-chosen)
  *   .wb-misestimate                           estimate and actual differ by more than 2x
  *   .wb-plan-notes                            what the optimizer rules did
+ *
+ * When the plan holds DuckDB's operator tree (`relational`), that tree is the tree:
+ *   div.wb-node.wb-rel-node[data-operator]    a DuckDB operator (data-operator: its name, e.g.
+ *                                             HASH_JOIN); its model operators (div.wb-node
+ *                                             [data-operator=ModelOperator]) among its children
+ *   .wb-rel-detail                            table, filter, join condition, group keys
+ *   .wb-bar > .wb-bar-fill, .wb-share         ANALYZE: the node's share of the time
+ *   div.wb-node.wb-hottest                    ANALYZE: the node that took the most time
+ *   .wb-rel-timing                            in the details: DuckDB's time and rows for it
  */
 
 import type { IRenderMime } from '@jupyterlab/rendermime-interfaces';
@@ -27,6 +36,8 @@ import {
   PARADIGM_COLOURS,
   PLAN_MIME_TYPE,
   type IPlan,
+  type IRelationalNode,
+  type IRelationalPlan,
   type PlanNode
 } from './schema';
 
@@ -370,6 +381,43 @@ function renderDetails(node: IPlanNode, isModel: boolean): HTMLElement {
   return details;
 }
 
+/** A click on the header shows the details; its toggle collapses the children. */
+function wire(
+  div: HTMLElement,
+  header: HTMLElement,
+  details: HTMLElement,
+  childBox: HTMLElement | null
+): void {
+  const toggleDetails = () => {
+    details.hidden = !details.hidden;
+    div.classList.toggle('wb-details-open', !details.hidden);
+    header.setAttribute('aria-expanded', String(!details.hidden));
+  };
+  header.addEventListener('click', event => {
+    const target = event.target as HTMLElement;
+    if (target.closest('.wb-toggle')) {
+      const collapsed = div.classList.toggle('wb-collapsed');
+      if (childBox) {
+        childBox.hidden = collapsed;
+      }
+      target.closest('.wb-toggle')!.setAttribute('aria-label', collapsed ? 'Expand' : 'Collapse');
+      return;
+    }
+    // Selecting text in the header (to copy SQL) is not a click.
+    const selection = window.getSelection();
+    if (selection && !selection.isCollapsed && header.contains(selection.anchorNode)) {
+      return;
+    }
+    toggleDetails();
+  });
+  header.addEventListener('keydown', event => {
+    if ((event.key === 'Enter' || event.key === ' ') && event.target === header) {
+      event.preventDefault();
+      toggleDetails();
+    }
+  });
+}
+
 /** One node (and, recursively, its children). */
 export function renderNode(node: IPlanNode): HTMLElement {
   const operator = str(node.operator) ?? 'node';
@@ -478,35 +526,171 @@ export function renderNode(node: IPlanNode): HTMLElement {
     div.appendChild(childBox);
   }
 
-  const toggleDetails = () => {
-    details.hidden = !details.hidden;
-    div.classList.toggle('wb-details-open', !details.hidden);
-    header.setAttribute('aria-expanded', String(!details.hidden));
-  };
-  header.addEventListener('click', event => {
-    const target = event.target as HTMLElement;
-    if (target.closest('.wb-toggle')) {
-      const collapsed = div.classList.toggle('wb-collapsed');
-      if (childBox) {
-        childBox.hidden = collapsed;
-      }
-      target.closest('.wb-toggle')!.setAttribute('aria-label', collapsed ? 'Expand' : 'Collapse');
-      return;
-    }
-    // Selecting text in the header (to copy SQL) is not a click.
-    const selection = window.getSelection();
-    if (selection && !selection.isCollapsed && header.contains(selection.anchorNode)) {
-      return;
-    }
-    toggleDetails();
-  });
-  header.addEventListener('keydown', event => {
-    if ((event.key === 'Enter' || event.key === ' ') && event.target === header) {
-      event.preventDefault();
-      toggleDetails();
-    }
-  });
+  wire(div, header, details, childBox);
   return div;
+}
+
+type IRelNode = Received<IRelationalNode>;
+
+/** The model operator nodes of `data.root`, by id (each with its nested calls and Inputs). */
+function modelNodes(root: JsonObject): Map<number, IPlanNode> {
+  const found = new Map<number, IPlanNode>();
+  const visit = (node: JsonObject) => {
+    const id = num(node.id);
+    if (str(node.operator) === 'ModelOperator' && id !== null && !found.has(id)) {
+      found.set(id, node);
+    }
+    for (const child of Array.isArray(node.children) ? node.children.filter(isObject) : []) {
+      visit(child);
+    }
+  };
+  visit(root);
+  return found;
+}
+
+/** A bar of a node's share of the time, and the share in per cent. */
+function shareBar(share: number | null, hottest: boolean): HTMLElement | null {
+  if (share === null) {
+    return null;
+  }
+  const box = el('span', 'wb-share-box');
+  const bar = el('span', 'wb-bar');
+  const fill = el('span', 'wb-bar-fill' + (hottest ? ' wb-bar-hot' : ''));
+  fill.style.width = `${Math.max(0, Math.min(100, share * 100)).toFixed(1)}%`;
+  bar.appendChild(fill);
+  box.append(bar, el('span', 'wb-share', `${Math.round(share * 100)}%`));
+  if (hottest) {
+    box.appendChild(el('span', 'wb-badge wb-hottest-badge', 'hottest'));
+  }
+  return box;
+}
+
+/** A DuckDB operator (and, recursively, its children and the model operators under it). */
+export function renderRelationalNode(
+  node: IRelNode,
+  models: Map<number, IPlanNode>,
+  relational: Received<IRelationalPlan>
+): HTMLElement {
+  const name = str(node.name) ?? 'operator';
+  const children = Array.isArray(node.children) ? node.children.filter(isObject) : [];
+  const modelIds = Array.isArray(node.models)
+    ? node.models.map(num).filter((i): i is number => i !== null)
+    : [];
+  const div = el('div', 'wb-node wb-rel-node');
+  div.dataset.operator = name;
+  div.setAttribute('role', 'treeitem');
+  const header = el('div', 'wb-node-header');
+  header.tabIndex = 0;
+  header.setAttribute('aria-expanded', 'false');
+  if (children.length || modelIds.length) {
+    const toggle = el('button', 'wb-toggle', '▾');
+    toggle.type = 'button';
+    toggle.title = 'Collapse or expand the inputs of this node';
+    toggle.setAttribute('aria-label', 'Collapse');
+    header.appendChild(toggle);
+  } else {
+    header.appendChild(el('span', 'wb-toggle-spacer'));
+  }
+  header.appendChild(el('span', 'wb-op', name));
+  const detail = str(node.detail);
+  if (detail) {
+    header.appendChild(el('code', 'wb-rel-detail', detail));
+  }
+  const estRows = num(node.estimated_rows);
+  const actRows = num(node.actual_rows);
+  const seconds = num(node.seconds);
+  const metrics = el('span', 'wb-metrics');
+  for (const m of [
+    estimateActual('rows', 'wb-rows', estRows, actRows, formatRows),
+    estimateActual('time', 'wb-time', null, seconds, formatSeconds)
+  ]) {
+    if (m) {
+      metrics.appendChild(m);
+    }
+  }
+  const factor = misestimateFactor(estRows, actRows, 1);
+  if (factor !== null && factor > MISESTIMATE_FACTOR) {
+    div.classList.add('wb-misestimate');
+    const badge = el(
+      'span',
+      'wb-badge wb-misestimate-badge',
+      `rows est. vs actual ${factor >= 100 ? Math.round(factor) : factor.toFixed(1)}x`
+    );
+    badge.dataset.metric = 'rows';
+    badge.title = `rows: estimated ${formatRows(estRows)}, actual ${formatRows(actRows)}`;
+    metrics.appendChild(badge);
+  }
+  const hottest = node.hottest === true;
+  const bar = shareBar(num(node.share), hottest);
+  if (bar) {
+    metrics.appendChild(bar);
+  }
+  if (hottest) {
+    div.classList.add('wb-hottest');
+  }
+  header.appendChild(metrics);
+
+  // The details: DuckDB's timing and rows for the node, then all its details.
+  const details = el('div', 'wb-node-details');
+  details.hidden = true;
+  const timing = el('dl', 'wb-props wb-rel-timing');
+  if (seconds !== null) {
+    addProp(timing, 'seconds', formatSeconds(seconds), 'DuckDB time');
+    const share = num(node.share);
+    if (share !== null) {
+      addProp(timing, 'share', `${sig3(share * 100)}% of the query`, 'share of time');
+    }
+  }
+  addProp(timing, 'estimated_rows', formatRows(estRows), 'estimated rows');
+  if (actRows !== null) {
+    addProp(timing, 'actual_rows', formatRows(actRows), 'actual rows');
+  }
+  details.appendChild(timing);
+  const info = isObject(node.extra_info) ? node.extra_info : {};
+  if (Object.keys(info).length) {
+    const dl = el('dl', 'wb-props wb-rel-info');
+    for (const [key, value] of Object.entries(info)) {
+      addProp(dl, key, renderValue(value), key);
+    }
+    details.appendChild(dl);
+  }
+  div.append(header, details);
+
+  let childBox: HTMLElement | null = null;
+  if (children.length || modelIds.length) {
+    childBox = el('div', 'wb-children');
+    childBox.setAttribute('role', 'group');
+    const shares = isObject(relational.model_shares) ? relational.model_shares : {};
+    for (const id of modelIds) {
+      const model = models.get(id);
+      if (!model) {
+        continue;
+      }
+      const modelDiv = renderNode(model);
+      const hot = num(relational.hottest_model) === id;
+      const modelBar = shareBar(num(shares[String(id)]), hot);
+      const modelMetrics = modelDiv.querySelector(':scope > .wb-node-header');
+      if (modelBar && modelMetrics) {
+        modelMetrics.appendChild(modelBar);
+      }
+      if (hot) {
+        modelDiv.classList.add('wb-hottest');
+      }
+      childBox.appendChild(modelDiv);
+    }
+    for (const child of children) {
+      childBox.appendChild(renderRelationalNode(child, models, relational));
+    }
+    div.appendChild(childBox);
+  }
+  wire(div, header, details, childBox);
+  return div;
+}
+
+/** DuckDB's operator tree with the model operators where their outputs enter it. */
+function renderRelational(relational: Received<IRelationalPlan>, root: Json | undefined): HTMLElement {
+  const models = isObject(root) ? modelNodes(root) : new Map<number, IPlanNode>();
+  return renderRelationalNode(relational.root as IRelNode, models, relational);
 }
 
 /** The whole output: title, tree, notes. */
@@ -528,7 +712,13 @@ export function renderPlan(data: unknown): HTMLElement {
 
   const tree = el('div', 'wb-plan-tree');
   tree.setAttribute('role', 'tree');
-  tree.appendChild(renderNode(plan.root));
+  const relational = isObject(plan.relational) ? (plan.relational as Received<IRelationalPlan>) : null;
+  if (relational && isObject(relational.root)) {
+    tree.classList.add('wb-relational');
+    tree.appendChild(renderRelational(relational, plan.root));
+  } else {
+    tree.appendChild(renderNode(plan.root));
+  }
   box.appendChild(tree);
 
   const notes = Array.isArray(plan.notes) ? plan.notes : [];

@@ -93,6 +93,37 @@ export interface IOperator {
 /** A node of the plan tree (Plan.to_dict()['root'] and its children). */
 export type PlanNode = IQueryNode | IModelOperatorNode | IInputsNode;
 
+/** RelationalPlan.to_dict() (workbench/plan/relational.py): DuckDB's plan (source explain: EXPLAIN (FORMAT JSON), estimates only) or profile (source profile: EXPLAIN ANALYZE, actual rows and time per node). total_seconds, model_shares and hottest_model: profiles only. */
+export interface IRelationalPlan {
+  source: 'explain' | 'profile';
+  root: IRelationalNode;
+  /** DuckDB's operators' time plus the placed model operators' */
+  total_seconds?: number | null;
+  /** model operator id -> its share of total_seconds */
+  model_shares?: { [key: string]: number | null };
+  /** the model operator that took the most time, if it is the hottest node */
+  hottest_model?: number | null;
+}
+
+/** One DuckDB physical operator. actual_rows, seconds (its own time), share (of total_seconds) and hottest: profiles only. */
+export interface IRelationalNode {
+  /** DuckDB's operator, e.g. HASH_JOIN */
+  name: string;
+  /** the key detail: table, filter, join condition, group keys (shortened) */
+  detail: string;
+  /** DuckDB's details of the node */
+  extra_info: { [key: string]: string };
+  /** DuckDB's Estimated Cardinality */
+  estimated_rows: number | null;
+  actual_rows?: number | null;
+  seconds?: number | null;
+  share?: number | null;
+  hottest?: boolean;
+  /** model operators whose outputs enter here (their nodes are in root) */
+  models: OperatorIds;
+  children: IRelationalNode[];
+}
+
 /** The root: the final query, reading the top model operators. */
 export interface IQueryNode {
   operator: 'Query';
@@ -165,4 +196,6 @@ export interface IPlan {
   /** ANALYZE only: the whole statement */
   actual_seconds?: number | null;
   root: IQueryNode;
+  /** DuckDB's operator tree of final_sql with the model operators placed in it (null: DuckDB could not explain it); absent in plans saved before it existed */
+  relational?: IRelationalPlan | null;
 }

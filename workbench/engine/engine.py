@@ -4,6 +4,7 @@ keeps (the calibration, what runs taught the cost model) is guarded."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -22,13 +23,14 @@ from workbench.engine.definitions import Definitions
 from workbench.engine.io import Cursor
 from workbench.engine.models import Models, profile_of, real
 from workbench.engine.planner import Catalog, Planner, bind, calls_models, hints_of, with_actuals
-from workbench.engine.runner import Run, Runner
+from workbench.engine.runner import Run, Runner, named_once, profiled
 from workbench.execution import batching, dl_centric, registry, relation_centric
 from workbench.models.base import Model
 from workbench.models.catalog import Catalog as ModelCatalog
 from workbench.optimizer.cost import CostModel, Facts, Learned
 from workbench.plan.nodes import ModelOperator, Plan
 from workbench.plan.profile import ModelProfile
+from workbench.plan.relational import RelationalPlan, parse_plan, parse_profile, place
 from workbench.plan.stats import OperatorStats
 from workbench.sql import statements as st
 from workbench.telemetry import Telemetry
@@ -161,12 +163,14 @@ class Engine:
             return self.definitions.define(text, cursor, calls)
 
     # -- running ------------------------------------------------------------------------
-    def run(self, plan: Plan, values: dict[str, Any], cursor: Cursor, config: Config) -> Run:
+    def run(self, plan: Plan, values: dict[str, Any], cursor: Cursor, config: Config, *, profile: bool = False) -> Run:
+        """`profile` (EXPLAIN ANALYZE only): keep DuckDB's profile of the statement."""
         if not plan.operators:
             start = time.perf_counter()
-            table = cursor.fetch(plan.final_sql, values)
-            return Run(table, [], time.perf_counter() - start)
-        return self.runner.run(plan, values, cursor, config)
+            with profiled(cursor.con, profile) as profiles:
+                table = cursor.fetch(plan.final_sql, values)
+            return Run(table, [], time.perf_counter() - start, "".join(profiles))
+        return self.runner.run(plan, values, cursor, config, profile=profile)
 
     def explain(
         self,
@@ -180,11 +184,15 @@ class Engine:
         batch_size: int | None = None,
     ) -> Plan:
         plan, values = self.plan(stmt, params, cursor, config, paradigm=paradigm, batch_size=batch_size)
-        if analyze:  # ANALYZE runs the whole statement
-            done = self.run(plan, values, cursor, config)
+        tree: RelationalPlan | None
+        if analyze:  # ANALYZE runs the whole statement, profiled by DuckDB
+            done = self.run(plan, values, cursor, config, profile=True)
             plan = with_actuals(plan, done.stats, done.table.num_rows, round(done.seconds, 6))
+            tree = _profiled_tree(plan, done)
+        else:
+            tree = duckdb_plan(plan, {n: values[n] for n in plan.params if n in values}, cursor)
         relational = cursor.relational_plan(plan.final_sql, {n: values[n] for n in plan.params if n in values})
-        return replace(plan, sql=stmt.text, relational_plan=relational)
+        return replace(plan, sql=stmt.text, relational_plan=relational, relational=tree)
 
     # -- the inference cache --------------------------------------------------------------
     def cache_use(self, name: str, model: Model) -> dl_centric.CacheUse | None:
@@ -205,6 +213,55 @@ class Engine:
 
             return embed
         return lambda keys: dl_centric.to_model_inputs("semantic cache", "input vectors", model, keys)
+
+
+def duckdb_plan(plan: Plan, params: dict[str, Any], cursor: Cursor) -> RelationalPlan | None:
+    """DuckDB's plan of the final statement before any model ran (EXPLAIN). Its lookup
+    functions do not exist yet, so each becomes, for this one EXPLAIN, a stand-in function of
+    the operator's input and output types (named for this execution, removed at once): DuckDB
+    then plans the statement as it will run it, the lookups named where their outputs enter.
+    (Typed NULLs instead would let DuckDB fold the filters on them away.) None: DuckDB
+    cannot explain it."""
+    named_plan = named_once(plan)
+    con, made = cursor.con, []
+    try:
+        for op in named_plan.operators:
+            if op.input_type and op.output_type:
+                con.create_function(op.lookup, _stand_in, [op.input_type], op.output_type, side_effects=True)
+                made.append(op.lookup)
+        rows = con.execute(f"EXPLAIN (FORMAT JSON) {named_plan.final_sql}", params or None).fetchall()
+    except (duckdb.Error, ValueError, TypeError):
+        return None
+    finally:
+        for name in made:
+            with contextlib.suppress(duckdb.Error):
+                con.remove_function(name)
+    root = parse_plan(str(rows[0][1])) if rows else None
+    if root is None:
+        return None
+    return RelationalPlan(place(root, _read_directly(named_plan)), "explain")
+
+
+def _profiled_tree(plan: Plan, done: Run) -> RelationalPlan | None:
+    """DuckDB's profile of the statement EXPLAIN ANALYZE ran, with the model operators."""
+    root = parse_profile(done.profile) if done.profile else None
+    if root is None:
+        return None
+    lookups = {i: name for i, name in done.lookups.items() if i in _read_directly(plan)}
+    keys = {op.id: op.inputs[0].key for op in plan.operators if op.inputs}
+    return RelationalPlan(place(root, lookups, keys), "profile")
+
+
+def _read_directly(plan: Plan) -> dict[int, str]:
+    """The operators the final statement reads (those nested in another's inputs hang under
+    that one), by the name of their lookup."""
+    consumed = plan.consumed()
+    ids = plan.reads or tuple(op.id for op in plan.operators if op.id not in consumed)
+    return {op.id: op.lookup for op in plan.operators if op.id in ids}
+
+
+def _stand_in(x: Any) -> None:  # pragma: no cover - EXPLAIN never runs it
+    return None
 
 
 class _Schema:

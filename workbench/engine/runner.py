@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import duckdb
 import psutil
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -68,6 +69,11 @@ def named(plan: Plan, execution: int) -> Plan:
     return replace(plan, final_sql=sub(plan.final_sql), operators=ops)
 
 
+def named_once(plan: Plan) -> Plan:
+    """The plan with lookup names of a new execution of its own (EXPLAIN's stand-ins too)."""
+    return named(plan, next(_executions))
+
+
 @dataclass
 class Run:
     """What running a plan gave: the statement's rows and one record per operator."""
@@ -75,6 +81,8 @@ class Run:
     table: pa.Table
     stats: list[OperatorStats] = field(default_factory=list)
     seconds: float = 0.0
+    profile: str = ""  # EXPLAIN ANALYZE: DuckDB's JSON profile of the statement
+    lookups: dict[int, str] = field(default_factory=dict)  # operator id -> its lookup's name in this run
 
 
 class Runner:
@@ -93,9 +101,10 @@ class Runner:
         self.learn = learn
         self.writes = writes  # a lock around the engine's own writes (weight tables)
 
-    def run(self, plan: Plan, values: dict[str, Any], cursor: Cursor, config: Config) -> Run:
+    def run(self, plan: Plan, values: dict[str, Any], cursor: Cursor, config: Config, *, profile: bool = False) -> Run:
+        """`profile` (EXPLAIN ANALYZE): keep DuckDB's profile of the statement."""
         start = time.perf_counter()
-        plan = named(plan, next(_executions))
+        plan = named_once(plan)
         guard = MemoryGuard(config.memory_budget) if config.memory_budget else None
         cursor.plan = plan
         outcomes: list[tuple[ModelOperator, Model, Outcome]] = []
@@ -125,7 +134,8 @@ class Runner:
                     assert outcome.table is not None
                     lookups.fill(op, outcome.table, distinct=all(q.distinct for q in op.inputs))
                 outcomes.append((op, model, outcome))
-            table = self._statement(plan, values, cursor, outcomes)
+            with profiled(cursor.con, profile) as profiles:
+                table = self._statement(plan, values, cursor, outcomes)
             if guard is not None:
                 guard.check("the final query")
             stats = [outcome.stats() for _, _, outcome in outcomes]
@@ -133,7 +143,8 @@ class Runner:
                 if op.paradigm in ("dl_centric", "udf_centric"):
                     self.learn(op, model, s)
             observed(table.num_rows, stats)
-        return Run(table, stats, time.perf_counter() - start)
+        names = {op.id: op.lookup for op in plan.operators}
+        return Run(table, stats, time.perf_counter() - start, "".join(profiles), names)
 
     def _statement(
         self, plan: Plan, values: dict[str, Any], cursor: Cursor, outcomes: list[tuple[ModelOperator, Model, Outcome]]
@@ -188,6 +199,29 @@ class Runner:
             for op, s in zip(plan.operators, done.get("stats", ())):
                 tele.emit("operator_end", id=op.id, rows=s.rows, seconds=s.seconds)
             tele.emit("query_end", rows=done.get("rows"), seconds=time.perf_counter() - start, error=error)
+
+
+@contextlib.contextmanager
+def profiled(con: Any, on: bool = True) -> Iterator[list[str]]:
+    """DuckDB's JSON profile of the statement run inside (EXPLAIN ANALYZE only; yields a list
+    that holds it afterwards). Profiling is on for that statement alone: a user who had
+    turned it on keeps it, anyone else has it off again, so later queries never pay."""
+    out: list[str] = []
+    if not on:
+        yield out
+        return
+    was = con.sql("SELECT current_setting('enable_profiling')").fetchall()[0][0]
+    if was is None:
+        con.execute("SET enable_profiling = 'no_output'")
+    try:
+        yield out
+        try:
+            out.append(con.get_profiling_information())
+        except duckdb.Error:  # pragma: no cover - nothing was profiled
+            pass
+    finally:
+        if was is None:
+            con.execute("RESET enable_profiling")
 
 
 def _sample_for(cursor: Cursor, op: ModelOperator, values: dict[str, Any], base: Model) -> Any:

@@ -213,7 +213,8 @@ class PlanBuilder:
                 extra = [p for _, f in found for p in _params(parsed(f"SELECT 1 WHERE {f}"))]
             inputs = tuple(q if i == index else other for i, other in enumerate(op.inputs))
             operators[key] = replace(op, inputs=inputs, params=tuple(dict.fromkeys((*op.params, *extra))))
-        final = tree.sql(dialect="duckdb", normalize_functions=False)
+        # (comments dropped: hints were read already, and sqlglot would print `/*+ x */` as `/* + x */`)
+        final = tree.sql(dialect="duckdb", normalize_functions=False, comments=False)
         return Plan(
             sql=text,
             final_sql=final,

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from workbench.plan.names import lookup_name, operator_id, public_sql
+from workbench.plan.relational import RelationalPlan
 from workbench.plan.render import Displayable, seconds_text
 from workbench.plan.stats import OperatorStats
 
@@ -239,6 +240,16 @@ class Plan(Displayable):
     relational_plan: str = field(default="", compare=False)
     actual_rows: int | None = field(default=None, compare=False)  # ANALYZE: the statement's result rows
     actual_seconds: float | None = field(default=None, compare=False)  # ANALYZE: the whole statement
+    relational: RelationalPlan | None = field(default=None, compare=False)  # DuckDB's tree of final_sql
+
+    def relational_tree(self) -> RelationalPlan | None:
+        """DuckDB's operator tree with the model operators' measured time (ANALYZE), for
+        the time shares of every node."""
+        if self.relational is None:
+            return None
+        seconds = {op.id: op.actual_seconds for op in self.operators if op.actual_seconds is not None}
+        inside = frozenset(op.id for op in self.operators if op.paradigm == "udf_centric")
+        return self.relational.with_model_seconds(seconds, inside)
 
     def operator(self, op_id: int) -> ModelOperator:
         return next(op for op in self.operators if op.id == op_id)
@@ -268,7 +279,9 @@ class Plan(Displayable):
 
         The engine's lookup functions (`__wb_lookup_<id>`) appear as `lookup_<id>`, so the
         same query gives the same dict in any session."""
-        d = asdict(self)
+        d = asdict(replace(self, relational=None))
+        tree = self.relational_tree()
+        d["relational"] = tree.to_dict() if tree is not None else None
         d["operators"] = [asdict(op) | {"input_sql": op.input_sql} for op in self.operators]
         for op in d["operators"]:
             op.pop("sql_name")
