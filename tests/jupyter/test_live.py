@@ -70,3 +70,47 @@ def test_a_quick_query_shows_nothing(digits_session, monkeypatch):
     with LiveDisplay(digits_session.telemetry, show_after=60.0):
         digits_session.sql("SELECT digits(pixels).label FROM digits WHERE id < 5")
     assert not out.shown and not out.updates
+
+
+class FakeKernel:
+    """ipykernel's status publishing, as far as KernelStaysBusy uses it."""
+
+    def __init__(self):
+        self.published, self.parents = [], {"shell": {"header": {"msg_id": "cell"}}}
+
+    def _publish_status(self, status, channel, parent=None):
+        self.published.append((status, (parent or self.parents[channel])["header"]["msg_id"]))
+
+    def get_parent(self, channel="shell"):
+        return self.parents.get(channel, {})
+
+
+def test_kernel_stays_busy_until_the_cell_itself_is_idle():
+    kernel = FakeKernel()
+    with live_module.KernelStaysBusy(kernel):
+        kernel.parents["control"] = {"header": {"msg_id": "subshell"}}
+        publish = kernel._publish_status  # noqa: SLF001 - what ipykernel calls
+        publish("busy", "control")
+        publish("idle", "control")  # JupyterLab would show Idle: not published
+    kernel._publish_status("idle", "shell")  # noqa: SLF001
+    assert kernel.published == [("busy", "subshell"), ("idle", "cell")]
+    assert "_publish_status" not in vars(kernel), "the kernel's own method is back"
+
+
+def test_the_widget_module_bundles_uplot_before_live_js():
+    esm, css = live_module.LiveQuery._esm, live_module.LiveQuery._css  # noqa: SLF001 - anywidget's names
+    assert esm.index("var uPlot=") < esm.index("export default { render }")
+    assert "MIT" in esm[:400] and ".uplot" in css
+
+
+def test_static_summary_has_labelled_axes_budget_and_layer_lane():
+    from workbench.telemetry.tracker import Snapshot
+
+    s = Snapshot(sql="q", started=1.0, elapsed=3.0, finished=True, budgets={"cpu": 10**9}, baseline={"cpu": 10**9})
+    s.memory = [(t / 4, {"cpu": {"rss": 10**9 + t * 10**7}}) for t in range(12)]
+    s.peak = {"cpu": 10**9 + 11 * 10**7}
+    page = summary_html(s, [(0.5, "layers.0", 0.02, 0.05), (1.0, "layers.1", 0.03, 0.04)])
+    assert "seconds since the query started" in page and "resident memory" in page
+    assert "class='wb-budget'" in page and "budget (limit 2.0 GB)" in page
+    assert "wb-layer-chart" in page and "layer read (disk)" in page and "layers.1 computed" in page
+    assert "wb-layer-chart" not in summary_html(s), "no lane without an offloaded model"

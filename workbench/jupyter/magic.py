@@ -52,11 +52,12 @@ class DlsqlMagic(Magics):
 
     def _live(self, session: Session) -> Any:
         """The live widget in a notebook kernel (front ends draw it); nothing elsewhere."""
-        if not self.live or getattr(self.shell, "kernel", None) is None:
+        kernel = getattr(self.shell, "kernel", None)
+        if not self.live or kernel is None:
             return contextlib.nullcontext()
         from workbench.jupyter.live import LiveDisplay
 
-        return LiveDisplay(session.telemetry)
+        return LiveDisplay(session.telemetry, kernel=kernel)
 
     @no_var_expand
     @line_cell_magic

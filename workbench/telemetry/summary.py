@@ -4,6 +4,8 @@ widget (which shows these strings) and the static summary it freezes into."""
 from __future__ import annotations
 
 import html
+import math
+from typing import Any
 
 from workbench.telemetry.tracker import Download, Snapshot, resident
 
@@ -95,42 +97,131 @@ def summary_text(s: Snapshot) -> str:
     return "\n".join([progress_text(s)] + [f"  {k}: {v}" for k, v in facts(s)])
 
 
-def memory_svg(s: Snapshot, width: int = 360, height: int = 90) -> str:
-    """A static line chart of resident memory per device, the budget as a dashed line."""
+#: an offloaded model's layer, for the chart's lane: (seconds since the start, name, read s, compute s)
+Layer = tuple[float, str, float, float]
+
+COLOURS = ("#4C78A8", "#E45756", "#72B7B2", "#F58518")
+X_LABEL = "seconds since the query started"
+_M = {
+    "left": 72,
+    "right": 10,
+    "top": 22,
+    "bottom": 34,
+}  # legend above, axes left and below  # room for the axes' ticks and labels
+
+
+def _ticks(top: float, n: int = 4) -> list[float]:
+    """Round tick values from 0 to about `top` (1, 2 or 5 times a power of ten apart)."""
+    if top <= 0:
+        return [0.0]
+    raw = top / n
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
+    return [i * step for i in range(int(top / step) + 1)]
+
+
+def _axes(width: int, height: int, t_max: float, top: float, y_label: str, y_text: Any) -> list[str]:
+    """The frame of a static chart: grid, ticks with their values, and both axis labels."""
+    left, right, up, down = _M["left"], width - _M["right"], _M["top"], height - _M["bottom"]
+    x = lambda t: left + (right - left) * t / t_max
+    y = lambda v: down - (down - up) * v / top
+    out = ["<g class='wb-axes' font-size='10' fill='#555'>"]
+    for v in _ticks(top, 4):
+        out.append(
+            f"<line x1='{left}' x2='{right}' y1='{y(v):.1f}' y2='{y(v):.1f}' stroke='#e3e3e3'/>"
+            f"<text x='{left - 4}' y='{y(v) + 3:.1f}' text-anchor='end'>{html.escape(y_text(v))}</text>"
+        )
+    for t in _ticks(t_max, 5):
+        out.append(
+            f"<line x1='{x(t):.1f}' x2='{x(t):.1f}' y1='{down}' y2='{down + 3}' stroke='#999'/>"
+            f"<text x='{x(t):.1f}' y='{down + 13}' text-anchor='middle'>{t:g}</text>"
+        )
+    out.append(
+        f"<line x1='{left}' x2='{right}' y1='{down}' y2='{down}' stroke='#999'/>"
+        f"<line x1='{left}' x2='{left}' y1='{up}' y2='{down}' stroke='#999'/>"
+        f"<text class='wb-x-label' x='{(left + right) / 2:.0f}' y='{height - 3}' text-anchor='middle'>{X_LABEL}</text>"
+        f"<text class='wb-y-label' x='0' y='0' text-anchor='middle' "
+        f"transform='translate(11 {(up + down) / 2:.0f}) rotate(-90)'>{html.escape(y_label)}</text></g>"
+    )
+    return out
+
+
+def memory_svg(s: Snapshot, width: int = 420, height: int = 170) -> str:
+    """A static line chart of resident memory per device over time, with labelled axes and
+    each device's budget as a dashed line (what the live widget's uPlot chart shows)."""
     series = memory_series(s)
     if not series:
         return ""
     t_max = max((p[0] for pts in series.values() for p in pts), default=0) or 1.0
     limits = s.limits()
     top = max([v for pts in series.values() for _, v in pts] + list(limits.values())) * 1.1 or 1.0
-    x = lambda t: 4 + (width - 8) * t / t_max
-    y = lambda v: height - 14 - (height - 22) * v / top
-    colours = ["#4C78A8", "#E45756", "#72B7B2", "#F58518"]
+    left, right, up, down = _M["left"], width - _M["right"], _M["top"], height - _M["bottom"]
+    x = lambda t: left + (right - left) * t / t_max
+    y = lambda v: down - (down - up) * v / top
     parts = [
-        f"<svg class='wb-memory-chart' width='{width}' height='{height}' role='img' aria-label='memory per device'>"
+        f"<svg class='wb-memory-chart' width='{width}' height='{height}' viewBox='0 0 {width} {height}' role='img' "
+        f"aria-label='resident memory per device over time, with its budget' font-family='sans-serif'>",
+        *_axes(width, height, t_max, top, "resident memory", size),
     ]
+    legend = []
     for i, (device, pts) in enumerate(series.items()):
+        colour = COLOURS[i % len(COLOURS)]
         line = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in pts)
-        parts.append(f"<polyline fill='none' stroke='{colours[i % 4]}' stroke-width='1.5' points='{line}'/>")
-        parts.append(
-            f"<text x='6' y='{12 + 11 * i}' font-size='10' fill='{colours[i % 4]}'>"
-            f"{html.escape(device)} peak {size(s.peak.get(device))}</text>"
-        )
+        parts.append(f"<polyline fill='none' stroke='{colour}' stroke-width='1.5' points='{line}'/>")
+        legend.append((colour, f"{device} peak {size(s.peak.get(device))}", ""))
         budget = limits.get(device.split(":")[0])
         if budget:
             parts.append(
-                f"<line x1='4' x2='{width - 4}' y1='{y(budget):.1f}' y2='{y(budget):.1f}' "
-                f"stroke='{colours[i % 4]}' stroke-dasharray='4 3'/>"
-                f"<text x='{width - 4}' y='{y(budget) - 2:.1f}' font-size='10' text-anchor='end'>"
-                f"budget (limit {size(budget)})</text>"
+                f"<line class='wb-budget' x1='{left}' x2='{right}' y1='{y(budget):.1f}' y2='{y(budget):.1f}' "
+                f"stroke='{colour}' stroke-dasharray='5 4'/>"
             )
-    parts.append(
-        f"<text x='{width - 4}' y='{height - 2}' font-size='10' text-anchor='end'>{duration(t_max)}</text></svg>"
-    )
+            legend.append((colour, f"{device.split(':')[0]} budget (limit {size(budget)})", "5 4"))
+    lx = left
+    for colour, text, dash in legend:  # one row above the plot
+        parts.append(
+            f"<line x1='{lx}' x2='{lx + 14}' y1='7' y2='7' stroke='{colour}' "
+            f"stroke-width='1.5' stroke-dasharray='{dash or 'none'}'/>"
+            f"<text x='{lx + 18}' y='10' font-size='10' fill='{colour}'>{html.escape(text)}</text>"
+        )
+        lx += 30 + 6 * len(text)
+    parts.append("</svg>")
     return "".join(parts)
 
 
-def summary_html(s: Snapshot) -> str:
+def layers_svg(layers: list[Layer], t_max: float, width: int = 420, height: int = 120) -> str:
+    """An offloaded model's lane: per layer, at the moment it finished, the seconds spent
+    reading its weights (disk) and computing it, as two bars side by side."""
+    if not layers:
+        return ""
+    t_max = max([t_max] + [t for t, *_ in layers]) or 1.0
+    top = max(max(r, c) for _, _, r, c in layers) * 1.1 or 1e-3
+    left, right, up, down = _M["left"], width - _M["right"], _M["top"], height - _M["bottom"]
+    x = lambda t: left + (right - left) * t / t_max
+    h = lambda v: (down - up) * v / top
+    bar = max(1.0, min(5.0, (right - left) / (2.5 * len(layers))))
+    parts = [
+        f"<svg class='wb-layer-chart' width='{width}' height='{height}' viewBox='0 0 {width} {height}' role='img' "
+        f"aria-label='layers read and computed over time' font-family='sans-serif'>",
+        *_axes(width, height, t_max, top, "seconds per layer", lambda v: f"{v:.2g}"),
+    ]
+    for t, name, read_s, compute_s in layers:
+        for dx, v, colour, what in ((-bar, read_s, "#F58518", "read"), (0.0, compute_s, "#54A24B", "computed")):
+            parts.append(
+                f"<rect x='{x(t) + dx:.1f}' y='{down - h(v):.1f}' width='{bar:.1f}' height='{h(v):.1f}' "
+                f"fill='{colour}'><title>{html.escape(name)} {what} in {duration(v)}</title></rect>"
+            )
+    for k, (colour, text) in enumerate((("#F58518", "layer read (disk)"), ("#54A24B", "layer computed"))):
+        parts.append(
+            f"<rect x='{left + 120 * k}' y='2' width='10' height='8' fill='{colour}'/>"
+            f"<text x='{left + 14 + 120 * k}' y='10' font-size='10' fill='#555'>{text}</text>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def summary_html(s: Snapshot, layers: list[Layer] | None = None) -> str:
+    """The static summary: the facts as a table beside the memory chart (and an offloaded
+    model's lane of layers) as inline SVG: it renders without a kernel or any script."""
     stopped = s.activity == "download" and (s.download is None or not s.download.finished)
     state = "failed" if s.error or stopped else "done"
     rows = "".join(
@@ -141,5 +232,6 @@ def summary_html(s: Snapshot) -> str:
     return (
         f"<div class='wb-live-summary' data-state='{state}' style='font-size:12px;display:flex;gap:16px;"
         f"align-items:flex-start'><div><div><b>{html.escape(progress_text(s))}</b></div>"
-        f"<table>{rows}</table></div>{memory_svg(s)}</div>"
+        f"<table>{rows}</table></div>"
+        f"<div style='flex:none'>{memory_svg(s)}{layers_svg(layers or [], s.elapsed)}</div></div>"
     )
