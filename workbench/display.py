@@ -9,6 +9,7 @@ import html
 from typing import Any
 
 from workbench.plan.render import PARADIGM_COLORS, plan_html, plan_lines  # noqa: F401 - re-exported
+from workbench.telemetry.summary import count
 
 DEFAULT_LIMIT = 20
 
@@ -38,11 +39,11 @@ def _rows(result: Any, limit: int) -> tuple[list[str], list[list[str]]]:
 
 def operator_line(s: dict[str, Any]) -> str:
     cache = (
-        f", cache {s['cache_hits']:,} hits / {s['cache_misses']:,} misses"
+        f", cache {count(s['cache_hits'], 'hit')} / {count(s['cache_misses'], 'miss', 'misses')}"
         if (s.get("cache_hits") or s.get("cache_misses"))
         else ""
     )
-    inputs = f"{s['rows']:,} input{'' if s['rows'] == 1 else 's'}"
+    inputs = count(s["rows"], "input")
     if not s.get("batches", 1):
         ran = "model not run"
     elif s["paradigm"] == "relation_centric":
@@ -54,7 +55,7 @@ def operator_line(s: dict[str, Any]) -> str:
 
 def summary_line(result: Any) -> str:
     n = len(result)
-    parts = [f"{n:,} row{'s' if n != 1 else ''}", f"{result.elapsed:.3f} s"]
+    parts = [count(n, "row"), f"{result.elapsed:.3f} s"]
     parts += [operator_line(s) for s in result.stats]
     return " · ".join(parts)
 
@@ -69,7 +70,7 @@ def result_text(result: Any, limit: int = DEFAULT_LIMIT) -> str:
     line = lambda cells: " | ".join(c.ljust(w) for c, w in zip(cells, widths))  # noqa: E731
     out = [line(cols), "-+-".join("-" * w for w in widths)] + [line(r) for r in rows]
     if len(result) > limit:
-        out.append(f"… {len(result) - limit:,} more rows")
+        out.append(f"… {count(len(result) - limit, 'more row')}")
     out.append(summary_line(result))
     return "\n".join(out)
 

@@ -21,6 +21,7 @@ from workbench.engine import calibration
 from workbench.errors import ParameterError
 from workbench.models.catalog import Catalog
 from workbench.result import Result
+from workbench.telemetry.summary import count
 
 
 class Host(Protocol):
@@ -43,7 +44,7 @@ def load_dataset(session: Host, name: Any = None, *rest: Any) -> Result:
     if not isinstance(name, str) or rest:
         raise ParameterError("usage: CALL load_dataset('pydoc' | 'digits')")
     rows = datasets.load(session.cursor(), name)
-    return _message(f"table {name} loaded ({rows:,} rows)", f"CALL load_dataset('{name}')", start)
+    return _message(f"table {name} loaded ({count(rows, 'row')})", f"CALL load_dataset('{name}')", start)
 
 
 def cache_stats(session: Host, *args: Any) -> Result:

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from workbench.plan.profile import ModelProfile
+from workbench.telemetry.summary import count
 
 VECTOR = 2048  # rows DuckDB hands a scalar UDF per call
 
@@ -217,6 +218,9 @@ class CostModel:
             + c["dl_fixed_s"]
             + facts.input_rows * per_key
         )
-        parts = (f"relation_centric: {first_text}", f"dl_centric: the other {tail_linears} Linear layer(s) in torch")
+        parts = (
+            f"relation_centric: {first_text}",
+            f"dl_centric: the other {count(tail_linears, 'Linear layer')} in torch",
+        )
         out.append(Estimate("hybrid", t, parts=parts))
         return out

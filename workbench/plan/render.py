@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from workbench.plan import schema_ts
 from workbench.plan.names import public_sql
+from workbench.telemetry.summary import count
 
 if TYPE_CHECKING:
     from workbench.plan.nodes import Plan
@@ -129,7 +130,7 @@ def plan_lines(plan: Plan) -> list[tuple[int, str]]:
 def _plan_lines(plan: Plan) -> list[tuple[int, str]]:
     lines = [(0, ("EXPLAIN ANALYZE" if plan.analyzed else "EXPLAIN") + f": {plan.sql.strip()}")]
     if plan.analyzed and plan.actual_rows is not None:
-        lines.append((1, f"result: {plan.actual_rows:,} rows in {plan.actual_seconds:.3f} s"))
+        lines.append((1, f"result: {count(plan.actual_rows, 'row')} in {plan.actual_seconds:.3f} s"))
     for op in plan.operators:
         est = "?" if op.estimated_rows is None else f"{op.estimated_rows:,}"
         threads = f", threads duckdb {op.threads[0]}/torch {op.threads[1]}" if op.threads else ""
@@ -142,7 +143,7 @@ def _plan_lines(plan: Plan) -> list[tuple[int, str]]:
         if op.memory != "resident":
             line += f", {op.memory}"
         if op.limit is not None:
-            line += f", stops after {op.limit:,} rows"
+            line += f", stops after {count(op.limit, 'row')}"
         if op.actual_rows is not None:
             line += f", actual rows {op.actual_rows:,}, {op.actual_seconds:.3f} s"
             err = op.estimate_error()

@@ -19,6 +19,11 @@ def size(n: float | None) -> str:
     return f"{n:,.0f} B"
 
 
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """'1 result row', '2 result rows', '1 miss', '3 misses'."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
+
+
 def duration(s: float | None) -> str:
     if s is None:
         return "n/a"
@@ -31,8 +36,11 @@ def download_text(d: Download, stopped: bool = False) -> str:
     when its activity ended without it (an error)."""
     scale, unit = (1e9, "GB") if d.bytes_total >= 1e9 else (1e6, "MB")
     if d.finished:
-        return f"downloaded {d.repo}: {d.files_done} files, {d.bytes_done / scale:.1f} {unit} in {duration(d.seconds)}"
-    counts = f"{d.files_done}/{d.files_total} files, {d.bytes_done / scale:.1f}/{d.bytes_total / scale:.1f} {unit}"
+        done = f"{count(d.files_done, 'file')}, {d.bytes_done / scale:.1f} {unit}"
+        return f"downloaded {d.repo}: {done} in {duration(d.seconds)}"
+    counts = (
+        f"{d.files_done}/{count(d.files_total, 'file')}, {d.bytes_done / scale:.1f}/{d.bytes_total / scale:.1f} {unit}"
+    )
     return f"download of {d.repo} stopped at {counts}" if stopped else f"downloading {d.repo}: {counts}"
 
 
@@ -43,9 +51,9 @@ def progress_text(s: Snapshot) -> str:
         text = download_text(s.download, stopped=s.finished)
         return text + (f" · failed: {s.error}" if s.error else "")
     if s.finished:
-        head = f"{s.rows_done:,} model rows in {duration(s.elapsed)}"
+        head = f"{count(s.rows_done, 'model row')} in {duration(s.elapsed)}"
         if s.result_rows is not None:
-            head += f" · {s.result_rows:,} result rows"
+            head += f" · {count(s.result_rows, 'result row')}"
         return head + (f" · failed: {s.error}" if s.error else "")
     total = f"{s.rows_total:,}" if s.rows_total else "?"
     text = f"{s.rows_done:,} / {total} rows · {duration(s.elapsed)}"
@@ -87,7 +95,9 @@ def facts(s: Snapshot) -> list[tuple[str, str]]:
     out.append(
         (
             "cache",
-            "not used" if ratio is None else f"{s.cache_hits:,} hits / {s.cache_misses:,} misses ({ratio:.0%} hits)",
+            "not used"
+            if ratio is None
+            else f"{count(s.cache_hits, 'hit')} / {count(s.cache_misses, 'miss', 'misses')} ({ratio:.0%} hits)",
         )
     )
     return out
