@@ -20,6 +20,8 @@ REFERENCE_MACHINE = {
     "transfer_s_per_byte": 1e-9,
     "dl_fixed_s": 4e-3,
     "lookup_s_per_row": 1e-7,
+    "lookup_s_per_byte": 9e-9,
+    "udf_s_per_byte": 1e-9,
     "udf_chunk_s": 1e-4,
     "rel_s_per_mac": 1.5e-9,
     "rel_s_per_output": 1e-7,
@@ -42,6 +44,12 @@ SCHEMA = {
         "chars": {"body": 189.0, "topic": 8.0},
     },
     "big": {"columns": {"id": "BIGINT", "v": "FLOAT[4]"}, "rows": 50000, "distinct": {"v": 210}},
+    # the digits repeated to ~100,000 rows: a wide key repeated 56 times
+    "bigdigits": {
+        "columns": {"id": "INTEGER", "pixels": "FLOAT[64]", "label": "INTEGER"},
+        "rows": 100632,
+        "distinct": {"pixels": 1797, "label": 10},
+    },
     "notes": {
         "columns": {"id": "INTEGER", "topic": "VARCHAR", "txt": "VARCHAR"},
         "rows": 2,

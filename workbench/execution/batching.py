@@ -28,7 +28,8 @@ class BatchRun:
     outputs: pa.Array
     batch_size: int
     batches: int
-    seconds: float
+    seconds: float  # wall time, waits for a shared model's lock excluded
+    waited: float = 0.0  # seconds spent waiting for the model's lock (another thread ran it)
 
 
 def _take(inputs: Any, idx: np.ndarray) -> Any:
@@ -73,6 +74,7 @@ def run(
             plan += [c] * max(1, top // c)
     work: dict[int, float] = {}
     spent: dict[int, float] = {}
+    waited = 0.0
     outputs: list[pa.Array] = []
     pos = batches = 0
     expected = model.arrow_output_type()
@@ -82,8 +84,9 @@ def run(
         idx = order[pos : pos + size]
         batch = _take(inputs, idx)
         t0 = time.perf_counter()
-        out = _predict(model, name, batch, batches, pos)
-        elapsed = time.perf_counter() - t0
+        out, wait = _predict(model, name, batch, batches, pos)
+        waited += wait
+        elapsed = time.perf_counter() - t0 - wait
         if len(out) != len(idx):
             raise ModelError(f"model '{name}' returned {len(out)} outputs for {len(idx)} inputs in batch {batches + 1}")
         if out.type != expected:
@@ -121,7 +124,7 @@ def run(
     ordered = pa.concat_arrays(outputs)
     inverse = np.empty(n, dtype=np.int64)
     inverse[order] = np.arange(n)
-    return BatchRun(ordered.take(pa.array(inverse)), chosen, batches, time.perf_counter() - start)
+    return BatchRun(ordered.take(pa.array(inverse)), chosen, batches, time.perf_counter() - start - waited, waited)
 
 
 def _non_finite(arr: pa.Array, *, allow_inf: bool) -> str | None:
@@ -142,10 +145,13 @@ def _non_finite(arr: pa.Array, *, allow_inf: bool) -> str | None:
     return None
 
 
-def _predict(model: Model, name: str, batch: Any, number: int, first_row: int) -> pa.Array:
+def _predict(model: Model, name: str, batch: Any, number: int, first_row: int) -> tuple[pa.Array, float]:
+    """The batch's outputs and the seconds spent waiting for the model's lock."""
     try:
+        asked = time.perf_counter()
         with exclusive(model):
-            return model.predict(batch)
+            waited = time.perf_counter() - asked
+            return model.predict(batch), waited
     except InputTypeError:
         raise  # the adapter named the value at fault (an unreadable image, a path outside the roots)
     except ModelError as exc:

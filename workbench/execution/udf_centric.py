@@ -2,10 +2,13 @@
 
 The operator's function is registered with `create_function(type='arrow')`: DuckDB hands
 it one vector of inputs at a time (up to 2,048 rows) wherever the statement calls it, so a
-LIMIT without ORDER BY stops inference early and no input is computed ahead. Each vector is
-deduplicated before the model runs. DuckDB passes NULL inputs through as NULL outputs
+LIMIT without ORDER BY stops inference early and no input is computed ahead.
+DuckDB passes NULL inputs through as NULL outputs
 itself (default null handling). Errors are not swallowed: a model error stops the query,
 and the original error is kept so the session can report it instead of DuckDB's wrapper.
+Each vector is deduplicated only when the plan deduplicates the operator's inputs
+(dedup_inputs found it pays); the model seconds it reports exclude waits for the model's
+lock (a text model's calls take turns), so concurrent vectors never count one wait twice.
 
 The function object stays referenced by the executor until the statement finished, then
 the function is removed. The inference cache is not used here (the statement is running;
@@ -54,6 +57,7 @@ class UdfOperator:
         self.seconds = 0.0
         self._started, self._reported, self._batches = False, 0, 0  # telemetry's running counts
         self._stats_lock = threading.Lock()
+        self.dedup = all(q.distinct for q in op.inputs)  # find repeats within each vector
 
     def register(self) -> None:
         self.con.create_function(
@@ -89,14 +93,14 @@ class UdfOperator:
             present = keys.filter(valid)
         else:
             present = keys
-        unique, inverse = _unique(present)
+        unique, inverse = _unique(present) if self.dedup else (present, None)
         inputs = to_model_inputs(self.op.call, self.op.model, self.model, unique)
         step = self._progress() if self.telemetry is not None else None
         # (a text model's calls take turns inside batching: its tokenizer is not thread-safe)
         result = batching.run(
             self.model, self.op.model, inputs, batch_size=self.batch_size, guard=self.guard, progress=step
         )
-        out = result.outputs.take(pa.array(inverse))
+        out = result.outputs.take(pa.array(inverse)) if inverse is not None else result.outputs
         if keys.null_count:
             positions = np.cumsum(np.asarray(valid.to_numpy(zero_copy_only=False), dtype=np.int64)) - 1
             mask = ~np.asarray(valid.to_numpy(zero_copy_only=False))
@@ -105,7 +109,7 @@ class UdfOperator:
             self.rows += n
             self.inferred += len(unique)
             self.calls += 1
-            self.seconds += time.perf_counter() - start
+            self.seconds += time.perf_counter() - start - result.waited
         if self.telemetry is not None:
             self.telemetry.emit("bytes", source="duckdb", target="cpu", bytes=present.nbytes)
             self.telemetry.emit("bytes", source="cpu", target="duckdb", bytes=out.nbytes)

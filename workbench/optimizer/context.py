@@ -33,3 +33,12 @@ class Context:
         """Estimated model seconds per input row (for ordering predicates)."""
         profile = self.profile(op.model)
         return self.cost.row_seconds(profile, profile.default_batch(self.batch_size(op.model)), self.facts(op))
+
+    def dedup_pays(self, op: ModelOperator) -> bool:
+        """Whether running the model once per distinct input beats running it on every row."""
+        profile = self.profile(op.model)
+        facts = self.facts(op)
+        blocked = set(self.unavailable(profile, self.precision(op.model)))
+        if facts.cache_on:  # choose_paradigm keeps a cached operator materialized (no LIMIT is known yet)
+            blocked.add("udf_centric")
+        return self.cost.dedup_pays(profile, facts, batch=self.batch_size(op.model), blocked=frozenset(blocked))

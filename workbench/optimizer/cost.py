@@ -7,10 +7,18 @@ for any other model, a small probe run once per loaded model; both corrected by 
 runs of the model measured (`observe`).
 
     dl_centric       = fixed + transfer(distinct) + model(distinct - hits) + dedup and lookup(rows, key bytes)
-    udf_centric      = vectors x call overhead + transfer(rows) + model(distinct per vector)
+    udf_centric      = vectors x call overhead + transfer(rows) + dedup within each vector(rows, key bytes)
+                       + model(distinct per vector)
     relation_centric = per layer: fixed + rows x (multiply-adds x a + outputs x b)
                        (+ writing the weights once)
     hybrid           = first layer relational + hidden vectors to torch + rest in torch
+
+Every estimate follows the plan as the rules left it: when dedup_inputs did not run (or
+found that finding duplicates costs more than running the model on them), "distinct"
+above is every row reaching the call, and udf_centric does not deduplicate its vectors
+(`estimates(dedup=False)`). `dedup_pays` is that rule's question: is the best plan with
+dedup cheaper than the best plan without it? (A FLOAT[64] key costs more to hash than a
+small MLP costs to run.)
 
 A paradigm that cannot run gets None and the reason: relation-centric needs a chain of
 supported layers; the paradigms that hold the weights in process memory cannot run when the
@@ -23,12 +31,17 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from workbench.plan.profile import ModelProfile
 from workbench.telemetry.summary import count
 
 VECTOR = 2048  # rows DuckDB hands a scalar UDF per call
+NO_DEDUP_MARGIN = 0.9  # running every row must be estimated at least 10% faster to skip dedup
+#: the paradigms that run layers in SQL: their estimates are the least certain, and a wrong
+#: pick costs up to 100x (dense layers as joins), so they must win by this factor
+RELATIONAL = ("relation_centric", "hybrid")
+RELATIONAL_MARGIN = 3.0
 
 
 @dataclass(frozen=True)
@@ -50,6 +63,19 @@ class Estimate:
     seconds: float | None  # None: cannot run
     note: str = ""
     parts: tuple[str, ...] = ()
+
+
+def preferred(feasible: list[Estimate]) -> Estimate:
+    """The estimate the optimizer takes among those that can run: the cheapest, except that a
+    relational paradigm must beat the best torch paradigm by `RELATIONAL_MARGIN` (where one
+    can run)."""
+    best = min(feasible, key=lambda e: e.seconds or 0.0)
+    torch = [e for e in feasible if e.paradigm not in RELATIONAL]
+    if best.paradigm in RELATIONAL and torch:
+        fallback = min(torch, key=lambda e: e.seconds or 0.0)
+        if (fallback.seconds or 0.0) < RELATIONAL_MARGIN * (best.seconds or 0.0):
+            return fallback
+    return best
 
 
 class Learned:
@@ -118,9 +144,39 @@ class CostModel:
         self.learned.update(model.fingerprint, paradigm, seconds / max(predicted, 1e-9))
 
     # -- the paradigms -------------------------------------------------------------------
+    def dedup_pays(
+        self,
+        model: ModelProfile,
+        facts: Facts,
+        *,
+        batch: int | None = None,
+        limit_rows: int | None = None,
+        blocked: frozenset[str] = frozenset(),
+    ) -> bool:
+        """Whether running the model once per distinct input beats running it on every row,
+        each side at its best feasible paradigm (dedup and lookups costed). Skipping dedup must
+        win by a margin (`NO_DEDUP_MARGIN`): on a near tie the plan keeps running each input once."""
+        with_dedup = self.estimates(model, facts, batch=batch, limit_rows=limit_rows)
+        without = self.estimates(
+            model, replace(facts, rows=facts.input_rows), batch=batch, limit_rows=limit_rows, dedup=False
+        )
+        best = []
+        for es in (with_dedup, without):
+            feasible = [e for e in es if e.seconds is not None and e.paradigm not in blocked]
+            best.append(preferred(feasible).seconds or 0.0 if feasible else math.inf)
+        return best[1] >= best[0] * NO_DEDUP_MARGIN
+
     def estimates(
-        self, model: ModelProfile, facts: Facts, *, batch: int | None = None, limit_rows: int | None = None
+        self,
+        model: ModelProfile,
+        facts: Facts,
+        *,
+        batch: int | None = None,
+        limit_rows: int | None = None,
+        dedup: bool = True,
     ) -> list[Estimate]:
+        """Seconds per paradigm; `dedup=False`: the inputs are not deduplicated (facts.rows is
+        then every row reaching the call)."""
         c = self.c
         best_batch = model.default_batch(batch)
         weights = model.weight_bytes
@@ -153,10 +209,11 @@ class CostModel:
             out.append(Estimate("udf_centric", None, budget_note))
         else:
             vectors = max(1, math.ceil(m / VECTOR))
-            dup = 1.0 - facts.rows / max(facts.input_rows, 1)  # share of rows repeating an input
+            dup = 1.0 - facts.rows / max(facts.input_rows, 1) if dedup else 0.0  # share of rows repeating an input
             # a vector deduplicates only within itself: repeats in other vectors run again
             per_vector_unique = m * (1.0 - dup / vectors) if vectors > 1 else m * (1.0 - dup)
-            per_byte = c["transfer_s_per_byte"] + c.get("udf_s_per_byte", 0.0)
+            # the wrapper's per-byte work is finding duplicates within the vector: none without dedup
+            per_byte = c["transfer_s_per_byte"] + (c.get("udf_s_per_byte", 0.0) if dedup else 0.0)
             t = (
                 vectors * c["udf_chunk_s"]
                 + m * facts.key_bytes * per_byte

@@ -6,6 +6,13 @@ choice, so EXPLAIN shows why. A hint forces a paradigm; a forced paradigm that c
 With the inference cache on, udf_centric is taken only when forced or when a LIMIT lets it
 stop early: it runs inside DuckDB's pipeline where the cache is neither read nor filled.
 
+Estimates follow the rules that ran: an operator whose inputs were not deduplicated
+(dedup_inputs off, or skipped as not worth it) is costed on every row reaching the call.
+The relational paradigms (relation_centric, hybrid) are taken only where they are the
+only ones that can run, or where their estimate beats the best torch paradigm by
+`RELATIONAL_MARGIN` (cost.py): their estimates are the least certain, and a wrong pick costs up to
+100x (dense layers in SQL), while a wrong torch pick costs little.
+
 A udf_centric operator is called by the statement itself: the runner defines its lookup
 function as the UDF instead of a read of materialized outputs, so the SQL does not change.
 """
@@ -16,7 +23,7 @@ from dataclasses import replace
 
 from workbench.errors import OutOfMemoryBudget, ParadigmUnavailable
 from workbench.optimizer.context import Context
-from workbench.optimizer.cost import Estimate
+from workbench.optimizer.cost import RELATIONAL, RELATIONAL_MARGIN, Estimate, preferred
 from workbench.optimizer.rules.lazy_limit import in_where
 from workbench.plan.nodes import Plan
 
@@ -30,12 +37,15 @@ def apply(plan: Plan, ctx: Context) -> Plan:
     for i, op in enumerate(ops):
         model = ctx.profile(op.model)
         facts = ctx.facts(op)
+        dedup = all(q.distinct for q in op.inputs)
+        if not dedup:  # every row reaching the call runs the model
+            facts = replace(facts, rows=facts.input_rows)
         limit_rows = None
         if op.limit is not None:
             share = PREDICATE_SELECTIVITY if in_where(plan.final_sql, op.id) else 1.0
             limit_rows = min(facts.input_rows, int(op.limit / share) + 1)
         estimates = ctx.cost.estimates(
-            model, facts, batch=ctx.batch_size(op.model) or model.batch_size, limit_rows=limit_rows
+            model, facts, batch=ctx.batch_size(op.model) or model.batch_size, limit_rows=limit_rows, dedup=dedup
         )
         precision = ctx.precision(op.model)
         blocked = ctx.unavailable(model, precision)  # the executors' own answer
@@ -70,8 +80,15 @@ def apply(plan: Plan, ctx: Context) -> Plan:
                 for e in estimates
                 if e.seconds is not None and not (facts.cache_on and op.limit is None and e.paradigm == "udf_centric")
             ]
-            chosen = min(eligible, key=_seconds)  # dl_centric is always eligible or budget-blocked
+            cheapest = min(eligible, key=_seconds)  # dl_centric is always eligible or budget-blocked
+            chosen = preferred(eligible)
             reason = _why(chosen, eligible, estimates, facts.cache_on, op.limit)
+            if chosen is not cheapest:
+                reason = (
+                    f"{cheapest.paradigm} estimated {_seconds(chosen) / max(_seconds(cheapest), 1e-9):.1f}x faster, "
+                    f"under the {RELATIONAL_MARGIN:g}x a relational plan must win by; "
+                    + _why(chosen, [e for e in eligible if e.paradigm not in RELATIONAL], estimates, facts.cache_on, op.limit)
+                )
         ops[i] = replace(
             op,
             paradigm=chosen.paradigm,
