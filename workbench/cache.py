@@ -12,6 +12,16 @@ distinct inputs against the table; misses are written back in one transaction, a
 are evicted by last use when the model's table grows past its size bound. With a file
 database the cache survives restarts.
 
+Exact and normalized lookups stay inside DuckDB (`split_in_db`): one statement joins the
+operator's inputs with the cache table into a temporary table of (input, output) on the
+statement's own cursor, which the final SQL then reads; only the misses' inputs come to
+Python, and only the misses' outputs go back. A warm query moves no output through Python.
+When every input is cached, the statement reads the cache table itself (no copy at all);
+while such a statement runs, evictions in this process wait for the next write (`reading`),
+so no entry it found can vanish under it. Hits refresh their `last_used` at most once per
+`REFRESH_AFTER` (eviction is least recently used at that granularity), so a warm query
+writes nothing.
+
 Policies (`cache` option of a model):
     off         never read or write
     exact       the same input (default for deterministic models)
@@ -26,6 +36,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,7 +47,7 @@ import numpy as np
 import pyarrow as pa
 
 from workbench.db import PerThread, run, transaction
-from workbench.errors import CacheError
+from workbench.errors import CacheError, WorkbenchError
 
 if TYPE_CHECKING:  # the cache stores any model's outputs; models validate their cache options here
     from workbench.models.base import Model
@@ -45,7 +56,35 @@ POLICIES = ("off", "exact", "normalized", "semantic")
 NORMALIZERS = {"trim": "trim({})", "whitespace": "regexp_replace({}, '\\s+', ' ', 'g')", "case": "lower({})"}
 DEFAULT_MAX_MB = 1024
 DEFAULT_THRESHOLD = 0.95
+REFRESH_AFTER = "10 minutes"  # a hit older than this refreshes its last use
 _views = itertools.count(1)
+_readers = 0  # statements of this process reading a cache table directly right now
+_readers_lock = threading.Lock()
+
+
+def reading() -> Callable[[], None]:
+    """Count a statement that reads a cache table directly until the returned function is
+    called: meanwhile no eviction runs (a write skips it; the next write catches up), so
+    the entries it found stay. Within one process, the only one that can write the file."""
+    global _readers
+    with _readers_lock:
+        _readers += 1
+    done = threading.Event()
+
+    def release() -> None:
+        global _readers
+        if done.is_set():
+            return
+        done.set()
+        with _readers_lock:
+            _readers -= 1
+
+    return release
+
+
+def _eviction_allowed() -> bool:
+    with _readers_lock:
+        return _readers == 0
 
 
 @dataclass(frozen=True)
@@ -106,6 +145,22 @@ class Lookup:
     miss_vectors: np.ndarray | None = None  # semantic policy: embeddings of the misses
 
 
+@dataclass
+class InDatabase:
+    """Inputs split inside DuckDB, and how the statement reads their outputs: `body`, the
+    lookup macro's body over its argument `x`, reads the temporary table `table` (key,
+    value, hit per distinct input: the misses' rows wait for their outputs) or, when every
+    input was cached, the cache table itself (`table` is then "")."""
+
+    table: str
+    body: str
+    rows: int
+    hits: int
+    misses: pa.Array  # the inputs to compute
+    stale: pa.Array  # hits whose last use should be refreshed
+    release: Callable[[], None] = lambda: None  # call once the statement reading `body` ended
+
+
 def table_name(model_name: str) -> str:
     return f"workbench_cache_{model_name.lower()}"
 
@@ -121,6 +176,9 @@ class InferenceCache:
 
     def __init__(self, con: duckdb.DuckDBPyConnection):
         self._cursors = PerThread(con)  # every thread reads and writes on its own cursor
+        # tables seen to exist: a warm lookup need not ask the catalog again (a table dropped
+        # meanwhile, by clear() or another session, is found missing and asked about anew)
+        self._tables: set[str] = set()
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
@@ -160,7 +218,18 @@ class InferenceCache:
                     if attempt == 2:
                         raise
                     time.sleep(0.05)
+        self._tables.add(table)
         return table
+
+    def _exists(self, table: str, *, ask: bool = False) -> bool:
+        if table in self._tables and not ask:
+            return True
+        found = bool(run(self.con, "SELECT 1 FROM duckdb_tables() WHERE table_name = ? AND schema_name = 'main'", [table]))
+        if found:
+            self._tables.add(table)
+        else:
+            self._tables.discard(table)
+        return found
 
     def _canonical(self, type_sql: str) -> str:
         """DuckDB's own spelling of a type, as duckdb_columns() reports it."""
@@ -177,6 +246,85 @@ class InferenceCache:
         return f"md5_number('{policy.tag}' || {expr})"
 
     # -- lookup ------------------------------------------------------------------------
+    def split_in_db(
+        self,
+        fetch: Callable[[str, dict[str, Any] | None], pa.Table],
+        model_name: str,
+        model: Model,
+        policy: Policy,
+        fp: str,
+        inputs_sql: str,
+        params: dict[str, Any],
+        out: str,
+        columns: tuple[str, str],
+        *,
+        direct: bool = True,
+    ) -> InDatabase:
+        """Split the distinct non-NULL inputs of `inputs_sql` into hits and misses with one
+        join on the cursor `fetch` runs on, and say how the statement reads the outputs:
+        when every input is cached (and `direct`), straight from the cache table; else from
+        the temporary table `out` (`columns` = key, value, plus `hit`), which holds the hits'
+        outputs and waits for the misses'. Exact and normalized policies only (a semantic hit
+        needs the inputs' embeddings, computed in Python)."""
+        key, value = columns
+        table = table_name(model_name)
+        distinct = f"SELECT DISTINCT k FROM ({inputs_sql}) WHERE k IS NOT NULL"
+        args = {**params, "__wb_fp": fp}
+        join = f'FROM ({distinct}) i LEFT JOIN "{table}" c ON c.fp = $__wb_fp AND c.h = {self._key_sql("i.k", model, policy)}'
+        if not self._exists(table):
+            return self._all_missing(fetch, model, out, columns, distinct, params)
+        release = reading()  # from the moment hits are counted, until the statement has read them
+        try:
+            counts = fetch(
+                f"SELECT count(*) AS n, count(c.h) AS hits, list(i.k) FILTER (WHERE c.h IS NULL) AS misses, "
+                f"list(i.k) FILTER (WHERE c.last_used < now() - INTERVAL '{REFRESH_AFTER}') AS stale {join}",
+                args,
+            )
+        except WorkbenchError:
+            release()
+            if self._exists(table, ask=True):
+                raise  # the statement itself failed
+            return self._all_missing(fetch, model, out, columns, distinct, params)  # dropped meanwhile
+        n, hits = counts.column("n")[0].as_py(), counts.column("hits")[0].as_py()
+        misses, stale = _listed(counts, "misses"), _listed(counts, "stale")
+        if not len(misses) and direct and re.fullmatch(r"\w+", fp):
+            # Every input is cached: the statement reads the cache table itself (the engine's
+            # own fingerprint, checked to be a plain word, stands in the macro: a macro
+            # takes no bound parameter). An exact key is the stored input itself.
+            # Its columns are renamed to the lookup's own names: the argument `x` (the user's
+            # expression) must not bind to a cache column such as `k` or `v`.
+            stored, match = ("k", "x") if policy.kind == "exact" else ("h", self._key_sql("x", model, policy))
+            body = (
+                f"(SELECT {value} FROM (SELECT {stored} AS {key}, v AS {value} FROM \"{table}\" "
+                f"WHERE fp = '{fp}') WHERE {key} = {match})"
+            )
+            return InDatabase("", body, int(n), int(hits), misses, stale, release)
+        release()  # the temporary table below is the statement's own copy
+        fetch(
+            f"CREATE OR REPLACE TEMP TABLE {out} AS SELECT i.k AS {key}, CAST(c.v AS {model.output_type}) AS {value}, "
+            f"c.h IS NOT NULL AS hit {join}",
+            args,
+        )
+        return InDatabase(out, _lookup_body(out, columns), int(n), int(hits), misses, stale)
+
+    def _all_missing(
+        self,
+        fetch: Callable[[str, dict[str, Any] | None], pa.Table],
+        model: Model,
+        out: str,
+        columns: tuple[str, str],
+        distinct: str,
+        params: dict[str, Any],
+    ) -> InDatabase:
+        """No cache table: every input is a miss."""
+        fetch(
+            f"CREATE OR REPLACE TEMP TABLE {out} AS SELECT k AS {columns[0]}, NULL::{model.output_type} AS {columns[1]}, "
+            f"false AS hit FROM ({distinct})",
+            params,
+        )
+        misses = fetch(f"SELECT {columns[0]} FROM {out}", None).column(0).combine_chunks()
+        return InDatabase(out, _lookup_body(out, columns), len(misses), 0, misses, misses.slice(0, 0))
+
     def lookup(
         self,
         model_name: str,
@@ -294,7 +442,8 @@ class InferenceCache:
                                 f"(SELECT {self._key_sql('t.k', model, policy)} FROM {touched} t)",
                                 {"fp": fp},
                             )
-                        self._evict(table, policy.max_bytes)
+                        if _eviction_allowed():
+                            self._evict(table, policy.max_bytes)
                     break
                 except (duckdb.TransactionException, duckdb.ConstraintException):
                     # Another session wrote the same keys at the same moment. Its entries are
@@ -328,22 +477,58 @@ class InferenceCache:
         """Share of the inputs cached now; `con`: the statement's own connection (which sees
         what it registered, such as the DataFrames it reads)."""
         table = table_name(model_name)
-        exists = run(self.con, "SELECT 1 FROM duckdb_tables() WHERE table_name = ? AND schema_name = 'main'", [table])
         if policy.kind == "off":
             return None
-        if not exists:
+        if not self._exists(table):
             return 0.0
-        t = (
-            (con or self.con)
-            .sql(
-                f'SELECT count(*) AS n, count(c.h) AS hits FROM ({input_sql}) i LEFT JOIN "{table}" c '
-                f"ON c.fp = $__fp AND c.h = {self._key_sql('i.k', model, policy)} WHERE i.k IS NOT NULL",
-                params={**params, "__fp": fp},
+        try:
+            t = (
+                (con or self.con)
+                .sql(
+                    f'SELECT count(*) AS n, count(c.h) AS hits FROM ({input_sql}) i LEFT JOIN "{table}" c '
+                    f"ON c.fp = $__fp AND c.h = {self._key_sql('i.k', model, policy)} WHERE i.k IS NOT NULL",
+                    params={**params, "__fp": fp},
+                )
+                .to_arrow_table()
             )
-            .to_arrow_table()
-        )
+        except duckdb.CatalogException:
+            if self._exists(table, ask=True):
+                raise
+            return 0.0  # dropped meanwhile
         n, hits = t.column("n")[0].as_py(), t.column("hits")[0].as_py()
         return hits / n if n else None
+
+    def counts(
+        self,
+        model_name: str,
+        model: Model,
+        policy: Policy,
+        fp: str,
+        query: str,
+        params: dict[str, Any],
+        text: bool,
+        con: duckdb.DuckDBPyConnection | None = None,
+    ) -> tuple[int, int, float, float]:
+        """Planning's facts in one pass: (rows, distinct rows, mean text length, share of the
+        distinct inputs cached now) of the single column `k` of `query`."""
+        table = table_name(model_name)
+        length = "avg(length(CAST(i.k AS VARCHAR)))" if text else "0"
+        cached = self._exists(table)
+        hits = "count(DISTINCT i.k) FILTER (WHERE c.h IS NOT NULL)" if cached else "0"
+        join = (
+            f' LEFT JOIN "{table}" c ON c.fp = $__fp AND c.h = {self._key_sql("i.k", model, policy)}' if cached else ""
+        )
+        args = {**params, "__fp": fp} if cached else params
+        row = (
+            (con or self.con)
+            .sql(
+                f"SELECT count(i.k), count(DISTINCT i.k), {length}, {hits} FROM ({query}) i{join}",
+                params=args or None,
+            )
+            .fetchall()[0]
+        )
+        total, distinct, chars, found = (x or 0 for x in row)
+        return int(total), int(distinct), float(chars), found / distinct if distinct else 0.0
 
     def stats(self) -> pa.Table:
         tables = [
@@ -390,7 +575,21 @@ class InferenceCache:
             if run(self.con, "SELECT 1 FROM duckdb_tables() WHERE table_name = ? AND schema_name = 'main'", [t]):
                 removed += run(self.con, f'SELECT count(*) FROM "{t}"')[0][0]
                 run(self.con, f'DROP TABLE "{t}"')
+            self._tables.discard(t)
         return removed
+
+
+def _listed(counts: pa.Table, column: str) -> pa.Array:
+    """The values of a one-row `list(...) FILTER (...)` column (NULL when none matched)."""
+    found = counts.column(column).combine_chunks()
+    if found.null_count:
+        return pa.array([], found.type.value_type)
+    return found.flatten()
+
+
+def _lookup_body(table: str, columns: tuple[str, str]) -> str:
+    key, value = columns
+    return f"(SELECT {value} FROM {table} WHERE {key} = x)"
 
 
 def _row_bytes(keys: pa.Array, values: pa.Array) -> int:

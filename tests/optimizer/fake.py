@@ -166,6 +166,9 @@ class Counter:
     def hit_ratio(self, op, params) -> float:
         return 0.0
 
+    def count_and_hits(self, op, query: str, params: dict, text: bool) -> tuple[int, int, float, float]:
+        return (*self.count(query, params, text), self.hit_ratio(op, params))
+
 
 def _share(c: exp.Expression, rows: int) -> float:
     if isinstance(c, (exp.LT, exp.LTE)) and isinstance(c.expression, exp.Literal):

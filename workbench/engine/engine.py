@@ -291,6 +291,17 @@ class _Counter:
         total, rows, chars = (counted.column(i)[0].as_py() or 0 for i in range(3))
         return int(total), int(rows), float(chars)
 
+    def count_and_hits(
+        self, op: ModelOperator, query: str, params: dict[str, Any], text: bool
+    ) -> tuple[int, int, float, float]:
+        model = self.engine.models.base(op.model, self.config)
+        policy = policy_of(self.engine.catalog.info(op.model).options, model)
+        return self.cursor.guarded(
+            lambda: self.engine.cache.counts(
+                op.model, model, policy, model.fingerprint(), query, params, text, self.cursor.con
+            )
+        )
+
     def hit_ratio(self, op: ModelOperator, params: dict[str, Any]) -> float:
         model = self.engine.models.base(op.model, self.config)
         policy = policy_of(self.engine.catalog.info(op.model).options, model)

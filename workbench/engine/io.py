@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from workbench.db import quiet_progress_bar, translate_error
 from workbench.errors import QueryInterrupted
+from workbench.models.base import one_statement
 from workbench.plan.nodes import Plan
 from workbench.sql.params import INTERNAL_PREFIX
 
@@ -46,10 +47,15 @@ class Cursor:
         quiet_progress_bar(self.con)
 
     def __enter__(self) -> Cursor:
+        self._statement = one_statement()
+        self._statement.__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.close()
+        try:
+            self.close()
+        finally:
+            self._statement.__exit__(None, None, None)
 
     def close(self) -> None:
         if self.shared:  # the connection stays; the frames this call registered go

@@ -37,6 +37,11 @@ class Counter(Protocol):
     def hit_ratio(self, op: ModelOperator, params: dict[str, Any]) -> float:
         """Share of the operator's inputs the inference cache holds now."""
 
+    def count_and_hits(
+        self, op: ModelOperator, query: str, params: dict[str, Any], text: bool
+    ) -> tuple[int, int, float, float]:
+        """`count` and `hit_ratio` in one pass (a cached operator's planning reads)."""
+
 
 @dataclass(frozen=True)
 class Catalog:
@@ -140,17 +145,21 @@ class Planner:
         params = {n: values[n] for n in op.params if n in values}
         share = 0.5 ** sum(len(q.after) for q in op.inputs)
         policy = self.catalog.cache_policy(op.model) if cached_by_value(profile.input_kind, op.input_type) else "off"
+        ratio, counted_hits = 0.0, False
         if nested:
             rows, total, chars = nested[0].rows, nested[0].rows, 0.0
         else:
             query = with_nulls(union_sql(tuple(q.without_after() for q in op.inputs), distinct=False), output_types)
             try:
-                total, rows, chars = self.counter.count(query, params, text)
+                if policy != "off" and not op.reads:
+                    total, rows, chars, ratio = self.counter.count_and_hits(op, query, params, text)
+                    counted_hits = True
+                else:
+                    total, rows, chars = self.counter.count(query, params, text)
             except WorkbenchError:
                 total, rows, chars = UNCOUNTED
         rows, total = max(1, int(rows * share)), max(1, int(total * share))
-        ratio = 0.0
-        if policy != "off" and not op.reads:
+        if policy != "off" and not op.reads and not counted_hits:
             try:
                 ratio = self.counter.hit_ratio(op, params) or 0.0
             except WorkbenchError:  # e.g. another session is creating the cache table right now

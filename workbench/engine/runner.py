@@ -130,6 +130,8 @@ class Runner:
                     outcome = cursor.guarded(functools.partial(EXECUTORS[op.paradigm].run, job))
                 if outcome.udf is not None:
                     lookups.stream(outcome.udf)
+                elif outcome.lookup:
+                    lookups.fill_relation(op, outcome.relation, outcome.lookup, outcome.release)
                 else:
                     assert outcome.table is not None
                     lookups.fill(op, outcome.table, distinct=all(q.distinct for q in op.inputs))

@@ -2,25 +2,24 @@
 
 Each operator `n` is read in SQL as `__wb_lookup_n(x)` (named by the plan). On the cursor
 of the one statement being run, the runner defines that function: for a materialized
-operator, a temporary macro over its registered (input, output) table; for a streaming one
+operator, a temporary macro over its registered (input, output) table (or over its
+temporary table inside DuckDB, built from the inference cache); for a streaming one
 (udf_centric), the model itself as a vectorized UDF. The cursor is the statement's own, so
 the names never meet another query's; everything is removed when the statement ends.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
 from workbench.db import run
+from workbench.execution.dl_centric import KEY, VALUE
 from workbench.execution.udf_centric import UdfOperator
 from workbench.plan.nodes import ModelOperator
-
-# The macro's argument is substituted into its body, so the output table's column names
-# must not be names a user's table could have (a user column `v` would bind to ours).
-KEY, VALUE = "__wb_key", "__wb_value"
 
 
 class Lookups:
@@ -30,6 +29,8 @@ class Lookups:
         self.macros: list[str] = []
         self.udfs: list[UdfOperator] = []  # referenced until the statement finished
         self.functions: list[str] = []
+        self.tables: list[str] = []
+        self.releases: list[Callable[[], None]] = []
 
     def __enter__(self) -> Lookups:
         return self
@@ -48,6 +49,22 @@ class Lookups:
             self._function(op, self.cursor.fetch(f"SELECT {KEY}, {VALUE} FROM {view}"))
             return
         run(con, f"CREATE OR REPLACE TEMP MACRO {op.lookup}(x) AS (SELECT {VALUE} FROM {view} WHERE {KEY} = x)")
+        self.macros.append(op.lookup)
+
+    def fill_relation(
+        self, op: ModelOperator, table: str, body: str, release: Callable[[], None] = lambda: None
+    ) -> None:
+        """Define the operator's lookup as `body` over its argument `x`: a read of its
+        temporary (KEY, VALUE) table (one row per distinct input), or of the inference cache
+        table itself; the outputs never leave the database. `release` is called when the
+        statement has ended."""
+        self.releases.append(release)
+        if table:
+            self.tables.append(table)
+        if op.in_lambda:
+            self._function(op, self.cursor.fetch(f"SELECT {KEY}, {VALUE} FROM {table}"))
+            return
+        run(self.cursor.con, f"CREATE OR REPLACE TEMP MACRO {op.lookup}(x) AS {body}")
         self.macros.append(op.lookup)
 
     def _function(self, op: ModelOperator, table: pa.Table) -> None:
@@ -80,6 +97,13 @@ class Lookups:
         for macro in self.macros:
             try:
                 run(con, f"DROP MACRO IF EXISTS {macro}")
+            except duckdb.Error:
+                pass
+        for release in self.releases:
+            release()
+        for table in self.tables:
+            try:
+                run(con, f"DROP TABLE IF EXISTS {table}")
             except duckdb.Error:
                 pass
         for view in self.views:

@@ -59,6 +59,9 @@ class Outcome:
     stats: Callable[[], OperatorStats]
     table: pa.Table | None = None
     udf: UdfOperator | None = None
+    relation: str = ""  # the (input, output) table inside DuckDB, on the statement's cursor
+    lookup: str = ""  # read inside DuckDB: the lookup macro's body over its argument `x`
+    release: Callable[[], None] = lambda: None  # call once the statement has read `lookup`
 
 
 class Executor(Protocol):
@@ -82,8 +85,9 @@ def _materialized(job: Job, infer: Callable[..., batching.BatchRun] | None) -> O
         infer=infer,
         telemetry=job.telemetry,
         progress=job.telemetry.progress(job.op.id),
+        con=job.cursor.con,
     )
-    return Outcome(stats=lambda: run.stats, table=run.table)
+    return Outcome(stats=lambda: run.stats, table=run.table, relation=run.relation, lookup=run.lookup, release=run.release)
 
 
 class DlCentric:

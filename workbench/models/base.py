@@ -7,6 +7,7 @@ shape, so executors never need to know where a model came from.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import threading
 import weakref
 from collections.abc import Iterator
@@ -114,7 +115,18 @@ class Model:
         return None
 
     def fingerprint(self) -> str:
-        """Hash of everything that changes this model's outputs (see models/fingerprint.py)."""
+        """Hash of everything that changes this model's outputs (see models/fingerprint.py).
+        Within one statement (`one_statement`) it is computed once: planning and running
+        ask several times, and a large model's stamp takes milliseconds to check."""
+        memo = _STATEMENT_FINGERPRINTS.get()
+        if memo is not None and id(self) in memo:
+            return memo[id(self)][1]
+        found = self._fingerprint()
+        if memo is not None:
+            memo[id(self)] = (self, found)  # the model is kept, so its id is not reused meanwhile
+        return found
+
+    def _fingerprint(self) -> str:
         from workbench.models.fingerprint import Fingerprinter
 
         named, facts = self.fingerprint_parts()
@@ -198,6 +210,22 @@ def label_score(labels: list[Any] | np.ndarray, scores: np.ndarray, label_type: 
 # tokenizer is not thread-safe, so calls of one text model from many threads take turns.
 _LOCKS: weakref.WeakKeyDictionary[Model, threading.Lock] = weakref.WeakKeyDictionary()
 _LOCKS_LOCK = threading.Lock()
+
+
+_STATEMENT_FINGERPRINTS: contextvars.ContextVar[dict[int, tuple[Model, str]] | None] = contextvars.ContextVar(
+    "workbench_statement_fingerprints", default=None
+)
+
+
+@contextlib.contextmanager
+def one_statement() -> Iterator[None]:
+    """Within it, each model's fingerprint is computed once (on this thread): a model does not
+    change in the middle of a statement."""
+    token = _STATEMENT_FINGERPRINTS.set({})
+    try:
+        yield
+    finally:
+        _STATEMENT_FINGERPRINTS.reset(token)
 
 
 @contextlib.contextmanager

@@ -110,7 +110,13 @@ class CostModel:
         self.c = constants
         self.learned = learned  # None: ignore what runs taught (fixtures need fixed costs)
         self.memory_budget = memory_budget
-        self.weights_stored = weights_stored or (lambda fingerprint: False)
+        self._weights_stored = weights_stored or (lambda fingerprint: False)
+        self._stored: dict[str, bool] = {}  # asked once per fingerprint: one plan asks many times
+
+    def weights_stored(self, fingerprint: str) -> bool:
+        if fingerprint not in self._stored:
+            self._stored[fingerprint] = self._weights_stored(fingerprint)
+        return self._stored[fingerprint]
 
     # -- the model itself ---------------------------------------------------------------
     def row_seconds(
