@@ -305,6 +305,11 @@ class InferenceCache:
             f"c.h IS NOT NULL AS hit {join}",
             args,
         )
+        # the misses as this table has them: another writer may have stored some since the count
+        split = fetch(
+            f"SELECT count(*) FILTER (WHERE hit) AS hits, list({key}) FILTER (WHERE NOT hit) AS misses FROM {out}", None
+        )
+        hits, misses = split.column("hits")[0].as_py(), _listed(split, "misses")
         return InDatabase(out, _lookup_body(out, columns), int(n), int(hits), misses, stale)
 
     def _all_missing(

@@ -76,3 +76,22 @@ def test_forcing_relation_centric_on_an_unsupported_model_is_a_clear_error(s):
     with pytest.raises(workbench.WorkbenchError, match="relation_centric: no relational form: layer LayerNorm"):
         s.sql("SELECT norm(x) FROM xs", paradigm="relation_centric")
     assert s.sql("SELECT count(norm(x)) AS n FROM xs").pl()["n"][0] == 20  # the optimizer runs it another way
+
+
+def test_a_relational_run_far_slower_than_estimated_moves_to_torch_between_chunks():
+    s = workbench.connect()
+    try:
+        s.sql("CALL load_dataset('digits'); ALTER MODEL digits SET cache = 'off'")
+        s.sql("CREATE TABLE many AS SELECT d.id * 10 + r.i AS id, d.pixels FROM digits d, range(3) r(i)")
+        sql = "SELECT id, digits(pixels).label AS y FROM many ORDER BY id"
+        expected = s.sql(sql, paradigm="dl_centric").pl()
+        # a machine where relational layers look nearly free: the estimate is far too low
+        constants = s.engine.constants(s.engine.cursor())
+        constants.update(rel_s_per_mac=1e-16, rel_s_per_output=1e-16, rel_fixed_s=1e-9, store_s_per_byte=1e-16)
+        s.sql("SET disabled_rules = 'dedup_inputs'")
+        r = s.sql(sql, paradigm="relation_centric")
+        assert r.pl().equals(expected)
+        (stats,) = r.stats
+        assert stats["switched"].startswith("relation_centric -> dl_centric after")
+    finally:
+        s.close()

@@ -30,6 +30,7 @@ class BatchRun:
     batches: int
     seconds: float  # wall time, waits for a shared model's lock excluded
     waited: float = 0.0  # seconds spent waiting for the model's lock (another thread ran it)
+    switched: str = ""  # the executor changed between chunks, and why (see registry.py)
 
 
 def _take(inputs: Any, idx: np.ndarray) -> Any:

@@ -164,6 +164,7 @@ def _stats(
         cache_misses=misses if cache is not None else 0,
         cache_policy=cache.policy.describe() if cache is not None else "off",
         cache_semantic_hits=semantic_hits or None,
+        switched=result.switched or None,
     )
 
 

@@ -7,6 +7,13 @@ table, read by the statement through the operator's lookup function; a streaming
 (udf_centric) defines the lookup function as the model itself, run inside the statement.
 Offloaded and compressed models are forms of a model, not paradigms: every executor that
 runs torch runs them.
+
+A guard watches the relational executors (relation_centric, hybrid), the ones whose
+estimates can be 100x off: they run a first chunk of the rows, and when its measured rate is
+over `GUARD_FACTOR` times the estimate and torch (dl_centric) is estimated to finish the
+rest sooner, the rest of the rows run in torch; `OperatorStats.switched` says so. The other
+executors are not switched (dl_centric is the fallback; udf_centric runs inside DuckDB's
+pipeline, where the statement cannot change its plan).
 """
 
 from __future__ import annotations
@@ -122,6 +129,10 @@ def _tensor(model: Model) -> TensorModel:
 Progress = Callable[[int, int], None] | None
 
 
+GUARD_ROWS = 2048  # rows of the first chunk the guard measures (at least 1/16 of the rows)
+GUARD_FACTOR = 4.0  # measured seconds per row over this many times the estimate: reconsider
+
+
 def _over_weight_tables(job: Job, infer: Callable[[TensorModel, pa.Array, Progress], batching.BatchRun]) -> Outcome:
     """A materialized operator whose layers (some or all) run in DuckDB over the model's weight
     tables: the tables are written once per weights version, under the engine's write lock."""
@@ -131,9 +142,41 @@ def _over_weight_tables(job: Job, infer: Callable[[TensorModel, pa.Array, Progre
         t0 = time.perf_counter()
         with job.writes:
             relation_centric.ensure_weights(job.cursor.con, job.op.model, model)
-        return replace(infer(model, keys, progress), seconds=time.perf_counter() - t0)
+        n = len(keys)
+        first = max(GUARD_ROWS, n // 16)
+        if n < 2 * first:
+            return replace(infer(model, keys, progress), seconds=time.perf_counter() - t0)
+        head = infer(model, keys.slice(0, first), progress)
+        measured = (time.perf_counter() - t0) / first
+        rest = keys.slice(first)
+        switch = _switch_to_torch(job.op, measured, len(rest))
+        shifted: Progress = (lambda done, total: progress(first + done, n)) if progress is not None else None
+        if switch:
+            inputs = dl_centric.to_model_inputs(job.op.call, job.op.model, model, rest)
+            tail = batching.run(model, job.op.model, inputs, batch_size=None, progress=shifted, guard=job.guard)
+        else:
+            tail = infer(model, rest, shifted)
+        outputs = pa.concat_arrays([head.outputs, tail.outputs.cast(head.outputs.type)])
+        switched = f"{job.op.paradigm} -> dl_centric after {first:,} rows: {switch}" if switch else ""
+        return batching.BatchRun(
+            outputs, tail.batch_size, head.batches + tail.batches, time.perf_counter() - t0, switched=switched
+        )
 
     return _materialized(job, run)
+
+
+def _switch_to_torch(op: ModelOperator, measured: float, rest: int) -> str:
+    """Why the rest of the rows should run in torch (empty: stay): the first chunk ran over
+    GUARD_FACTOR times slower than estimated, and torch's estimate for the rest is lower."""
+    estimates = dict(op.alternatives)
+    torch_total, own_total = estimates.get("dl_centric"), op.estimated_seconds
+    rows = op.estimated_rows or 0
+    if torch_total is None or not own_total or not rows:
+        return ""
+    expected = own_total / rows
+    if measured <= GUARD_FACTOR * expected or measured * rest <= torch_total * rest / rows:
+        return ""
+    return f"{measured / expected:.0f}x slower per row than estimated"
 
 
 class RelationCentric:

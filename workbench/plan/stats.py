@@ -27,6 +27,7 @@ class OperatorStats:
     cache_policy: str = "off"
     input_rows: int | None = None  # rows reaching the call (udf_centric: before its per-vector dedup)
     cache_semantic_hits: int | None = None
+    switched: str | None = None  # the guard moved the rest of the rows to another executor, and why
 
     @property
     def computed(self) -> int:
@@ -36,7 +37,7 @@ class OperatorStats:
     def as_dict(self) -> dict[str, Any]:
         """The public `Result.stats` form (optional fields only when set)."""
         d = asdict(self)
-        for key in ("input_rows", "cache_semantic_hits"):
+        for key in ("input_rows", "cache_semantic_hits", "switched"):
             if d[key] is None:
                 del d[key]
         return d
