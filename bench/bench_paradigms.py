@@ -249,11 +249,13 @@ def large_points(s: workbench.Session) -> list[dict]:
     n = max(LARGE_ROWS)
     log(f"building the {n:,}-row tables")
     s.sql(
-        f"CREATE OR REPLACE TABLE px_large AS SELECT i AS id, list_transform(d.pixels, lambda p: p + (i // 1797) * 0.001)"
-        f"::FLOAT[64] AS pixels FROM range({n}) t(i) JOIN digits d ON d.id = i % 1797"
+        "CREATE OR REPLACE TABLE px_large AS SELECT i AS id, "
+        "list_transform(d.pixels, lambda p: p + (i // 1797) * 0.001)::FLOAT[64] AS pixels "
+        f"FROM range({n}) t(i) JOIN digits d ON d.id = i % 1797"
     )
     s.sql(
-        f"CREATE OR REPLACE TABLE rep_large AS SELECT i AS id, d.pixels FROM range({n}) t(i) JOIN digits d ON d.id = i % 1797"
+        f"CREATE OR REPLACE TABLE rep_large AS SELECT i AS id, d.pixels FROM range({n}) t(i) "
+        "JOIN digits d ON d.id = i % 1797"
     )
     out = []
     for model in ("digits", "wide"):
@@ -331,7 +333,7 @@ def torch_rows(s: workbench.Session) -> list[dict]:
         pixels = s.sql(f"SELECT pixels FROM {table} ORDER BY id").arrow().column(0).combine_chunks()
         x = torch.from_numpy(pixels.flatten().to_numpy().reshape(len(pixels), 64).copy())
 
-        def by_torch() -> float:
+        def by_torch(x: torch.Tensor = x) -> float:
             with torch.inference_mode():
                 total = 0.0
                 for i in range(0, len(x), 4096):
@@ -357,7 +359,10 @@ def torch_rows(s: workbench.Session) -> list[dict]:
 
 def report_large(large: list[dict], vs_torch: list[dict]) -> None:
     print("\n## 100,000 and 1,000,000 rows (ms; cache off; avg(m(pixels).score))\n")
-    print("| model | inputs | rows | rules | dl | udf | relation | hybrid | optimizer | chose | est. rows | best | ratio |")
+    print(
+        "| model | inputs | rows | rules | dl | udf | relation | hybrid | optimizer | chose | est. rows | best "
+        "| ratio |"
+    )
     print("|---|---|---:|---|---:|---:|---:|---:|---:|---|---:|---|---:|")
     for r in large:
         cells = [

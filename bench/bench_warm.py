@@ -57,7 +57,8 @@ def setup(s: workbench.Session, sizes: list[int]) -> None:
         # pydoc's paragraphs, then variants (a prefix of a paragraph and a number) up to n rows
         s.sql(
             f"CREATE TABLE docs_{n} AS SELECT row_number() OVER () AS id, topic, body FROM ("
-            f"SELECT topic, body FROM pydoc UNION ALL SELECT p.topic, substr(p.body, 1, 80) || ' (variant ' || i || ')' "
+            "SELECT topic, body FROM pydoc UNION ALL "
+            f"SELECT p.topic, substr(p.body, 1, 80) || ' (variant ' || i || ')' "
             f"FROM range({max(n - 2331, 0)}) t(i) JOIN (SELECT row_number() OVER () - 1 AS r, * FROM pydoc) p "
             f"ON p.r = i % 2331) LIMIT {n}"
         )
@@ -138,8 +139,10 @@ def main() -> None:
         rows.append((f"top-5 search, {n:,} rows", t["stored"], t["warm"], t["new"], t["embed"], t["off"], t["explain"]))
         log(f"search {n}: {t}")
 
-    print("| query | stored column | warm | warm / stored | new question | embed q | (new - embed) / stored "
-          "| cache off | warm <= off | explain |")
+    print(
+        "| query | stored column | warm | warm / stored | new question | embed q | (new - embed) / stored "
+        "| cache off | warm <= off | explain |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     ms = lambda x: "" if x is None else f"{x * 1000:,.1f} ms"  # noqa: E731
     for name, stored, warm, new, embed, off, explain in rows:

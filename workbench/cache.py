@@ -224,7 +224,9 @@ class InferenceCache:
     def _exists(self, table: str, *, ask: bool = False) -> bool:
         if table in self._tables and not ask:
             return True
-        found = bool(run(self.con, "SELECT 1 FROM duckdb_tables() WHERE table_name = ? AND schema_name = 'main'", [table]))
+        found = bool(
+            run(self.con, "SELECT 1 FROM duckdb_tables() WHERE table_name = ? AND schema_name = 'main'", [table])
+        )
         if found:
             self._tables.add(table)
         else:
@@ -270,7 +272,10 @@ class InferenceCache:
         table = table_name(model_name)
         distinct = f"SELECT DISTINCT k FROM ({inputs_sql}) WHERE k IS NOT NULL"
         args = {**params, "__wb_fp": fp}
-        join = f'FROM ({distinct}) i LEFT JOIN "{table}" c ON c.fp = $__wb_fp AND c.h = {self._key_sql("i.k", model, policy)}'
+        join = (
+            f'FROM ({distinct}) i LEFT JOIN "{table}" c '
+            f"ON c.fp = $__wb_fp AND c.h = {self._key_sql('i.k', model, policy)}"
+        )
         if not self._exists(table):
             return self._all_missing(fetch, model, out, columns, distinct, params)
         release = reading()  # from the moment hits are counted, until the statement has read them
@@ -295,7 +300,7 @@ class InferenceCache:
             # expression) must not bind to a cache column such as `k` or `v`.
             stored, match = ("k", "x") if policy.kind == "exact" else ("h", self._key_sql("x", model, policy))
             body = (
-                f"(SELECT {value} FROM (SELECT {stored} AS {key}, v AS {value} FROM \"{table}\" "
+                f'(SELECT {value} FROM (SELECT {stored} AS {key}, v AS {value} FROM "{table}" '
                 f"WHERE fp = '{fp}') WHERE {key} = {match})"
             )
             return InDatabase("", body, int(n), int(hits), misses, stale, release)
@@ -323,8 +328,8 @@ class InferenceCache:
     ) -> InDatabase:
         """No cache table: every input is a miss."""
         fetch(
-            f"CREATE OR REPLACE TEMP TABLE {out} AS SELECT k AS {columns[0]}, NULL::{model.output_type} AS {columns[1]}, "
-            f"false AS hit FROM ({distinct})",
+            f"CREATE OR REPLACE TEMP TABLE {out} AS SELECT k AS {columns[0]}, "
+            f"NULL::{model.output_type} AS {columns[1]}, false AS hit FROM ({distinct})",
             params,
         )
         misses = fetch(f"SELECT {columns[0]} FROM {out}", None).column(0).combine_chunks()

@@ -31,7 +31,6 @@ from workbench.plan.stats import OperatorStats
 from workbench.runtime.memory import MemoryGuard
 from workbench.telemetry.stream import Telemetry
 
-
 #: the columns of an operator's (input, output) table in DuckDB: names no user table has,
 #: since the lookup macro's argument (the user's expression) is substituted into its body
 KEY, VALUE = "__wb_key", "__wb_value"
@@ -219,7 +218,9 @@ def _run_in_db(
             finally:
                 con.unregister(view)
         if len(misses) or len(split.stale):
-            cache.cache.store(op.model, model, cache.policy, cache.fingerprint, misses, result.outputs, hit_keys=split.stale)
+            cache.cache.store(
+                op.model, model, cache.policy, cache.fingerprint, misses, result.outputs, hit_keys=split.stale
+            )
     except BaseException:
         split.release()  # the statement will not read the cache table
         raise

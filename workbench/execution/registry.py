@@ -94,7 +94,9 @@ def _materialized(job: Job, infer: Callable[..., batching.BatchRun] | None) -> O
         progress=job.telemetry.progress(job.op.id),
         con=job.cursor.con,
     )
-    return Outcome(stats=lambda: run.stats, table=run.table, relation=run.relation, lookup=run.lookup, release=run.release)
+    return Outcome(
+        stats=lambda: run.stats, table=run.table, relation=run.relation, lookup=run.lookup, release=run.release
+    )
 
 
 class DlCentric:

@@ -84,10 +84,11 @@ def apply(plan: Plan, ctx: Context) -> Plan:
             chosen = preferred(eligible)
             reason = _why(chosen, eligible, estimates, facts.cache_on, op.limit)
             if chosen is not cheapest:
+                torch_only = [e for e in eligible if e.paradigm not in RELATIONAL]
                 reason = (
                     f"{cheapest.paradigm} estimated {_seconds(chosen) / max(_seconds(cheapest), 1e-9):.1f}x faster, "
                     f"under the {RELATIONAL_MARGIN:g}x a relational plan must win by; "
-                    + _why(chosen, [e for e in eligible if e.paradigm not in RELATIONAL], estimates, facts.cache_on, op.limit)
+                    + _why(chosen, torch_only, estimates, facts.cache_on, op.limit)
                 )
         ops[i] = replace(
             op,
