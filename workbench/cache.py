@@ -298,7 +298,10 @@ class InferenceCache:
             # takes no bound parameter). An exact key is the stored input itself.
             # Its columns are renamed to the lookup's own names: the argument `x` (the user's
             # expression) must not bind to a cache column such as `k` or `v`.
-            stored, match = ("k", "x") if policy.kind == "exact" else ("h", self._key_sql("x", model, policy))
+            # An exact text key is the stored input itself (comparing strings beats hashing
+            # them again); any other key by its hash (comparing FLOAT[64] lists is dearer).
+            exact_text = policy.kind == "exact" and model.input_kind == "text"
+            stored, match = ("k", "x") if exact_text else ("h", self._key_sql("x", model, policy))
             body = (
                 f'(SELECT {value} FROM (SELECT {stored} AS {key}, v AS {value} FROM "{table}" '
                 f"WHERE fp = '{fp}') WHERE {key} = {match})"

@@ -10,7 +10,7 @@ runs torch runs them.
 
 A guard watches the relational executors (relation_centric, hybrid), the ones whose
 estimates can be 100x off: they run a first chunk of the rows, and when its measured rate is
-over `GUARD_FACTOR` times the estimate and torch (dl_centric) is estimated to finish the
+over `GUARD_FACTOR` (2x) the estimate and torch (dl_centric) is estimated to finish the
 rest sooner, the rest of the rows run in torch; `OperatorStats.switched` says so. The other
 executors are not switched (dl_centric is the fallback; udf_centric runs inside DuckDB's
 pipeline, where the statement cannot change its plan).
@@ -132,7 +132,7 @@ Progress = Callable[[int, int], None] | None
 
 
 GUARD_ROWS = 2048  # rows of the first chunk the guard measures (at least 1/16 of the rows)
-GUARD_FACTOR = 4.0  # measured seconds per row over this many times the estimate: reconsider
+GUARD_FACTOR = 2.0  # measured seconds per row over this many times the estimate: reconsider
 
 
 def _over_weight_tables(job: Job, infer: Callable[[TensorModel, pa.Array, Progress], batching.BatchRun]) -> Outcome:
