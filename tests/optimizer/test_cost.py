@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from tests.optimizer import fake
 from workbench.optimizer import hints
-from workbench.optimizer.cost import RELATIONAL_MARGIN, Estimate, Facts, preferred
+from workbench.optimizer.cost import RELATIONAL_MARGIN, CostModel, Estimate, Facts, preferred
 from workbench.optimizer.optimize import optimize
 from workbench.optimizer.rules import choose_paradigm
 
@@ -50,12 +50,16 @@ def test_a_relational_plan_must_win_by_the_margin():
 
 def test_the_margin_shows_in_the_reason():
     planner = fake.planner()
-    plan = planner.logical(BIG)
+    # a machine where SQL layers look cheaper than torch for the wide MLP, but not 3x cheaper
+    planner.cost = CostModel(
+        {**fake.REFERENCE_MACHINE, "rel_s_per_mac": 5e-12, "rel_s_per_output": 1e-9, "store_s_per_byte": 1e-12}
+    )
+    plan = planner.logical("SELECT wide(pixels).label FROM digits")
     ctx = planner.context(plan, {}, hints.Hints())
     (op,) = plan.operators
     deduped = replace(plan, operators=(replace(op, inputs=tuple(replace(q, distinct=True) for q in op.inputs)),))
     (chosen,) = choose_paradigm.apply(deduped, ctx).operators
     estimates = dict(chosen.alternatives)
     assert min(estimates, key=lambda p: estimates[p] or float("inf")) == "relation_centric"
-    assert chosen.paradigm == "udf_centric"
+    assert chosen.paradigm == "dl_centric"
     assert f"under the {RELATIONAL_MARGIN:g}x a relational plan must win by" in chosen.reason

@@ -239,7 +239,8 @@ class CostModel:
         lookup = misses * -(-embedding.shape[1] // 256) * c["rel_s_per_output"] if embedding is not None else 0.0
         store = 0.0 if self.weights_stored(model.fingerprint) else weights * c["store_s_per_byte"]
         transfer = 2 * facts.rows * facts.key_bytes * c["transfer_s_per_byte"]
-        t = c["rel_fixed_s"] * (len(linears) + 1) + store + transfer + cache_io + lookup
+        # like dl_centric, every row reaching the call reads its output back through the lookup
+        t = c["rel_fixed_s"] * (len(linears) + 1) + store + transfer + cache_io + lookup + facts.input_rows * per_key
         t += sum(
             misses * (lin.shape[0] * lin.shape[1] * c["rel_s_per_mac"] + lin.shape[0] * c["rel_s_per_output"])
             for lin in linears
