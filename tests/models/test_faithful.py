@@ -8,9 +8,11 @@ saved to tmp directories; the engine is never mocked.
 
 from __future__ import annotations
 
+import gc
 import json
 import string
 import threading
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -333,6 +335,24 @@ def test_drop_model_drops_its_cache_and_a_new_model_starts_empty(session):
     session.register_model("kept", net)  # the same weights: the old entries would have matched
     r = session.sql("SELECT kept(x) FROM xs")
     assert r.stats[0]["cache_hits"] == 0 and r.stats[0]["cache_misses"] == 10
+
+
+@pytest.mark.parametrize("offload", ["off", "on"])
+def test_drop_model_lets_its_weights_go(session, tmp_path, offload):
+    """Nothing in the process keeps a dropped model's weights: not the catalog's loaded models,
+    not the engine's offloaded or deferred forms (a notebook drops a big model to load the next)."""
+    tiny_bert(tmp_path / "gone")
+    session.sql(f"CREATE MODEL gone FROM '{tmp_path / 'gone'}' WITH (task = 'embed', offload = '{offload}')")
+    session.sql("SET memory_budget_cpu = '64MB'")
+    try:
+        session.sql("SELECT gone('a cat') AS e")
+        held = weakref.ref(session.engine.models.base("gone", session.config))
+    finally:
+        session.sql("SET memory_budget_cpu = 'none'")
+    assert held() is not None
+    session.sql("DROP MODEL gone")
+    gc.collect()
+    assert held() is None
 
 
 def test_alter_cannot_reshape_a_python_model(session):

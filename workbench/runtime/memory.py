@@ -89,7 +89,7 @@ class MemoryGuard:
         grown = now - self.baseline
         if grown > self.budget:
             raise OutOfMemoryBudget(
-                f"out of memory budget at {where}: the query grew memory by {grown / 2**20:,.0f} MB, "
-                f"over the budget of {self.budget / 2**20:,.0f} MB (SET memory_budget_cpu = ... to "
+                f"out of memory budget at {where}: the query grew memory by {grown / 1e6:,.0f} MB, "
+                f"over the budget of {self.budget / 1e6:,.0f} MB (SET memory_budget_cpu = ... to "
                 "raise it, or select fewer rows or a smaller model output)"
             )
