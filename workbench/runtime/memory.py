@@ -43,7 +43,7 @@ def parse_size(value: object) -> int:
         if not m or m.group(2).upper() not in _UNITS:
             raise OutOfMemoryBudget(f"cannot read memory size {value!r} (examples: '512MB', '2GB')")
         size = int(float(m.group(1)) * _UNITS[m.group(2).upper()])
-    if size < 16 * 2**20:
+    if size < 16 * 10**6:  # 16 MB, as the message and the budget are written (10^6 bytes)
         raise OutOfMemoryBudget(f"a memory budget below 16 MB cannot hold a query: {value!r}")
     return size
 
