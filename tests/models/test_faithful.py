@@ -39,7 +39,9 @@ def tiny_bert(directory: Path, cls: type = BertModel, seed: int = 0, **config: o
     torch.manual_seed(seed)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
-    tok = BertTokenizerFast(vocab_file=str(directory / "vocab.txt"), do_lower_case=True)
+    # (transformers 5 reads the vocabulary from `vocab`: a `vocab_file` alone leaves only the special tokens)
+    tok = BertTokenizerFast(vocab={w: i for i, w in enumerate(VOCAB)}, do_lower_case=True)
+    assert len(tok) == len(VOCAB)  # word pieces, not [UNK] for every word
     size = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64}
     # weights far from zero: texts get distinct vectors and labels (the default 0.02 gives one label to all)
     config = {"initializer_range": 0.5, **config}
