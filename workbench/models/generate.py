@@ -74,7 +74,8 @@ class Generator(_TextModel):
         self.deterministic = self.temperature == 0 or seed is not None
         self.end_ids = _end_ids(model, tokenizer)
         # the KV cache's argument: `cache` in transformers 5.24 and later, `past_key_values` before
-        self._cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        forward = getattr(model, "wrapped_forward", model.forward)  # (an offloaded model's own)
+        self._cache_arg = "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
 
     @property
     def output_type(self) -> str:
@@ -244,6 +245,13 @@ def load(name: str, directory: Path, options: dict[str, Any], recipe: Recipe | N
 
     from workbench.models.rerank import pretrained
 
+    check_architecture(name, directory)
+    _settings(name, options)  # before the weights load: a wrong option fails fast
+    model, tokenizer = pretrained(directory, AutoModelForCausalLM, options)
+    return adapter(name, model, tokenizer, options)
+
+
+def check_architecture(name: str, directory: Path) -> None:
     config = json.loads((directory / "config.json").read_text())
     archs = config.get("architectures") or []
     if archs and not any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
@@ -251,17 +259,31 @@ def load(name: str, directory: Path, options: dict[str, Any], recipe: Recipe | N
             f"model '{name}': task='generate' needs a decoder language model (a *ForCausalLM); "
             f"{directory.name} is a {archs[0]}"
         )
+
+
+def adapter(name: str, model: Any, tokenizer: Any, options: dict[str, Any]) -> Generator:
+    """The generator over a causal LM module (in memory, or offloaded: models/offloaded.py)."""
     settings = _settings(name, options)
-    model, tokenizer = pretrained(directory, AutoModelForCausalLM, options)
     if settings["chat"] and not getattr(tokenizer, "chat_template", None):
         raise ModelLoadError(f"model '{name}': chat = true needs a tokenizer with a chat template; this one has none")
-    context = _context(model.config, options)
-    adapter = Generator(model, tokenizer, context=context, batch_size=options.get("batch_size"), **settings)
-    adapter.allow_inf = bool(options.get("allow_inf", False))
-    return adapter
+    context = context_of(model.config, options)
+    found = Generator(model, tokenizer, context=context, batch_size=options.get("batch_size"), **settings)
+    found.allow_inf = bool(options.get("allow_inf", False))
+    return found
 
 
-def _context(config: Any, options: dict[str, Any]) -> int:
+def kv_bytes_per_row(config: Any, context: int) -> int:
+    """Bytes of KV cache one sequence of `context` tokens holds (float32 keys and values)."""
+    layers = int(getattr(config, "num_hidden_layers", 0) or getattr(config, "n_layer", 1))
+    heads = int(getattr(config, "num_attention_heads", 0) or getattr(config, "n_head", 1))
+    kv_heads = int(getattr(config, "num_key_value_heads", 0) or heads)
+    hidden = int(getattr(config, "hidden_size", 0) or getattr(config, "n_embd", 1))
+    head_dim = int(getattr(config, "head_dim", 0) or hidden // heads)
+    return 2 * layers * kv_heads * head_dim * context * 4
+
+
+def context_of(config: Any, options: dict[str, Any]) -> int:
+    """Tokens a sequence may hold (prompt and new tokens): the model's positions, or max_length."""
     limits = [getattr(config, key, None) for key in ("max_position_embeddings", "n_positions", "n_ctx")]
     found = [int(n) for n in limits if isinstance(n, int) and n > 0]
     context = min(found) if found else 2048
