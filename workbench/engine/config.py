@@ -85,7 +85,9 @@ def cluster_spec(value: Any) -> str | None:
         return None
     spec = str(value).strip()
     if not CLUSTER_SPEC.fullmatch(spec.lower() if spec.lower() in ("auto", "local") else spec):
-        raise ParameterError(f"cluster must be 'ray://host:port', 'host:port', 'auto', 'local' or 'none', not {value!r}")
+        raise ParameterError(
+            f"cluster must be 'ray://host:port', 'host:port', 'auto', 'local' or 'none', not {value!r}"
+        )
     return spec.lower() if spec.lower() in ("auto", "local") else spec
 
 

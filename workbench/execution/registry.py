@@ -21,9 +21,9 @@ from typing import Any, Protocol, cast
 
 import pyarrow as pa
 
+from workbench.errors import ClusterError
 from workbench.execution import batching, dl_centric, hybrid, relation_centric
 from workbench.execution.udf_centric import UdfOperator
-from workbench.errors import ClusterError
 from workbench.models.base import Model
 from workbench.models.tensor import TensorModel
 from workbench.plan.nodes import ON_RAY, ModelOperator

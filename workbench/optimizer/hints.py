@@ -25,9 +25,7 @@ from dataclasses import dataclass, field
 from workbench.errors import ParameterError
 from workbench.plan.nodes import PARADIGMS
 
-_PLACEMENT = re.compile(
-    r"placement\s*\(\s*([A-Za-z_][\w]*)\s*,\s*'?(ray|local)'?\s*(?:,\s*(\d+)\s*)?\)", re.IGNORECASE
-)
+_PLACEMENT = re.compile(r"placement\s*\(\s*([A-Za-z_][\w]*)\s*,\s*'?(ray|local)'?\s*(?:,\s*(\d+)\s*)?\)", re.IGNORECASE)
 _HINT = re.compile(r"paradigm\s*\(\s*([A-Za-z_][\w]*)\s*,\s*'?([A-Za-z_]+)'?\s*\)", re.IGNORECASE)
 
 

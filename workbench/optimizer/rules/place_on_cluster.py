@@ -60,7 +60,8 @@ def apply(plan: Plan, ctx: Context) -> Plan:
         if asked is not None:
             reason = "forced by a hint (placement ray)"
         else:
-            reason = f"cheapest estimate ({(op.estimated_seconds or 0.0) / max(found.seconds, 1e-9):.1f}x faster than {op.paradigm})"
+            ratio = (op.estimated_seconds or 0.0) / max(found.seconds, 1e-9)
+            reason = f"cheapest estimate ({ratio:.1f}x faster than {op.paradigm} here)"
         if not cluster.measured:
             reason += "; cluster costs are priors until a run measures them"
         ops.append(
