@@ -12,6 +12,7 @@ told 127.0.0.1, so the driver is started with Ray's "single machine" address res
 from __future__ import annotations
 
 import os
+import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +78,7 @@ def connect(spec: str) -> Connection:
                 )
             _CURRENT.users += 1
             return _CURRENT
+        _reachable(spec)  # Ray itself retries an address nobody answers for a minute or more
         loopback = host_of(spec) in LOOPBACK_HOSTS
         if loopback:  # before Ray reads its constants (at its first import)
             os.environ.setdefault(SINGLE_MACHINE_ENV, "0")
@@ -114,6 +116,18 @@ def release(connection: Connection) -> None:
             connection.ray.shutdown()
         except Exception:  # pragma: no cover - the cluster is gone already
             pass
+
+
+def _reachable(spec: str) -> None:
+    """A host:port spec whose port refuses connections fails now, with one clear line."""
+    if spec in ("auto", "local"):
+        return
+    address = spec.removeprefix("ray://")
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except (OSError, ValueError) as exc:
+        raise ClusterError(f"cannot connect to the Ray cluster {spec}: nothing answers there ({exc})") from None
 
 
 def _export_package_path() -> None:
