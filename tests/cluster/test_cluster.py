@@ -72,19 +72,8 @@ def test_explain_shows_the_cluster_alternative_and_a_valid_plan(s):
     assert "dl_centric on ray" in dict(free.operators[0].alternatives)
 
 
-def test_digits_on_the_cluster_equals_the_local_run(s):
-    local = s.sql(DIGITS.format(hint=LOCAL.format(model="digits"))).pl()
-    result = s.sql(DIGITS.format(hint=RAY2.format(model="digits")))
-    remote = result.pl()
-    assert remote["id"].to_list() == local["id"].to_list()
-    assert [p["label"] for p in remote["p"]] == [p["label"] for p in local["p"]]
-    scores = np.array([p["score"] for p in remote["p"]]) - np.array([p["score"] for p in local["p"]])
-    assert np.abs(scores).max() <= 1e-4
-    assert result.stats[0]["placement"] == "ray"
-
-
 def test_a_worker_killed_mid_query_loses_and_duplicates_no_row(s):
-    ids, local = embeddings(s.sql(MINILM.format(hint=LOCAL.format(model="minilm"), n=160)))
+    ids, local = embeddings(s.sql(MINILM.format(hint=LOCAL.format(model="minilm"), n=120)))
     s.sql(MINILM.format(hint=RAY2.format(model="minilm"), n=20))  # two warm actors hold minilm
     pids = s.engine.cluster.pids()
     assert len(pids) == 2
@@ -97,7 +86,7 @@ def test_a_worker_killed_mid_query_loses_and_duplicates_no_row(s):
 
     stop = s.telemetry.subscribe(kill_one)
     try:
-        result = s.sql(MINILM.format(hint=RAY2.format(model="minilm"), n=160))
+        result = s.sql(MINILM.format(hint=RAY2.format(model="minilm"), n=120))
     finally:
         stop()
     assert killed and not psutil.pid_exists(killed[0])
@@ -106,7 +95,7 @@ def test_a_worker_killed_mid_query_loses_and_duplicates_no_row(s):
     assert np.abs(local - remote).max() <= 1e-4
     (stats,) = result.stats
     assert stats["retried_blocks"] >= 1
-    assert sum(n["rows"] for n in stats["nodes"]) == len(ids)
+    assert sum(n["rows"] for n in stats["nodes"]) == stats["rows"]  # distinct inputs, each once
 
 
 def test_ctrl_c_stops_the_remote_work(s):
@@ -131,5 +120,16 @@ def test_ctrl_c_stops_the_remote_work(s):
         time.sleep(0.05)
     assert not any(psutil.pid_exists(p) for p in pids)
     assert s.engine.cluster.pids() == []
-    again = s.sql(MINILM.format(hint=RAY2.format(model="minilm"), n=20))  # a later query starts afresh
-    assert again.stats[0]["actors"] == 2
+    print(f"actors gone {time.perf_counter() - interrupted_at[0]:.2f} s after Ctrl-C")
+
+
+def test_digits_on_the_cluster_equals_the_local_run(s):
+    """(After Ctrl-C killed the pool: a later query starts actors afresh.)"""
+    local = s.sql(DIGITS.format(hint=LOCAL.format(model="digits"))).pl()
+    result = s.sql(DIGITS.format(hint=RAY2.format(model="digits")))
+    remote = result.pl()
+    assert remote["id"].to_list() == local["id"].to_list()
+    assert [p["label"] for p in remote["p"]] == [p["label"] for p in local["p"]]
+    scores = np.array([p["score"] for p in remote["p"]]) - np.array([p["score"] for p in local["p"]])
+    assert np.abs(scores).max() <= 1e-4
+    assert result.stats[0]["placement"] == "ray" and result.stats[0]["actors"] == 2

@@ -174,13 +174,14 @@ class Cluster:
         done_rows = 0
         while len(results) < len(blocks):
             busy = collections.Counter(id(a) for _, a in pending.values())
-            for actor in pool:
-                while queue and busy[id(actor)] < IN_FLIGHT:
-                    index = queue.popleft()
-                    if index in results:
-                        continue
-                    pending[actor.handle.infer.remote(index, blocks[index], batch_size)] = (index, actor)
-                    busy[id(actor)] += 1
+            for _ in range(IN_FLIGHT):  # round-robin: every actor gets a block before any gets two
+                for actor in pool:
+                    while queue and queue[0] in results:  # answered meanwhile: never sent again
+                        queue.popleft()
+                    if queue and busy[id(actor)] < IN_FLIGHT:
+                        index = queue.popleft()
+                        pending[actor.handle.infer.remote(index, blocks[index], batch_size)] = (index, actor)
+                        busy[id(actor)] += 1
             if not pending and not starting:
                 raise ClusterError(f"the Ray cluster {self.spec} has no actor left for {call} (workers kept dying)")
             ready, _ = ray.wait([*pending, *starting], num_returns=1, timeout=POLL_S)
