@@ -78,7 +78,9 @@ def main() -> None:
             log(f"dl_centric on ray, {actors} actor(s)")
             sql = QUERY.format(where=f"ray, {actors}", rows=args.rows)
             results[f"ray, {actors} actor(s)"] = timed(s, sql, args.repeat)
-        facts = s.engine.cluster.facts(s.engine.models.profile("minilm", s.config, s.engine.constants(s.engine.cursor())))
+        with s.engine.cursor() as cursor:
+            profile = s.engine.models.profile("minilm", s.config, s.engine.constants(cursor))
+        facts = s.engine.cluster.facts(profile)
         report(results, rows, facts, torch.get_num_threads())
         s.close()
     finally:

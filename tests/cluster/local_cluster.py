@@ -63,7 +63,19 @@ def _run(cmd: list[str], env: dict[str, str]) -> None:
         raise RuntimeError(f"{' '.join(cmd[:3])} failed ({done.returncode}): {' | '.join(tail)}")
 
 
-def start() -> LocalCluster:
+def start(attempts: int = 2) -> LocalCluster:
+    """The cluster, started; a start that fails is stopped and tried again (Ray gives a raylet
+    a fixed 30 s to register, which a loaded 2-core machine can miss)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return _start()
+        except Exception:
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _start() -> LocalCluster:
     temp_dir = tempfile.mkdtemp(prefix=PREFIX, dir="/tmp")  # short: Ray's socket paths must fit
     port = _free_port()
     common = ["--num-cpus=1", "--object-store-memory=100000000", "--disable-usage-stats"]

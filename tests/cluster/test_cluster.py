@@ -123,6 +123,24 @@ def test_ctrl_c_stops_the_remote_work(s):
     print(f"actors gone {time.perf_counter() - interrupted_at[0]:.2f} s after Ctrl-C")
 
 
+def test_a_model_over_the_budget_runs_offloaded_on_each_actor(s, tmp_path_factory):
+    from tests.runtime.test_offload import _text_model_dir
+
+    d = _text_model_dir(tmp_path_factory.mktemp("big"), layers=8)  # ~11 MB of weights
+    s.sql(f"CREATE MODEL big FROM '{d}' WITH (task = 'embed', batch_size = 8, cache = 'off')")
+    s.sql(f"CREATE MODEL streamed FROM '{d}' WITH (task = 'embed', batch_size = 8, cache = 'off', offload = 'on')")
+    query = "SELECT {hint} id, {model}(body) AS e FROM pydoc WHERE id < 40 ORDER BY id"
+    _, resident = embeddings(s.sql(query.format(hint="", model="big")))
+    s.sql("SET memory_budget_cpu = '40MB'")
+    try:
+        result = s.sql(query.format(hint="/*+ placement(streamed, ray, 1) */", model="streamed"))
+    finally:
+        s.sql("SET memory_budget_cpu = 'none'")
+    (stats,) = result.stats
+    assert stats["placement"] == "ray" and stats["memory"].startswith("offloaded")
+    assert np.abs(embeddings(result)[1] - resident).max() <= 1e-4
+
+
 def test_digits_on_the_cluster_equals_the_local_run(s):
     """(After Ctrl-C killed the pool: a later query starts actors afresh.)"""
     local = s.sql(DIGITS.format(hint=LOCAL.format(model="digits"))).pl()

@@ -2,8 +2,10 @@
 of inputs with Arrow outputs.
 
 A model reaches an actor as a `Recipe`: a built-in model by name, a model of the catalog by
-its file and options (loaded through the normal loaders, on the node), or a model registered
-from Python as the object itself, shipped once through Ray's object store. Every block carries
+its file and options (loaded through the normal loaders, on the node), a model bigger than
+the memory budget offloaded on each actor (streamed layer by layer from its safetensors within
+the budget: workbench/models/offloaded.py), or a model registered from Python as the object
+itself, shipped once through Ray's object store. Every block carries
 its index, so the driver puts outputs back in key order whatever order blocks finish in.
 """
 
@@ -32,6 +34,8 @@ class Recipe:
     path: str = ""
     options: str = "{}"  # JSON
     shipped: Any = None  # an object ref of the Model (a model registered from Python)
+    offload_dir: str = ""  # stream the weights from this transformers directory ...
+    budget: int | None = None  # ... within this many bytes (each actor holds its own window)
 
     def load(self) -> Model:
         if self.shipped is not None:
@@ -39,6 +43,12 @@ class Recipe:
 
             model: Model = ray.get(self.shipped)
             return model
+        if self.offload_dir:
+            from pathlib import Path
+
+            from workbench.models import offloaded
+
+            return offloaded.load(self.name, Path(self.offload_dir), json.loads(self.options), self.budget)
         if self.builtin:
             from workbench.models.builtin import BUILTINS
 

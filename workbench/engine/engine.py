@@ -30,6 +30,7 @@ from workbench.engine.models import Models, profile_of, real
 from workbench.engine.planner import Catalog, Planner, bind, calls_models, hints_of, with_actuals
 from workbench.engine.runner import Run, Runner, named_once, profiled
 from workbench.execution import batching, dl_centric, registry, relation_centric
+from workbench.models import offloaded
 from workbench.models.base import Model
 from workbench.models.builtin import BUILTINS
 from workbench.models.catalog import Catalog as ModelCatalog
@@ -91,11 +92,18 @@ class Engine:
         """How the cluster's actors get model `name`: a built-in by name, a stored model from
         its file with its options, one registered from Python shipped once as the object."""
         fingerprint = model.fingerprint()
+        info = self.catalog.info(name)
+        if getattr(model, "memory", "resident") != "resident":  # offloaded here: offloaded on each actor too
+            directory = offloaded.directory_of(info.source)
+            if directory is not None:
+                budget = getattr(model, "resident_bytes", None)
+                options = json.dumps(info.options)
+                return Recipe(name, fingerprint, options=options, offload_dir=str(directory), budget=budget)
         if name.lower() in BUILTINS:
             return Recipe(name.lower(), fingerprint, builtin=True)
         path = self.catalog.file_of(name)
         if path is not None:
-            return Recipe(name, fingerprint, path=path, options=json.dumps(self.catalog.info(name).options))
+            return Recipe(name, fingerprint, path=path, options=json.dumps(info.options))
         assert self.cluster is not None
         if fingerprint not in self._shipped:
             self._shipped[fingerprint] = self.cluster.ray.put(real(model))

@@ -9,7 +9,8 @@ moves there when that estimate beats the local choice, or when a hint asks for i
     SELECT /*+ placement(minilm, ray, 2) */ ...    on the cluster with 2 actors
     SELECT /*+ placement(minilm, local) */ ...     on this machine
 
-Without this rule nothing runs on a cluster. Lookups and the cache stay in DuckDB: only the
+A model offloaded here (bigger than the memory budget) runs offloaded on each actor, within
+the same budget per actor. Without this rule nothing runs on a cluster. Lookups and the cache stay in DuckDB: only the
 misses travel, so the operator keeps paradigm dl_centric with placement 'ray'.
 """
 
@@ -38,7 +39,6 @@ def apply(plan: Plan, ctx: Context) -> Plan:
         facts = ctx.facts(op)
         cluster = ctx.cluster(profile)
         why_not = _why_not(op.streaming_only, op.forced and op.paradigm != "dl_centric", ctx.precision(op.model))
-        why_not = why_not or _memory(ctx.memory(op.model))
         local = dict(op.alternatives).get("dl_centric")
         found = None
         if not why_not and local is not None:
@@ -90,7 +90,3 @@ def _why_not(streaming_only: str, other_paradigm_forced: bool, precision: str) -
     if precision != "float32":
         return f"the {precision} variant runs on this machine"
     return ""
-
-
-def _memory(memory: str) -> str:
-    return "" if memory == "resident" else "an offloaded model runs on this machine"
