@@ -55,11 +55,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=400, help="pydoc rows with id < ROWS (all: 3000)")
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--address", help="an existing cluster's host:port (default: start one of two nodes)")
     args = parser.parse_args()
-    log("starting a two-node Ray cluster on 127.0.0.1")
-    cluster = local_cluster.start()
+    if args.address:
+        cluster = None
+    else:
+        log("starting a two-node Ray cluster on 127.0.0.1")
+        cluster = local_cluster.start(attempts=3)
     try:
-        s = workbench.connect(cluster=cluster.address, progress=False)
+        s = workbench.connect(cluster=args.address or cluster.address, progress=False)
         s.sql("CALL load_dataset('pydoc')")
         s.sql("ALTER MODEL minilm SET cache = 'off'")
         rows = s.sql(f"SELECT count(DISTINCT body) AS n FROM pydoc WHERE id < {args.rows}").pl()["n"][0]
@@ -84,8 +88,9 @@ def main() -> None:
         report(results, rows, facts, torch.get_num_threads())
         s.close()
     finally:
-        log("stopping the cluster")
-        local_cluster.stop(cluster)
+        if cluster is not None:
+            log("stopping the cluster")
+            local_cluster.stop(cluster)
 
 
 def report(results: dict[str, tuple[float, dict]], rows: int, facts, threads: int) -> None:

@@ -172,64 +172,66 @@ class Cluster:
         retried = 0
         replacements = 2 * len(pool)
         done_rows = 0
-        while len(results) < len(blocks):
-            busy = collections.Counter(id(a) for _, a in pending.values())
-            for _ in range(IN_FLIGHT):  # round-robin: every actor gets a block before any gets two
-                for actor in pool:
-                    while queue and queue[0] in results:  # answered meanwhile: never sent again
-                        queue.popleft()
-                    if queue and busy[id(actor)] < IN_FLIGHT:
-                        index = queue.popleft()
-                        pending[actor.handle.infer.remote(index, blocks[index], batch_size)] = (index, actor)
-                        busy[id(actor)] += 1
-            if not pending and not starting:
-                raise ClusterError(f"the Ray cluster {self.spec} has no actor left for {call} (workers kept dying)")
-            ready, _ = ray.wait([*pending, *starting], num_returns=1, timeout=POLL_S)
-            for ref in ready:
-                if ref in starting:
-                    actor = starting.pop(ref)
+        try:
+            while len(results) < len(blocks):
+                busy = collections.Counter(id(a) for _, a in pending.values())
+                for _ in range(IN_FLIGHT):  # round-robin: every actor gets a block before any gets two
+                    for actor in pool:
+                        while queue and queue[0] in results:  # answered meanwhile: never sent again
+                            queue.popleft()
+                        if queue and busy[id(actor)] < IN_FLIGHT:
+                            index = queue.popleft()
+                            pending[actor.handle.infer.remote(index, blocks[index], batch_size)] = (index, actor)
+                            busy[id(actor)] += 1
+                if not pending and not starting:
+                    raise ClusterError(f"the Ray cluster {self.spec} has no actor left for {call} (workers kept dying)")
+                ready, _ = ray.wait([*pending, *starting], num_returns=1, timeout=POLL_S)
+                for ref in ready:
+                    if ref in starting:
+                        actor = starting.pop(ref)
+                        try:
+                            actor.node_id, actor.address, actor.pid = ray.get(ref)
+                            pool.append(actor)
+                        except Exception:  # it died before it held the model: try on with the others
+                            pass
+                        continue
+                    index, actor = pending.pop(ref)
+                    t1 = time.perf_counter()
                     try:
-                        actor.node_id, actor.address, actor.pid = ray.get(ref)
-                        pool.append(actor)
-                    except Exception:  # it died before it held the model: try on with the others
-                        pass
-                    continue
-                index, actor = pending.pop(ref)
-                t1 = time.perf_counter()
-                try:
-                    block: Block = ray.get(ref)
-                except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
-                    # its process or node is gone: every block it held goes to another actor
-                    if actor in pool:
-                        pool.remove(actor)
-                        with contextlib.suppress(Exception):
-                            ray.kill(actor.handle, no_restart=True)
-                        if replacements > 0:
-                            replacements -= 1
-                            fresh = self._start(recipe, call, 1, len(pool))[0]
-                            starting[fresh.handle.where.remote()] = fresh
-                    if index not in results:
-                        queue.appendleft(index)
-                        retried += 1
-                    continue
-                except ray.exceptions.RayTaskError as exc:
-                    cause = getattr(exc, "cause", None)
-                    if isinstance(cause, WorkbenchError):
-                        raise cause from None
-                    raise ModelError(f"{call}: {first_line(cause or exc)}") from None
-                shipped_s += time.perf_counter() - t1
-                if index in results:  # answered twice (sent again before the first answer came)
-                    continue
-                results[index] = block
-                shipped_bytes += block.outputs.nbytes
-                done_rows += sizes[index]
-                if progress is not None:
-                    progress(done_rows, n)
-                if on_node is not None:
-                    on_node(_share([b for b in results.values() if b.node_id == block.node_id], pool))
-        for ref in starting:  # replacements no longer needed stay in the pool once they load
-            with contextlib.suppress(Exception):
-                ray.cancel(ref)
+                        block: Block = ray.get(ref)
+                    except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
+                        # its process or node is gone: every block it held goes to another actor
+                        if actor in pool:
+                            pool.remove(actor)
+                            with contextlib.suppress(Exception):
+                                ray.kill(actor.handle, no_restart=True)
+                            if replacements > 0:
+                                replacements -= 1
+                                fresh = self._start(recipe, call, 1, len(pool))[0]
+                                starting[fresh.handle.where.remote()] = fresh
+                        if index not in results:
+                            queue.appendleft(index)
+                            retried += 1
+                        continue
+                    except ray.exceptions.RayTaskError as exc:
+                        cause = getattr(exc, "cause", None)
+                        if isinstance(cause, WorkbenchError):
+                            raise cause from None
+                        raise ModelError(f"{call}: {first_line(cause or exc)}") from None
+                    shipped_s += time.perf_counter() - t1
+                    if index in results:  # answered twice (sent again before the first answer came)
+                        continue
+                    results[index] = block
+                    shipped_bytes += block.outputs.nbytes
+                    done_rows += sizes[index]
+                    if progress is not None:
+                        progress(done_rows, n)
+                    if on_node is not None:
+                        on_node(_share([b for b in results.values() if b.node_id == block.node_id], pool))
+        finally:  # replacements not needed after all (or the query failed): their CPUs go back
+            for actor in starting.values():
+                with contextlib.suppress(Exception):
+                    ray.kill(actor.handle, no_restart=True)
         ordered = [results[i] for i in range(len(blocks))]
         outputs = pa.concat_arrays([b.outputs for b in ordered]) if len(ordered) > 1 else ordered[0].outputs
         seconds = time.perf_counter() - start
@@ -244,7 +246,9 @@ class Cluster:
 
     # -- the pool -------------------------------------------------------------------------
     def _ensure_pool(self, recipe: Recipe, call: str, actors: int) -> list[_Actor]:
-        """`actors` live actors holding the model (a warm pool is reused, grown or trimmed)."""
+        """`actors` live actors holding the model (a warm pool is reused, grown or trimmed).
+        The pool itself is returned: the block loop removes dead actors from it and adds their
+        replacements, so the next query finds only live ones."""
         if self._pool_key != recipe.key:
             self._drop_pool()
             self._pool_key = recipe.key
@@ -277,7 +281,7 @@ class Cluster:
             pool.extend(fresh)
             key = recipe.key
             self._learned.startup_s[key] = _smooth(self._learned.startup_s.get(key), time.perf_counter() - t0)
-        return list(pool)
+        return pool
 
     def _start(self, recipe: Recipe, call: str, count: int, placed: int) -> list[_Actor]:
         """`count` new actors, spread over the alive nodes round-robin (after `placed` ones)."""
