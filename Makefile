@@ -71,3 +71,4 @@ bench: $(STAMP)
 	$(PY) bench/bench_offload.py
 	$(PY) bench/bench_planning.py
 	$(PY) bench/bench_fresh_cache.py
+	$(PY) bench/bench_ray.py
