@@ -57,6 +57,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--address", help="an existing cluster's host:port (default: start one of two nodes)")
     args = parser.parse_args()
+    local_cluster.use_in_this_process()
     if args.address:
         cluster = None
     else:

@@ -11,6 +11,7 @@ from tests.cluster import local_cluster
 
 @pytest.fixture(scope="session")
 def ray_cluster():
+    local_cluster.use_in_this_process()
     try:
         cluster = local_cluster.start()
     except Exception as exc:

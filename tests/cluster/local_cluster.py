@@ -42,8 +42,21 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+#: the cluster's traffic stays on 127.0.0.1, so it runs without Ray's token authentication: Ray
+#: 2.60 turns it on for a head node whenever ~/.ray/auth_token exists (a `ray.init()` of a
+#: new local cluster writes one), but not for a node that joins, which is then refused
+AUTH = {"RAY_AUTH_MODE": "disabled"}
+
+
+def use_in_this_process() -> None:
+    """Let this process (a driver of the tests' cluster) speak to it as its nodes do."""
+    for key, value in AUTH.items():
+        os.environ.setdefault(key, value)
+
+
 def _env(single_machine: bool) -> dict[str, str]:
     env = dict(os.environ)
+    env.update(AUTH)
     env["RAY_USAGE_STATS_ENABLED"] = "0"
     env["PYTHONPATH"] = os.pathsep.join(p for p in [str(ROOT), env.get("PYTHONPATH", "")] if p)
     if single_machine:

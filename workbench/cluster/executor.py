@@ -207,7 +207,7 @@ class Cluster:
                                 ray.kill(actor.handle, no_restart=True)
                             if replacements > 0:
                                 replacements -= 1
-                                fresh = self._start(recipe, call, 1, len(pool))[0]
+                                fresh = self._start(recipe, call, 1, pool)[0]
                                 starting[fresh.handle.where.remote()] = fresh
                         if index not in results:
                             queue.appendleft(index)
@@ -259,7 +259,7 @@ class Cluster:
                 self.ray.kill(extra.handle, no_restart=True)
         if len(pool) < actors:
             t0 = time.perf_counter()
-            fresh = self._start(recipe, call, actors - len(pool), len(pool))
+            fresh = self._start(recipe, call, actors - len(pool), pool)
             refs = {a.handle.where.remote(): a for a in fresh}
             try:
                 ready, waiting = self.ray.wait(list(refs), num_returns=len(refs), timeout=START_TIMEOUT_S)
@@ -283,16 +283,19 @@ class Cluster:
             self._learned.startup_s[key] = _smooth(self._learned.startup_s.get(key), time.perf_counter() - t0)
         return pool
 
-    def _start(self, recipe: Recipe, call: str, count: int, placed: int) -> list[_Actor]:
-        """`count` new actors, spread over the alive nodes round-robin (after `placed` ones)."""
+    def _start(self, recipe: Recipe, call: str, count: int, pool: list[_Actor]) -> list[_Actor]:
+        """`count` new actors, each on the alive node that holds the fewest of the pool's
+        (Ray's node affinity waits for a busy node: it must be one with a CPU to spare)."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         nodes = self.nodes()
         if not nodes:
             raise ClusterError(f"the Ray cluster {self.spec} has no alive node with a CPU")
+        held = collections.Counter(a.node_id for a in pool)
         made = []
-        for i in range(count):
-            node = nodes[(placed + i) % len(nodes)]
+        for _ in range(count):
+            node = min(nodes, key=lambda n: held[n.node_id] / n.cpus)
+            held[node.node_id] += 1
             strategy = NodeAffinitySchedulingStrategy(node.node_id, soft=True)
             handle = actor_class().options(scheduling_strategy=strategy).remote(recipe, call, 1)
             made.append(_Actor(handle))
