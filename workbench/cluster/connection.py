@@ -40,9 +40,34 @@ class Connection:
         self.spec = spec
         self.ray = ray
         self.users = 0
+        self.gone = False  # the cluster vanished: this process let go of it
+
+    def answers(self) -> bool:
+        """Whether the cluster's head still answers (a TCP connect to its port; always True
+        for 'auto' and 'local', whose address this process does not name)."""
+        try:
+            _reachable(self.spec)
+        except ClusterError:
+            return False
+        return True
+
+    def let_go(self) -> None:
+        """The cluster vanished: disconnect now (Ray ends a driver whose head stays away for a
+        minute), so the session fails with a clear error instead of the process exiting."""
+        global _CURRENT
+        with _LOCK:
+            self.gone = True
+            if _CURRENT is self:
+                _CURRENT = None
+            try:
+                self.ray.shutdown()
+            except Exception:  # pragma: no cover - nothing left to shut down
+                pass
 
     def nodes(self) -> list[Node]:
         """The alive nodes with at least one CPU, in a stable order."""
+        if self.gone:
+            raise ClusterError(f"the Ray cluster {self.spec} is gone; SET cluster = 'none' or connect again")
         try:
             found = self.ray.nodes()
         except Exception as exc:  # the cluster is gone (GCS unreachable)
@@ -109,7 +134,7 @@ def release(connection: Connection) -> None:
     global _CURRENT
     with _LOCK:
         connection.users -= 1
-        if connection.users > 0 or _CURRENT is not connection:
+        if connection.users > 0 or _CURRENT is not connection or connection.gone:
             return
         _CURRENT = None
         try:

@@ -40,6 +40,7 @@ from workbench.plan.stats import NodeShare
 IN_FLIGHT = 2  # blocks per actor: one running, one waiting, so an actor never idles
 START_TIMEOUT_S = 180.0  # an actor that has not loaded its model by then is not coming
 POLL_S = 0.1  # how often the loop looks up (Ctrl-C is noticed within this)
+ALIVE_CHECK_S = 1.0  # how often it checks that the cluster's head still answers
 
 
 @dataclass
@@ -137,7 +138,10 @@ class Cluster:
                 self._drop_pool()  # kills the actors: their running blocks stop now
                 raise
             except ClusterError:
-                self._drop_pool()
+                if self.connection.gone:
+                    self._pool, self._pool_key = [], ""  # (their cluster went with them)
+                else:
+                    self._drop_pool()
                 raise
             except WorkbenchError:
                 raise
@@ -172,8 +176,16 @@ class Cluster:
         retried = 0
         replacements = 2 * len(pool)
         done_rows = 0
+        checked = time.monotonic()
         try:
             while len(results) < len(blocks):
+                if time.monotonic() - checked > ALIVE_CHECK_S:
+                    checked = time.monotonic()
+                    if not self.connection.answers():
+                        self.connection.let_go()
+                        raise ClusterError(
+                            f"the Ray cluster {self.spec} vanished while {call} ran; nothing of this query was written"
+                        )
                 busy = collections.Counter(id(a) for _, a in pending.values())
                 for _ in range(IN_FLIGHT):  # round-robin: every actor gets a block before any gets two
                     for actor in pool:
