@@ -12,7 +12,9 @@
  *   .wb-node-header                           operator, rows and time (est. / actual)
  *   button.wb-toggle                          collapses .wb-children (node: .wb-collapsed)
  *   .wb-node-details                          shown / hidden by a click on the header
- *   .wb-alternatives                          per-paradigm estimates (tr.wb-chosen)
+ *   .wb-alternatives                          per-paradigm estimates (tr.wb-chosen), with
+ *                                             'dl_centric on ray' when a cluster is set
+ *   .wb-placement                             placement ray: 'dl_centric on ray (N actors on M nodes)'
  *   .wb-misestimate                           estimate and actual differ by more than 2x
  *   .wb-plan-notes                            what the optimizer rules did
  *
@@ -73,6 +75,7 @@ const SHOWN_KEYS: ReadonlySet<string> = new Set<PlanNodeKey>([
   'model',
   'call',
   'paradigm',
+  'placement',
   'forced',
   'alternatives',
   'estimated_seconds',
@@ -246,13 +249,23 @@ function estimateActual(
   return span;
 }
 
+/** Where a model operator runs, when not on this machine: its placement's text (else null). */
+function placementText(node: IPlanNode): string | null {
+  return isObject(node.placement) ? str(node.placement.text) : null;
+}
+
+/** The name of the alternative that runs: 'dl_centric on ray' when placed on a cluster. */
+function chosenAlternative(node: IPlanNode): string | null {
+  return isObject(node.placement) ? `${str(node.paradigm) ?? ''} on ${str(node.placement.on) ?? ''}` : str(node.paradigm);
+}
+
 function alternativesTable(node: IPlanNode): HTMLElement {
   const table = el('table', 'wb-alternatives');
   const head = el('tr');
   head.append(el('th', '', 'paradigm'), el('th', '', 'estimated'), el('th', ''));
   table.createTHead().appendChild(head);
   const body = table.createTBody();
-  const chosen = str(node.paradigm);
+  const chosen = chosenAlternative(node);
   const alternatives = isObject(node.alternatives) ? node.alternatives : {};
   // The known paradigms first, in their usual order; then any new ones.
   const known: readonly string[] = PARADIGMS;
@@ -271,7 +284,8 @@ function alternativesTable(node: IPlanNode): HTMLElement {
     row.dataset.paradigm = paradigm;
     const name = el('td', 'wb-alt-paradigm');
     const swatch = el('span', 'wb-swatch');
-    swatch.style.backgroundColor = COLOURS[paradigm] ?? 'var(--jp-border-color1)';
+    // 'dl_centric on ray' wears its paradigm's colour
+    swatch.style.backgroundColor = COLOURS[paradigm.split(' ')[0]] ?? 'var(--jp-border-color1)';
     name.append(swatch, document.createTextNode(paradigm));
     const costCell = el('td', 'wb-alt-cost');
     if (cost === null && paradigm in alternatives) {
@@ -454,6 +468,10 @@ export function renderNode(node: IPlanNode): HTMLElement {
         chip.style.backgroundColor = color;
       }
       header.appendChild(chip);
+    }
+    const placed = placementText(node);
+    if (placed !== null) {
+      header.appendChild(el('span', 'wb-placement', placed));
     }
     if (node.forced === true) {
       header.appendChild(el('span', 'wb-forced', '(forced)'));

@@ -24,7 +24,7 @@ from workbench.settings import SETTINGS
 from workbench.sql import statements as st
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "rules"
-PHYSICAL = {"choose_paradigm", "choose_batch_threads"}
+PHYSICAL = {"choose_paradigm", "choose_batch_threads", "place_on_cluster"}
 
 
 def cases():
@@ -40,7 +40,7 @@ def render(plan, rule):
     for op in plan.operators:
         fields = []
         if rule in PHYSICAL:
-            fields.append(op.paradigm + (" (forced)" if op.forced else ""))
+            fields.append(op.where + (" (forced)" if op.forced else ""))
         if rule == "choose_batch_threads":
             fields += [f"batch {op.batch_size}", f"threads {op.threads[0]}/{op.threads[1]}"]
         if op.limit is not None:
@@ -58,8 +58,11 @@ def apply_one(rule_name, query):
     plan = planner.logical(text)
     ctx = planner.context(plan, values, hints_of(stmt, None))
     rules = {r.NAME: r for r in RULES}
-    if rule_name == "choose_batch_threads":  # it reads the paradigm the previous rule chose
+    if rule_name in ("choose_batch_threads", "place_on_cluster"):  # they read the paradigm chosen before
         plan = rules["choose_paradigm"].apply(plan, ctx)
+    if rule_name == "place_on_cluster":  # on a fake cluster of two nodes (tests/optimizer/fake.py)
+        plan = rules["choose_batch_threads"].apply(plan, ctx)
+        ctx.cluster = lambda profile: fake.CLUSTER
     return rules[rule_name].apply(plan, ctx)
 
 

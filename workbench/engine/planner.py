@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from workbench.errors import SQLSyntaxError, WorkbenchError
 from workbench.models.base import TEXT_KINDS, cached_by_value
 from workbench.optimizer import hints
+from workbench.optimizer.cluster_cost import ClusterFacts
 from workbench.optimizer.context import Context
 from workbench.optimizer.cost import CostModel, Facts
 from workbench.optimizer.optimize import optimize
@@ -49,6 +50,7 @@ class Catalog:
     memory: Callable[[str], str]
     cache_policy: Callable[[str], str]  # 'off' or the policy's description
     unavailable: Callable[[ModelProfile, str], dict[str, str]] = lambda profile, precision: {}
+    cluster: Callable[[ModelProfile], ClusterFacts] | None = None  # the connected Ray cluster's facts
 
 
 def bind(stmt: st.Sql, params: Mapping[str, Any] | None) -> tuple[str, dict[str, Any]]:
@@ -107,6 +109,7 @@ class Planner:
             precision=c.precision,
             memory=c.memory,
             unavailable=c.unavailable,
+            cluster=c.cluster,
         )
         if self.cores is not None:
             ctx.cores = self.cores

@@ -28,7 +28,7 @@ from workbench.engine.models import Models, real
 from workbench.errors import WorkbenchError
 from workbench.execution import dl_centric
 from workbench.execution.lookups import Lookups
-from workbench.execution.registry import EXECUTORS, Job, Outcome
+from workbench.execution.registry import EXECUTORS, Job, Outcome, Remote
 from workbench.execution.udf_centric import original_error
 from workbench.models import variants
 from workbench.models.base import Model, cached_by_value
@@ -94,12 +94,14 @@ class Runner:
         cache_use: Callable[[str, Model], dl_centric.CacheUse | None],
         learn: Callable[[ModelOperator, Model, OperatorStats], None],
         writes: Any,
+        remote: Callable[[], Remote | None] = lambda: None,
     ):
         self.models = models
         self.telemetry = telemetry
         self.cache_use = cache_use
         self.learn = learn
         self.writes = writes  # a lock around the engine's own writes (weight tables)
+        self.remote = remote  # the connected cluster, for operators placed on it
 
     def run(self, plan: Plan, values: dict[str, Any], cursor: Cursor, config: Config, *, profile: bool = False) -> Run:
         """`profile` (EXPLAIN ANALYZE): keep DuckDB's profile of the statement."""
@@ -125,9 +127,10 @@ class Runner:
                     guard=guard,
                     memory_budget=config.memory_budget,
                     writes=self.writes,
+                    remote=self.remote() if op.placement == "ray" else None,
                 )
                 with torch_threads(op.threads[1] if op.threads and op.paradigm != "udf_centric" else None):
-                    outcome = cursor.guarded(functools.partial(EXECUTORS[op.paradigm].run, job))
+                    outcome = cursor.guarded(functools.partial(EXECUTORS[op.executor].run, job))
                 if outcome.udf is not None:
                     lookups.stream(outcome.udf)
                 else:
@@ -140,7 +143,7 @@ class Runner:
                 guard.check("the final query")
             stats = [outcome.stats() for _, _, outcome in outcomes]
             for (op, model, _), s in zip(outcomes, stats):
-                if op.paradigm in ("dl_centric", "udf_centric"):
+                if op.paradigm in ("dl_centric", "udf_centric") and op.placement == "local":
                     self.learn(op, model, s)
             observed(table.num_rows, stats)
         names = {op.id: op.lookup for op in plan.operators}

@@ -301,6 +301,15 @@ class Catalog:
         facts.update({f"option.{k}": v for k, v in info.options.items()})
         return pa.table({"property": list(facts), "value": [str(v) for v in facts.values()]})
 
+    def file_of(self, name: str) -> str | None:
+        """The local file or directory a stored model loads from (None: built in, or
+        registered from Python): what another process (a cluster's actor) loads it from."""
+        key = name.lower()
+        if key in BUILTINS or key in self._objects:
+            return None
+        info = self.info(name)
+        return None if info.source.startswith(_PYTHON) else self._local(name, info.source, info.options)
+
     # -- helpers ------------------------------------------------------------------------
     def _local(self, name: str, source: str, options: dict[str, Any]) -> str:
         """The path a stored source loads from: a hub source's snapshot (from the cache, or

@@ -23,10 +23,13 @@ from workbench.plan.names import lookup_name, operator_id, public_sql
 from workbench.plan.relational import RelationalPlan
 from workbench.plan.render import Displayable, seconds_text
 from workbench.plan.stats import OperatorStats
+from workbench.telemetry.summary import count
 
 __all__ = ["InputQuery", "ModelOperator", "Plan", "lookup_name", "operator_id", "union_sql"]
 
 PARADIGMS = ("dl_centric", "udf_centric", "relation_centric", "hybrid")
+#: the alternative of running dl_centric's model part on a Ray cluster (placement 'ray')
+ON_RAY = "dl_centric on ray"
 #: a model filter: (ids of the operators it reads, the conjunct's SQL)
 ModelFilter = tuple[tuple[int, ...], str]
 
@@ -121,12 +124,27 @@ class ModelOperator:
     actual_seconds: float | None = None
     actual_cache_hits: int | None = None
     streaming_only: str = ""  # why only a streaming UDF (udf_centric) can run it where it stands
+    placement: str = "local"  # or 'ray': its cache misses run on the connected cluster's actors
+    actors: int | None = None  # placement 'ray': how many actors ...
+    nodes: int | None = None  # ... on how many nodes
     sql_name: str = field(default="", compare=False)  # the lookup's name in one execution (the runner's)
 
     @property
     def lookup(self) -> str:
         """The function through which SQL reads this operator's output."""
         return self.sql_name or lookup_name(self.id)
+
+    @property
+    def executor(self) -> str:
+        """The registry's name of what runs it: its paradigm, or `dl_centric on ray`."""
+        return ON_RAY if self.placement == "ray" else self.paradigm
+
+    @property
+    def where(self) -> str:
+        """How and where it runs, as EXPLAIN says it: `dl_centric on ray (2 actors on 2 nodes)`."""
+        if self.placement != "ray":
+            return self.paradigm
+        return f"{ON_RAY} ({count(self.actors or 0, 'actor')} on {count(self.nodes or 0, 'node')})"
 
     @property
     def input_sql(self) -> str:
@@ -206,6 +224,8 @@ class ModelOperator:
         }
         if self.parts:
             d["parts"] = list(self.parts)
+        if self.placement != "local":
+            d["placement"] = {"on": self.placement, "actors": self.actors, "nodes": self.nodes, "text": self.where}
         if self.limit is not None:
             d["limit"] = self.limit
         if analyzed:

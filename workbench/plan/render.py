@@ -83,7 +83,7 @@ def relational_facts(plan: Plan, depth: int) -> list[Fact]:
         op = by_id.get(op_id)
         if op is None:
             return
-        text = f"ModelOperator #{op.id} {op.call} [{op.paradigm}, est. rows {rows_text(op.estimated_rows)}"
+        text = f"ModelOperator #{op.id} {op.call} [{op.where}, est. rows {rows_text(op.estimated_rows)}"
         share = tree.share(op.actual_seconds) if tree.analyzed else None
         if tree.analyzed:
             text += f", actual rows {rows_text(op.actual_rows)}, {seconds_text(op.actual_seconds)}"
@@ -135,7 +135,7 @@ def _plan_lines(plan: Plan) -> list[tuple[int, str]]:
         est = "?" if op.estimated_rows is None else f"{op.estimated_rows:,}"
         threads = f", threads duckdb {op.threads[0]}/torch {op.threads[1]}" if op.threads else ""
         line = (
-            f"ModelOperator #{op.id} {op.call} -> {op.output_type}  [{op.paradigm}"
+            f"ModelOperator #{op.id} {op.call} -> {op.output_type}  [{op.where}"
             f"{' (forced)' if op.forced else ''}, {op.device}, {op.precision}, "
             f"batch {op.batch_size or 'auto'}{threads}, "
             f"est. rows {est}, est. {seconds_text(op.estimated_seconds)}, {op.cache_text()}"

@@ -11,6 +11,18 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class NodeShare:
+    """What one cluster node did for an operator (placement 'ray')."""
+
+    node_id: str
+    address: str
+    actors: int
+    rows: int
+    blocks: int
+    seconds: float  # its actors' model seconds, summed
+
+
+@dataclass(frozen=True)
 class OperatorStats:
     model: str
     call: str
@@ -27,6 +39,10 @@ class OperatorStats:
     cache_policy: str = "off"
     input_rows: int | None = None  # rows reaching the call (udf_centric: before its per-vector dedup)
     cache_semantic_hits: int | None = None
+    placement: str = "local"  # or 'ray': where its model ran
+    actors: int | None = None  # placement 'ray': actors that answered blocks
+    nodes: tuple[NodeShare, ...] = ()  # placement 'ray': per node
+    retried_blocks: int = 0  # placement 'ray': blocks sent again after their actor died
 
     @property
     def computed(self) -> int:
@@ -39,4 +55,9 @@ class OperatorStats:
         for key in ("input_rows", "cache_semantic_hits"):
             if d[key] is None:
                 del d[key]
+        if self.placement == "local":  # where it ran: said only for a cluster run
+            for key in ("placement", "actors", "nodes", "retried_blocks"):
+                del d[key]
+        else:
+            d["nodes"] = [dict(n) for n in d["nodes"]]
         return d
