@@ -20,7 +20,7 @@ from workbench.optimizer.cost import CostModel, Facts
 from workbench.optimizer.optimize import optimize
 from workbench.plan.builder import PlanBuilder, Schema, parse, with_nulls
 from workbench.plan.nodes import ModelOperator, Plan, union_sql
-from workbench.plan.profile import ModelProfile
+from workbench.plan.profile import ModelProfile, RuntimeOption
 from workbench.sql import params as sql_params
 from workbench.sql import statements as st
 
@@ -49,6 +49,7 @@ class Catalog:
     memory: Callable[[str], str]
     cache_policy: Callable[[str], str]  # 'off' or the policy's description
     unavailable: Callable[[ModelProfile, str], dict[str, str]] = lambda profile, precision: {}
+    runtimes: Callable[[str], tuple[RuntimeOption, ...]] = lambda name: ()  # ONNX Runtime forms
 
 
 def bind(stmt: st.Sql, params: Mapping[str, Any] | None) -> tuple[str, dict[str, Any]]:
@@ -107,6 +108,7 @@ class Planner:
             precision=c.precision,
             memory=c.memory,
             unavailable=c.unavailable,
+            runtimes=c.runtimes,
         )
         if self.cores is not None:
             ctx.cores = self.cores

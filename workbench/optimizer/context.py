@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from workbench.optimizer.cost import CostModel, Facts
 from workbench.optimizer.hints import Hints
 from workbench.plan.nodes import ModelOperator
-from workbench.plan.profile import ModelProfile
+from workbench.plan.profile import ModelProfile, RuntimeOption
 
 
 @dataclass
@@ -28,6 +28,8 @@ class Context:
     #: paradigms that cannot run a model (profile, precision) -> {paradigm: why}: the executors' answer
     unavailable: Callable[[ModelProfile, str], dict[str, str]] = lambda profile, precision: {}
     cores: int = field(default_factory=lambda: os.cpu_count() or 1)
+    #: runtimes a model could run in besides eager torch (ONNX Runtime forms); none: torch only
+    runtimes: Callable[[str], tuple[RuntimeOption, ...]] = lambda name: ()
 
     def row_seconds(self, op: ModelOperator) -> float:
         """Estimated model seconds per input row (for ordering predicates)."""

@@ -27,6 +27,8 @@ class OperatorStats:
     cache_policy: str = "off"
     input_rows: int | None = None  # rows reaching the call (udf_centric: before its per-vector dedup)
     cache_semantic_hits: int | None = None
+    runtime: str = "torch"  # 'torch' or 'onnx' (onnxruntime): what really ran the model
+    runtime_note: str | None = None  # why the planned runtime did not run (export or check failed)
 
     @property
     def computed(self) -> int:
@@ -36,7 +38,7 @@ class OperatorStats:
     def as_dict(self) -> dict[str, Any]:
         """The public `Result.stats` form (optional fields only when set)."""
         d = asdict(self)
-        for key in ("input_rows", "cache_semantic_hits"):
+        for key in ("input_rows", "cache_semantic_hits", "runtime_note"):
             if d[key] is None:
                 del d[key]
         return d
