@@ -57,6 +57,7 @@ KNOWN_OPTIONS = {
     "low_rank",
     "offload",
     "revision",  # hub models: a branch, tag or commit
+    "runtime",  # 'auto' | 'torch' | 'onnx' (models/runtimes.py)
 }
 
 
