@@ -338,7 +338,7 @@ def check(base: Model, form: OrtModel, sample: Any, tolerance: float | None) -> 
         return Report("onnx", "float32", ok, reason, "max abs error", error, 0.0, n)
     metric, losses = row_losses(base, reference, got)
     mean = float(losses.mean()) if n else 0.0
-    margin = MARGIN_SE * float(losses.std(ddof=1)) / np.sqrt(n) if n > 1 else 0.0
+    margin = MARGIN_SE * float(losses.std(ddof=1)) / float(np.sqrt(n)) if n > 1 else 0.0
     allowed = tolerance or 0.0
     ok = bool(mean + margin <= allowed)
     reason = "" if ok else f"int8 loses {mean:.4f} (+{margin:.4f} margin) > max_accuracy_loss {allowed:g} on {n} inputs"
