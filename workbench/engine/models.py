@@ -130,7 +130,9 @@ class Models:
         forced = choice == "onnx"
         fingerprint = torch_profile.fingerprint or base.fingerprint()
         kind = "text" if base.input_kind in TEXT_KINDS else "tensor"
-        out = []
+        out: list[RuntimeOption] = []
+        float32_form = runtimes.FORMS.form(fingerprint, "float32")
+        float32_profile = profile_of(name, float32_form, constants) if float32_form is not None else None
         for precision in precisions:
             form_fp = fingerprint if precision == "float32" else runtimes.int8_fingerprint(fingerprint)
             key = runtime_key(form_fp, "onnx", precision)
@@ -149,11 +151,19 @@ class Models:
                 out.append(RuntimeOption("onnx", precision, profile, forced=forced))
                 continue
             scale = PRIOR_SCALE[(kind, precision)]
+            start = torch_profile
+            reference = None
+            if precision == "int8" and float32_profile is not None:  # from the measured float32 form
+                start, scale, reference = (
+                    float32_profile,
+                    PRIOR_SCALE[(kind, "int8")] / PRIOR_SCALE[(kind, "float32")],
+                    float32_profile,
+                )
             profile = replace(
-                torch_profile,
-                row_s=torch_profile.row_s * scale,
-                batch_s=torch_profile.batch_s * scale,
-                char_s=torch_profile.char_s * scale,
+                start,
+                row_s=start.row_s * scale,
+                batch_s=start.batch_s * scale,
+                char_s=start.char_s * scale,
                 fingerprint=key,
                 tuned_batch_size=None,
             )
@@ -164,7 +174,11 @@ class Models:
             if precision == "int8" and not store().has(f"{fingerprint}-int8"):
                 setup += weights * QUANTIZE_S_PER_BYTE
             rows = runtimes.FLOAT32_SAMPLE_ROWS if precision == "float32" else runtimes.INT8_SAMPLE_ROWS
-            out.append(RuntimeOption("onnx", precision, profile, setup_s=setup, check_rows=rows, forced=forced))
+            out.append(
+                RuntimeOption(
+                    "onnx", precision, profile, setup_s=setup, check_rows=rows, forced=forced, reference=reference
+                )
+            )
         return tuple(out)
 
     def form(

@@ -77,6 +77,7 @@ class RuntimeOption:
     check_rows: int = 0
     blocked: str = ""
     forced: bool = False  # the model's options ask for this runtime (WITH (runtime = 'onnx'))
+    reference: ModelProfile | None = None  # what the check compares with (None: eager torch)
 
     @property
     def label(self) -> str:

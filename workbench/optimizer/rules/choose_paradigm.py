@@ -158,8 +158,9 @@ def _runtime_estimates(
         profile, facts, batch=ctx.batch_size(profile.name) or profile.batch_size, limit_rows=limit_rows
     )
     check_rows = min(option.check_rows, facts.rows)
+    reference = option.reference or torch_profile
     setup = option.setup_s + check_rows * (
-        ctx.cost.row_seconds(torch_profile, CHECK_BATCH, facts) + ctx.cost.row_seconds(profile, CHECK_BATCH, facts)
+        ctx.cost.row_seconds(reference, CHECK_BATCH, facts) + ctx.cost.row_seconds(profile, CHECK_BATCH, facts)
     )
     return [
         replace(e, seconds=e.seconds + setup) if e.seconds is not None else e
