@@ -56,6 +56,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(THREADS)
+    load0 = os.getloadavg()[0]
 
     import onnxruntime as ort
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -151,8 +152,12 @@ def main() -> None:
     st = SentenceTransformer(path, device="cpu")
     st.max_seq_length = MAX_LENGTH
 
+    last: dict[str, dict] = {}
+
     def engine(name: str) -> np.ndarray:
-        table = s.sql(f"SELECT body, {name}(body) AS v FROM (SELECT DISTINCT body FROM pydoc)").arrow()
+        result = s.sql(f"SELECT body, {name}(body) AS v FROM (SELECT DISTINCT body FROM pydoc)")
+        last[name] = result.stats[0]
+        table = result.arrow()
         got = dict(zip(table.column(0).to_pylist(), np.stack(table.column(1).to_numpy(zero_copy_only=False))))
         return np.stack([got[t] for t in texts])
 
@@ -174,7 +179,6 @@ def main() -> None:
             times[k].append(time.perf_counter() - t0)
             log(f"round {r + 1}: {k}: {times[k][-1]:.1f} s ({n / times[k][-1]:.1f} rows/s)")
     plan = s.explain("SELECT m_loss(body) FROM (SELECT DISTINCT body FROM pydoc)").text()
-    last = {name: s.sql(f"SELECT {name}(body) FROM (SELECT DISTINCT body FROM pydoc)").stats[0] for name in first}
 
     ref = outputs["eager torch loop, length-sorted, batch 16"]
 
@@ -186,9 +190,8 @@ def main() -> None:
 
     st_rate = n / min(times["sentence-transformers encode(batch_size=32)"])
     print(f"\n{n} distinct pydoc paragraphs, max_length {MAX_LENGTH}, {THREADS} threads, cache off, ")
-    print(
-        f"{args.rounds} interleaved rounds (best shown; median in brackets); load average at end {os.getloadavg()[0]:.1f}\n"
-    )
+    load = f"load average {load0:.1f} at start, {os.getloadavg()[0]:.1f} at end"
+    print(f"{args.rounds} interleaved rounds (best shown; median in brackets); {load}\n")
     print("| path | rows/s | vs sentence-transformers | cosine to float32 (held-out mean / min) | max abs diff |")
     print("|---|---:|---:|---:|---:|")
     for k in keys:
@@ -221,11 +224,9 @@ def main() -> None:
     print("\nFirst query of each engine model (half the paragraphs; export, quantization, check included):")
     for name, (secs, stats) in first.items():
         print(f"- {name}: {secs:.1f} s; runtime {stats['runtime']} {stats['precision']}, {stats['paradigm']}")
-    print("\nThe engine's last runs:")
-    for name, stats in last.items():
-        print(
-            f"- {name}: runtime {stats['runtime']} {stats['precision']}, {stats['paradigm']}, batch {stats['batch_size']}"
-        )
+    print("\nThe engine's last timed runs:")
+    for name, st_ in last.items():
+        print(f"- {name}: runtime {st_['runtime']} {st_['precision']}, {st_['paradigm']}, batch {st_['batch_size']}")
     print("\nEXPLAIN of the max_accuracy_loss query:\n")
     print("\n".join("    " + line for line in plan.splitlines()[:8]))
 
