@@ -17,6 +17,7 @@ import workbench
 from tests.optimizer import fake
 from workbench.engine.planner import bind, hints_of
 from workbench.optimizer import hints
+from workbench.optimizer.cost import CostModel
 from workbench.optimizer.rules import RULES
 from workbench.plan.names import public_sql
 from workbench.settings import SETTINGS
@@ -111,3 +112,20 @@ def test_bad_hints_are_clear_errors(s):
     with pytest.raises(workbench.WorkbenchError, match="cannot run relation_centric: no relational form"):
         s.sql("SELECT minilm(body) FROM pydoc LIMIT 1", paradigm="relation_centric")
     assert hints.parse(["+ paradigm(Digits, 'UDF_CENTRIC') "]).forced("digits") == "udf_centric"
+
+
+def test_a_call_no_paradigm_can_run_is_one_clear_error():
+    """Weights over the budget block dl_centric and udf_centric, and a model with no layer chain
+    has no relational form: the rule says so in one line (never a raw Python error)."""
+    (stmt,) = st.split("SELECT minilm(body) FROM pydoc", frozenset(), SETTINGS)
+    text, values = bind(stmt, {})
+    planner = fake.planner()
+    planner.cost = CostModel(fake.REFERENCE_MACHINE, memory_budget=20 * 10**6)
+    plan = planner.logical(text)
+    ctx = planner.context(plan, values, hints_of(stmt, None))
+    rule = {r.NAME: r for r in RULES}["choose_paradigm"]
+    with pytest.raises(workbench.OutOfMemoryBudget) as err:
+        rule.apply(plan, ctx)
+    message = str(err.value)
+    assert message.startswith("minilm(body): no way to run it: weights 91 MB exceed the memory budget 20 MB")
+    assert "no relational form" in message and "offload = 'auto'" in message and "\n" not in message

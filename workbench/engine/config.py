@@ -37,7 +37,7 @@ class Config:
         """A new config with one `SET` applied, and the line the user sees."""
         if name in ("memory_budget_cpu", "memory_budget_cuda"):
             size = None if _none(value) else parse_size(value)
-            shown = "none" if size is None else f"{size / 2**20:,.0f} MB"
+            shown = "none" if size is None else f"{size / 1e6:,.0f} MB"
             if name == "memory_budget_cpu":
                 return replace(self, memory_budget=size), f"{name} = {shown}"
             return replace(self, memory_budget_cuda=size), f"{name} = {shown}"

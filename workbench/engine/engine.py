@@ -46,6 +46,7 @@ class Engine:
         self.telemetry = telemetry
         self.models = Models(catalog, telemetry)
         catalog.on_drop.append(relation_centric.drop_weights)  # a dropped model's weight blocks go too
+        catalog.on_drop.append(self.models.forget)  # ... and every form of it held in memory
         self.learned = Learned()
         self.definitions = Definitions()
         self._connections = PerThread(con)  # each thread's own, so its TEMP tables live on

@@ -65,6 +65,15 @@ class Models:
         self._deferred: dict[str, tuple[str, Deferred]] = {}
         self._keys: dict[str, tuple[tuple[str, int, str], str | None]] = {}  # name -> (path stamp, source key)
 
+    def forget(self, _con: Any, name: str) -> None:
+        """A dropped model: nothing of it stays here (its offloaded form holds a window of
+        buffers, its deferred form the loaded weights)."""
+        key = name.lower()
+        with self._lock:
+            self._offloaded.pop(key, None)
+            self._deferred.pop(key, None)
+            self._keys.pop(key, None)
+
     def base(self, name: str, config: Config) -> Model:
         """The catalog's model, or its offloaded form when its options and the budget say so."""
         info = self.catalog.info(name)
@@ -75,11 +84,11 @@ class Models:
             return self._deferred_or_loaded(name)
         key = (str(directory), json.dumps(info.options, sort_keys=True, default=str), budget, device)
         with self._lock:
-            found = self._offloaded.get(name)
+            found = self._offloaded.get(name.lower())
             if found is None or found[0] != key:
                 model = offloaded.load(name, directory, info.options, budget, device=device)
                 model.offloaded.telemetry = self.telemetry  # type: ignore[attr-defined]
-                found = self._offloaded[name] = (key, model)
+                found = self._offloaded[name.lower()] = (key, model)
             return found[1]
 
     def memory(self, name: str, config: Config) -> str:

@@ -51,6 +51,16 @@ _LOADED: dict[tuple[str, float, str], Model] = {}
 _LOADING = threading.RLock()
 
 
+def forget_loaded(source: str) -> None:
+    """Drop the process's loaded copies of the models read from `source` (every option set):
+    the next session that asks loads it again; nothing keeps a dropped model's weights alive."""
+    path = os.path.abspath(os.path.expanduser(source))
+    with _LOADING:
+        for key in [k for k in _LOADED if k[0] == path]:
+            del _LOADED[key]
+    offloaded.forget(path)
+
+
 def _locked(method: Callable[..., Any]) -> Callable[..., Any]:
     """A catalog change holds the catalog's lock (two threads never interleave changes)."""
 
@@ -203,7 +213,10 @@ class Catalog:
             if if_exists:
                 return False
             raise UnknownModelError(f"unknown model '{name}'{self._hint()}")
+        source = self._stored[key].source
         run(self.con, f"DELETE FROM {TABLE} WHERE name = ?", [key])
+        if not source.startswith(_PYTHON) and not hub.is_hub(source):
+            forget_loaded(source)  # a dropped model's weights leave memory with it
         for forget in self.on_drop:  # what the engine keeps of the model (relation-centric weight blocks)
             forget(self.con, key)
         self._objects.pop(key, None)

@@ -25,7 +25,7 @@ from workbench.models.tensor import TensorModel
 from workbench.models.text import text_model
 
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"}
-TASKS = ("embed", "classify", "regress", "zero_shot", "ner", "rerank", "image_classify", "image_embed")
+TASKS = ("embed", "classify", "regress", "zero_shot", "ner", "rerank", "image_classify", "image_embed", "generate")
 #: tasks whose adapter lives in a module of its own: (module, function), called with
 #: (name, directory, options, recipe) for a transformers directory; returns a Model
 TASK_LOADERS: dict[str, tuple[str, str]] = {
@@ -34,6 +34,7 @@ TASK_LOADERS: dict[str, tuple[str, str]] = {
     "rerank": ("workbench.models.rerank", "load"),
     "image_classify": ("workbench.models.images", "load"),
     "image_embed": ("workbench.models.images", "load"),
+    "generate": ("workbench.models.generate", "load"),
 }
 #: options every model accepts; adapters take the ones that apply
 KNOWN_OPTIONS = {
@@ -242,6 +243,8 @@ def _default_task(archs: list[str], has_head: bool, outputs: int) -> str:
         return "ner"
     if any("ImageClassification" in a for a in archs):
         return "image_classify"
+    if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
+        return "generate"  # a decoder language model continues text
     if not has_head:
         return "embed"
     return "regress" if outputs == 1 else "classify"

@@ -84,6 +84,13 @@ def _activation_bytes_per_row(config: Any, max_length: int) -> int:
 _LOADED: dict[tuple, Model] = {}
 
 
+def forget(directory: str) -> None:
+    """Drop the offloaded models read from `directory` (and their windows of buffers)."""
+    path = str(Path(directory).resolve())
+    for key in [k for k in _LOADED if k[0] == path]:
+        del _LOADED[key]
+
+
 def check(name: str, directory: Path, options: dict[str, Any]) -> str:
     """Check a streamable model at CREATE without reading its weights; returns its task."""
     from transformers import AutoConfig, AutoTokenizer
@@ -145,8 +152,8 @@ def load(name: str, directory: Path, options: dict[str, Any], budget: int | None
             break
     else:
         raise OutOfMemoryBudget(
-            f"model '{name}' cannot run even one layer at a time within {window / 2**20:,.0f} MB: its largest layer "
-            f"holds {units[0] / 2**20:,.0f} MB and one input's activations need {per_row / 2**20:,.1f} MB"
+            f"model '{name}' cannot run even one layer at a time within {window / 1e6:,.0f} MB: its largest layer "
+            f"holds {units[0] / 1e6:,.0f} MB and one input's activations need {per_row / 1e6:,.1f} MB"
         )
     if options.get("batch_size"):  # the user's batch, when it fits
         batch = min(batch, int(options["batch_size"]))
@@ -157,7 +164,7 @@ def load(name: str, directory: Path, options: dict[str, Any], budget: int | None
     model.device = device
     model.offloaded = runtime  # type: ignore[attr-defined]
     model.resident_bytes = budget or DEFAULT_WINDOW  # type: ignore[attr-defined]  # what the cost model counts
-    total, held = runtime.total_bytes / 2**20, (budget or DEFAULT_WINDOW) / 2**20
+    total, held = runtime.total_bytes / 1e6, (budget or DEFAULT_WINDOW) / 1e6
     model.memory = (  # type: ignore[attr-defined]
         f"offloaded: {total:,.0f} MB streamed layer by layer within "
         f"{held:,.0f} MB ({runtime.in_flight_limit} in flight, batch {batch})"

@@ -208,8 +208,8 @@ class Offloaded:
         if biggest > self.window:
             raise OutOfMemoryBudget(
                 f"the model cannot run even one layer at a time in this budget: its largest unit "
-                f"({self.plan[self.unit_bytes.index(biggest)][0]}) holds {biggest / 2**20:,.0f} MB and the "
-                f"activations need {activation_bytes / 2**20:,.0f} MB, over the budget of {budget / 2**20:,.0f} MB"
+                f"({self.plan[self.unit_bytes.index(biggest)][0]}) holds {biggest / 1e6:,.0f} MB and the "
+                f"activations need {activation_bytes / 1e6:,.0f} MB, over the budget of {budget / 1e6:,.0f} MB"
             )
         self._materialize_missing_buffers()
         self._fds: dict[str, int] = {}

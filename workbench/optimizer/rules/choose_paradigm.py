@@ -92,7 +92,9 @@ def apply(plan: Plan, ctx: Context) -> Plan:
                 for e in estimates
                 if e.seconds is not None and not (facts.cache_on and op.limit is None and e.paradigm == "udf_centric")
             ]
-            chosen = min(eligible, key=_seconds)  # dl_centric is always eligible or budget-blocked
+            if not eligible:  # every paradigm is blocked: by the memory budget, or cannot run it
+                raise _none_can_run(op.call, op.model, estimates)
+            chosen = min(eligible, key=_seconds)
             reason = _why(chosen, eligible, estimates, facts.cache_on, op.limit)
         runtime, runtime_precision = runtime_of.get(chosen.paradigm, torch_label).split(" ", 1)
         runtime_alternatives: tuple[tuple[str, float | None], ...] = ()
@@ -121,6 +123,18 @@ def apply(plan: Plan, ctx: Context) -> Plan:
             memory=ctx.memory(op.model),
         )
     return replace(plan, operators=tuple(ops))
+
+
+def _none_can_run(call: str, model: str, estimates: list[Estimate]) -> Exception:
+    """One line for a call no paradigm can run: each reason once, and what to do."""
+    notes = list(dict.fromkeys(e.note for e in estimates if e.note))
+    text = f"{call}: no way to run it: {'; '.join(notes) or 'no paradigm can run this model'}"
+    if any("memory budget" in n for n in notes):
+        return OutOfMemoryBudget(
+            f"{text} (raise memory_budget_cpu, or ALTER MODEL {model} SET offload = 'auto' to stream a "
+            "transformers model's layers from disk)"
+        )
+    return ParadigmUnavailable(text)
 
 
 def _why(
