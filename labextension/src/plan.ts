@@ -15,6 +15,9 @@
  *   .wb-alternatives                          per-paradigm estimates (tr.wb-chosen), with
  *                                             'dl_centric on ray' when a cluster is set
  *   .wb-placement                             placement ray: 'dl_centric on ray (N actors on M nodes)'
+ *   .wb-runtime                               in a model operator's header: its runtime and
+ *                                             precision (e.g. "onnx int8")
+ *   .wb-runtimes                              per-runtime estimates (tr.wb-chosen)
  *   .wb-misestimate                           estimate and actual differ by more than 2x
  *   .wb-plan-notes                            what the optimizer rules did
  *
@@ -86,6 +89,9 @@ const SHOWN_KEYS: ReadonlySet<string> = new Set<PlanNodeKey>([
   'batch_size',
   'device',
   'precision',
+  'runtime',
+  'runtime_alternatives',
+  'runtime_reason',
   'threads',
   'cache',
   'expected_hit_ratio',
@@ -259,6 +265,36 @@ function chosenAlternative(node: IPlanNode): string | null {
   return isObject(node.placement) ? `${str(node.paradigm) ?? ''} on ${str(node.placement.on) ?? ''}` : str(node.paradigm);
 }
 
+/** Each runtime's estimate in the chosen paradigm (null when the model has no other runtime). */
+function runtimesTable(node: IPlanNode): HTMLElement | null {
+  const alternatives = isObject(node.runtime_alternatives) ? node.runtime_alternatives : {};
+  const names = Object.keys(alternatives);
+  if (!names.length) {
+    return null;
+  }
+  const table = el('table', 'wb-runtimes');
+  const head = el('tr');
+  head.append(el('th', '', 'runtime'), el('th', '', 'estimated'), el('th', ''));
+  table.createTHead().appendChild(head);
+  const body = table.createTBody();
+  const chosen = `${str(node.runtime) ?? ''} ${str(node.precision) ?? ''}`.trim();
+  for (const name of names) {
+    const cost = num(alternatives[name]);
+    const row = el('tr', 'wb-alternative');
+    const costCell = el('td', 'wb-alt-cost', cost === null ? 'cannot run' : formatSeconds(cost));
+    const mark = el('td', 'wb-alt-mark');
+    if (name === chosen) {
+      row.classList.add('wb-chosen');
+      mark.textContent = '✓ chosen';
+    } else if (cost === null) {
+      row.classList.add('wb-cannot-run');
+    }
+    row.append(el('td', 'wb-alt-paradigm', name), costCell, mark);
+    body.appendChild(row);
+  }
+  return table;
+}
+
 function alternativesTable(node: IPlanNode): HTMLElement {
   const table = el('table', 'wb-alternatives');
   const head = el('tr');
@@ -346,6 +382,10 @@ function renderDetails(node: IPlanNode, isModel: boolean): HTMLElement {
   details.hidden = true;
   if (isModel) {
     details.appendChild(alternativesTable(node));
+    const runtimes = runtimesTable(node);
+    if (runtimes !== null) {
+      details.appendChild(runtimes);
+    }
   }
   const dl = el('dl', 'wb-props');
   const reason = str(node.reason);
@@ -359,6 +399,10 @@ function renderDetails(node: IPlanNode, isModel: boolean): HTMLElement {
     if ('batch_size' in node) {
       const batch = num(node.batch_size);
       addProp(dl, 'batch_size', batch === null ? 'tuned at run time' : formatRows(batch));
+    }
+    const runtimeReason = str(node.runtime_reason);
+    if (runtimeReason) {
+      addProp(dl, 'runtime', runtimeReason);
     }
     for (const key of ['device', 'precision'] as const) {
       if (key in node) {
@@ -475,6 +519,10 @@ export function renderNode(node: IPlanNode): HTMLElement {
     }
     if (node.forced === true) {
       header.appendChild(el('span', 'wb-forced', '(forced)'));
+    }
+    const runtime = str(node.runtime);
+    if (runtime !== null) {
+      header.appendChild(el('span', 'wb-runtime', `${runtime} ${str(node.precision) ?? ''}`.trim()));
     }
     const reason = str(node.reason);
     if (reason) {

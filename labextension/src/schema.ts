@@ -97,6 +97,12 @@ export interface IOperator {
   actual_rows?: number | null;
   actual_seconds?: number | null;
   actual_cache_hits?: number | null;
+  /** what runs the model: 'torch' (eager) or 'onnx' (ONNX Runtime, at its precision) */
+  runtime: string;
+  /** [runtime and precision (e.g. 'onnx int8'), estimated seconds in the chosen paradigm (null: cannot run)] pairs */
+  runtime_alternatives: [string, number | null][];
+  /** why this runtime, and why others cannot run ('' without alternatives) */
+  runtime_reason: string;
   /** why only udf_centric can run it, where the call stands ('' when any paradigm can) */
   streaming_only: string;
   /** local: this machine; ray: its cache misses run on the connected Ray cluster */
@@ -171,6 +177,11 @@ export interface IModelOperatorNode {
     torch: number;
   } | null;
   precision: string;
+  /** 'torch' or 'onnx' (ONNX Runtime) */
+  runtime: string;
+  /** runtime and precision (e.g. 'onnx int8') -> estimated seconds in the chosen paradigm (null: cannot run) */
+  runtime_alternatives: { [key: string]: number | null };
+  runtime_reason: string;
   memory: string;
   estimated_rows: number | null;
   cache: string;

@@ -26,7 +26,7 @@ from workbench.engine import calibration
 from workbench.engine.config import Config, effective_batch_size
 from workbench.engine.definitions import Definitions
 from workbench.engine.io import Cursor
-from workbench.engine.models import Models, profile_of, real
+from workbench.engine.models import Models, profile_of, real, torch_form
 from workbench.engine.planner import Catalog, Planner, bind, calls_models, hints_of, with_actuals
 from workbench.engine.runner import Run, Runner, named_once, profiled
 from workbench.execution import batching, dl_centric, registry, relation_centric
@@ -36,7 +36,7 @@ from workbench.models.builtin import BUILTINS
 from workbench.models.catalog import Catalog as ModelCatalog
 from workbench.optimizer.cost import CostModel, Facts, Learned
 from workbench.plan.nodes import ModelOperator, Plan
-from workbench.plan.profile import ModelProfile
+from workbench.plan.profile import ModelProfile, runtime_key
 from workbench.plan.relational import RelationalPlan, parse_plan, parse_profile, place
 from workbench.plan.stats import OperatorStats
 from workbench.sql import statements as st
@@ -138,9 +138,11 @@ class Engine:
         if constants is None or not stats.computed:
             return  # nothing ran (every input came from the cache): nothing to learn
         model = real(model)
-        with self.writes:
-            self.models.remember(op.model, model, constants, self.catalog.con)
+        with self.writes:  # (what a later process plans with is the torch model's record)
+            self.models.remember(op.model, torch_form(model), constants, self.catalog.con)
         profile = profile_of(op.model, model, constants)
+        if torch_form(model) is not model:  # an ONNX Runtime form learns on its own
+            profile = replace(profile, fingerprint=runtime_key(profile.fingerprint, stats.runtime, stats.precision))
         facts = Facts(rows=stats.computed, input_rows=stats.input_rows or stats.computed, avg_chars=op.avg_input_chars)
         CostModel(constants, learned=self.learned).observe(
             profile, stats.computed, stats.seconds, stats.batch_size or profile.max_batch, facts, op.paradigm
@@ -171,6 +173,7 @@ class Engine:
             cache_policy=cache_policy,
             unavailable=registry.unavailable,
             cluster=self.cluster.facts if config.cluster is not None and self.cluster is not None else None,
+            runtimes=lambda name: self.models.runtime_options(name, config, constants, profile(name)),
         )
         schema = _Schema(cursor, values)
         return Planner(

@@ -111,8 +111,17 @@ class Runner:
         cursor.plan = plan
         outcomes: list[tuple[ModelOperator, Model, Outcome]] = []
         with Lookups(cursor) as lookups, self._observed(plan, start, config, cursor) as observed:
+            fallbacks: dict[int, str] = {}  # operator id -> why its planned runtime did not run
             for op in plan.operators:
-                model = self.models.variant(op.model, config, functools.partial(_sample_for, cursor, op, values))
+                form, why = self.models.form(
+                    op.model, config, op.runtime, op.precision, functools.partial(sample_inputs, cursor, op, values)
+                )
+                if form is not None:
+                    model = form
+                else:
+                    if why:
+                        fallbacks[op.id] = why
+                    model = self.models.variant(op.model, config, functools.partial(_sample_for, cursor, op, values))
                 if op.paradigm != "dl_centric":  # only dl_centric may find every input cached and never load it
                     model = real(model)
                 job = Job(
@@ -142,6 +151,7 @@ class Runner:
             if guard is not None:
                 guard.check("the final query")
             stats = [outcome.stats() for _, _, outcome in outcomes]
+            stats = [replace(s, runtime_note=fallbacks.get(op.id)) for (op, _, _), s in zip(outcomes, stats)]
             for (op, model, _), s in zip(outcomes, stats):
                 if op.paradigm in ("dl_centric", "udf_centric") and op.placement == "local":
                     self.learn(op, model, s)

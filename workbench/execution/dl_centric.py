@@ -116,6 +116,7 @@ def run(
         batches=result.batches,
         device=model.device,
         precision=getattr(model, "precision", "float32"),
+        runtime=getattr(model, "runtime", "torch"),
         memory=getattr(model, "memory", "resident"),
         cache_hits=len(found.hit_index),
         cache_misses=len(found.miss_index) if cache is not None else 0,

@@ -41,6 +41,7 @@ _BUILTIN_ALTERABLE = {
     "max_accuracy_loss",
     "low_rank",
     "offload",
+    "runtime",
 }
 #: options that change what a model computes or takes: a model registered from a Python
 #: object cannot be rebuilt with new ones (the catalog keeps the adapter, not the recipe)

@@ -58,6 +58,7 @@ KNOWN_OPTIONS = {
     "low_rank",
     "offload",
     "revision",  # hub models: a branch, tag or commit
+    "runtime",  # 'auto' | 'torch' | 'onnx' (models/runtimes.py)
 }
 
 
@@ -78,6 +79,9 @@ def check_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(options) - known)
     if unknown:
         raise ModelLoadError(f"model '{name}': unknown option {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    runtime = str(options.get("runtime", "auto")).lower()
+    if runtime not in ("auto", "torch", "onnx"):
+        raise ModelLoadError(f"model '{name}': runtime must be 'auto', 'torch' or 'onnx', not {runtime!r}")
     bs = options.get("batch_size")
     if bs is not None and (not isinstance(bs, int) or isinstance(bs, bool) or bs < 1):
         raise ModelLoadError(f"model '{name}': batch_size must be a positive integer, not {bs!r}")

@@ -123,6 +123,10 @@ class ModelOperator:
     actual_rows: int | None = None
     actual_seconds: float | None = None
     actual_cache_hits: int | None = None
+    runtime: str = "torch"  # 'torch' (eager) or 'onnx' (onnxruntime, at `precision`)
+    #: (runtime and precision, estimated seconds in the chosen paradigm; None: cannot run)
+    runtime_alternatives: tuple[tuple[str, float | None], ...] = ()
+    runtime_reason: str = ""  # why this runtime (and why the others cannot run)
     streaming_only: str = ""  # why only a streaming UDF (udf_centric) can run it where it stands
     placement: str = "local"  # or 'ray': its cache misses run on the connected cluster's actors
     actors: int | None = None  # placement 'ray': how many actors ...
@@ -172,6 +176,8 @@ class ModelOperator:
             batch_size=stats.batch_size,
             actual_cache_hits=stats.cache_hits,
             paradigm=stats.paradigm,
+            runtime=stats.runtime,
+            runtime_reason=f"{stats.runtime_note}; ran in torch" if stats.runtime_note else self.runtime_reason,
         )
 
     def estimate_error(self) -> float | None:
@@ -199,6 +205,14 @@ class ModelOperator:
     def alternatives_text(self) -> str:
         return ", ".join(f"{p} {seconds_text(s)}" for p, s in self.alternatives)
 
+    def runtime_text(self) -> str:
+        """The runtime and precision, with the other runtimes' estimates (when any)."""
+        text = f"{self.runtime} {self.precision}"
+        others = [(r, s) for r, s in self.runtime_alternatives if r != f"{self.runtime} {self.precision}"]
+        if others:
+            text += " (vs " + ", ".join(f"{r} {seconds_text(s)}" for r, s in others) + ")"
+        return text
+
     def node(self, children: list[dict[str, Any]], analyzed: bool) -> dict[str, Any]:
         """This operator as a node of `Plan.to_dict()['root']`."""
         d: dict[str, Any] = {
@@ -216,6 +230,9 @@ class ModelOperator:
             "device": self.device,
             "threads": {"duckdb": self.threads[0], "torch": self.threads[1]} if self.threads else None,
             "precision": self.precision,
+            "runtime": self.runtime,
+            "runtime_alternatives": {r: _round(s) for r, s in self.runtime_alternatives},
+            "runtime_reason": self.runtime_reason,
             "memory": self.memory,
             "estimated_rows": self.estimated_rows,
             "cache": self.cache_policy,

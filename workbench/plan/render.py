@@ -154,6 +154,9 @@ def _plan_lines(plan: Plan) -> list[tuple[int, str]]:
             lines.append((2, f"costs: {op.alternatives_text()}"))
         if op.reason:
             lines.append((2, f"why: {op.reason}"))
+        if op.runtime_alternatives or op.runtime != "torch":
+            why = f"; {op.runtime_reason}" if op.runtime_reason else ""
+            lines.append((2, f"runtime: {op.runtime_text()}{why}"))
         lines += [(2, f"part: {part}") for part in op.parts]
         lines.append((2, f"inputs: {public_sql(op.input_sql)}"))
     lines += [(1, f"optimizer: {note}") for note in plan.notes]
@@ -172,7 +175,7 @@ def plan_html(plan: Plan) -> str:
             return f"<b>{html.escape(head)}</b>: <code>{html.escape(rest)}</code>"
         if head.startswith("ModelOperator"):
             return f"<b>{html.escape(text)}</b>"
-        if sep and head in ("costs", "why", "part", "optimizer", "result"):
+        if sep and head in ("costs", "why", "runtime", "part", "optimizer", "result"):
             return f"<i>{html.escape(head)}</i>: {html.escape(rest)}"
         return html.escape(text)
 

@@ -43,6 +43,8 @@ class OperatorStats:
     actors: int | None = None  # placement 'ray': actors that answered blocks
     nodes: tuple[NodeShare, ...] = ()  # placement 'ray': per node
     retried_blocks: int = 0  # placement 'ray': blocks sent again after their actor died
+    runtime: str = "torch"  # 'torch' or 'onnx' (onnxruntime): what really ran the model
+    runtime_note: str | None = None  # why the planned runtime did not run (export or check failed)
 
     @property
     def computed(self) -> int:
@@ -52,7 +54,7 @@ class OperatorStats:
     def as_dict(self) -> dict[str, Any]:
         """The public `Result.stats` form (optional fields only when set)."""
         d = asdict(self)
-        for key in ("input_rows", "cache_semantic_hits"):
+        for key in ("input_rows", "cache_semantic_hits", "runtime_note"):
             if d[key] is None:
                 del d[key]
         if self.placement == "local":  # where it ran: said only for a cluster run
