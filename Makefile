@@ -53,9 +53,11 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
+# tests/cluster start and stop a Ray cluster of their own; whatever happened, none is left running
 unit: $(STAMP)
 	bash tests/browser/ensure_chromium.sh
-	$(PY) -m pytest tests -p no:cacheprovider --durations=15
+	$(PY) -m pytest tests -p no:cacheprovider --durations=15; status=$$?; \
+	  $(PY) -m tests.cluster.local_cluster --stop-leftovers; exit $$status
 
 notebooks: $(STAMP)
 	$(PY) -m pytest --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg notebooks -p no:cacheprovider
@@ -69,3 +71,4 @@ bench: $(STAMP)
 	$(PY) bench/bench_offload.py
 	$(PY) bench/bench_planning.py
 	$(PY) bench/bench_fresh_cache.py
+	$(PY) bench/bench_ray.py

@@ -8,6 +8,20 @@ from IPython.testing.globalipapp import start_ipython
 import workbench
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _onnx_exports(tmp_path_factory):
+    """Models exported to ONNX go to a directory of the test run's own, never the user's cache."""
+    import os
+
+    old = os.environ.get("WORKBENCH_ONNX_CACHE")
+    os.environ["WORKBENCH_ONNX_CACHE"] = str(tmp_path_factory.mktemp("onnx"))
+    yield
+    if old is None:
+        os.environ.pop("WORKBENCH_ONNX_CACHE", None)
+    else:
+        os.environ["WORKBENCH_ONNX_CACHE"] = old
+
+
 @pytest.fixture(scope="session")
 def data_session():
     """One session with pydoc and digits loaded (read-only use in tests)."""

@@ -101,6 +101,11 @@ class ParadigmUnavailable(WorkbenchError):
     a compressed variant, ...). Over the memory budget it is `OutOfMemoryBudget` instead."""
 
 
+class ClusterError(WorkbenchError):
+    """A Ray cluster cannot be reached, is not installed, or vanished while a query ran
+    (nothing of that query was written)."""
+
+
 class UnsupportedCall(WorkbenchError):
     """A model call in a position the engine cannot run yet."""
 

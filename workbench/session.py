@@ -57,6 +57,7 @@ class Session:
         safe: bool = False,
         workers: int = 2,
         progress: bool | str = "auto",
+        cluster: str | None = None,
     ):
         try:
             self.con = duckdb.connect(database)
@@ -81,6 +82,8 @@ class Session:
         }
         if memory_budget is not None:
             self.set("memory_budget_cpu", memory_budget)
+        if cluster is not None:  # 'ray://host:port' | 'host:port' | 'auto' | 'local'
+            self.set("cluster", cluster)
         if safe:
             settings.lock_down(self.con)
         if progress is True or (progress == "auto" and at_terminal()):
@@ -180,6 +183,8 @@ class Session:
         with self._config_lock:
             config, shown = settings.apply(self.config, name, value)
             settings.apply_to_database(self.con, self.config, config)
+            if config.cluster != self.config.cluster:  # the engine owns the connection
+                self.engine.use_cluster(config.cluster)
             self.config = config
             if self._scheduler is not None:
                 self._scheduler.policy = config.sla_policy
@@ -227,6 +232,7 @@ class Session:
     disabled_rules = property(lambda self: self.config.disabled_rules)
     sla_policy = property(lambda self: self.config.sla_policy)
     workers = property(lambda self: self.config.workers)
+    cluster = property(lambda self: self.config.cluster)
 
     def model(self, name: str) -> Model:
         """Model `name` loaded, in the form queries run it (offloaded when the budget says so)."""
@@ -314,5 +320,8 @@ class Session:
 
 
 def connect(database: str = ":memory:", **options: Any) -> Session:
-    """Open a session on an in-memory database (default) or a DuckDB file."""
+    """Open a session on an in-memory database (default) or a DuckDB file.
+
+    `cluster='ray://host:port' | 'host:port' | 'auto' | 'local'` connects it to a Ray cluster
+    (the optimizer may then run model operators there); the other options are `Session`'s."""
     return Session(database, **options)

@@ -12,7 +12,12 @@
  *   .wb-node-header                           operator, rows and time (est. / actual)
  *   button.wb-toggle                          collapses .wb-children (node: .wb-collapsed)
  *   .wb-node-details                          shown / hidden by a click on the header
- *   .wb-alternatives                          per-paradigm estimates (tr.wb-chosen)
+ *   .wb-alternatives                          per-paradigm estimates (tr.wb-chosen), with
+ *                                             'dl_centric on ray' when a cluster is set
+ *   .wb-placement                             placement ray: 'dl_centric on ray (N actors on M nodes)'
+ *   .wb-runtime                               in a model operator's header: its runtime and
+ *                                             precision (e.g. "onnx int8")
+ *   .wb-runtimes                              per-runtime estimates (tr.wb-chosen)
  *   .wb-misestimate                           estimate and actual differ by more than 2x
  *   .wb-plan-notes                            what the optimizer rules did
  *
@@ -73,6 +78,7 @@ const SHOWN_KEYS: ReadonlySet<string> = new Set<PlanNodeKey>([
   'model',
   'call',
   'paradigm',
+  'placement',
   'forced',
   'alternatives',
   'estimated_seconds',
@@ -83,6 +89,9 @@ const SHOWN_KEYS: ReadonlySet<string> = new Set<PlanNodeKey>([
   'batch_size',
   'device',
   'precision',
+  'runtime',
+  'runtime_alternatives',
+  'runtime_reason',
   'threads',
   'cache',
   'expected_hit_ratio',
@@ -246,13 +255,53 @@ function estimateActual(
   return span;
 }
 
+/** Where a model operator runs, when not on this machine: its placement's text (else null). */
+function placementText(node: IPlanNode): string | null {
+  return isObject(node.placement) ? str(node.placement.text) : null;
+}
+
+/** The name of the alternative that runs: 'dl_centric on ray' when placed on a cluster. */
+function chosenAlternative(node: IPlanNode): string | null {
+  return isObject(node.placement) ? `${str(node.paradigm) ?? ''} on ${str(node.placement.on) ?? ''}` : str(node.paradigm);
+}
+
+/** Each runtime's estimate in the chosen paradigm (null when the model has no other runtime). */
+function runtimesTable(node: IPlanNode): HTMLElement | null {
+  const alternatives = isObject(node.runtime_alternatives) ? node.runtime_alternatives : {};
+  const names = Object.keys(alternatives);
+  if (!names.length) {
+    return null;
+  }
+  const table = el('table', 'wb-runtimes');
+  const head = el('tr');
+  head.append(el('th', '', 'runtime'), el('th', '', 'estimated'), el('th', ''));
+  table.createTHead().appendChild(head);
+  const body = table.createTBody();
+  const chosen = `${str(node.runtime) ?? ''} ${str(node.precision) ?? ''}`.trim();
+  for (const name of names) {
+    const cost = num(alternatives[name]);
+    const row = el('tr', 'wb-alternative');
+    const costCell = el('td', 'wb-alt-cost', cost === null ? 'cannot run' : formatSeconds(cost));
+    const mark = el('td', 'wb-alt-mark');
+    if (name === chosen) {
+      row.classList.add('wb-chosen');
+      mark.textContent = '✓ chosen';
+    } else if (cost === null) {
+      row.classList.add('wb-cannot-run');
+    }
+    row.append(el('td', 'wb-alt-paradigm', name), costCell, mark);
+    body.appendChild(row);
+  }
+  return table;
+}
+
 function alternativesTable(node: IPlanNode): HTMLElement {
   const table = el('table', 'wb-alternatives');
   const head = el('tr');
   head.append(el('th', '', 'paradigm'), el('th', '', 'estimated'), el('th', ''));
   table.createTHead().appendChild(head);
   const body = table.createTBody();
-  const chosen = str(node.paradigm);
+  const chosen = chosenAlternative(node);
   const alternatives = isObject(node.alternatives) ? node.alternatives : {};
   // The known paradigms first, in their usual order; then any new ones.
   const known: readonly string[] = PARADIGMS;
@@ -271,7 +320,8 @@ function alternativesTable(node: IPlanNode): HTMLElement {
     row.dataset.paradigm = paradigm;
     const name = el('td', 'wb-alt-paradigm');
     const swatch = el('span', 'wb-swatch');
-    swatch.style.backgroundColor = COLOURS[paradigm] ?? 'var(--jp-border-color1)';
+    // 'dl_centric on ray' wears its paradigm's colour
+    swatch.style.backgroundColor = COLOURS[paradigm.split(' ')[0]] ?? 'var(--jp-border-color1)';
     name.append(swatch, document.createTextNode(paradigm));
     const costCell = el('td', 'wb-alt-cost');
     if (cost === null && paradigm in alternatives) {
@@ -332,6 +382,10 @@ function renderDetails(node: IPlanNode, isModel: boolean): HTMLElement {
   details.hidden = true;
   if (isModel) {
     details.appendChild(alternativesTable(node));
+    const runtimes = runtimesTable(node);
+    if (runtimes !== null) {
+      details.appendChild(runtimes);
+    }
   }
   const dl = el('dl', 'wb-props');
   const reason = str(node.reason);
@@ -345,6 +399,10 @@ function renderDetails(node: IPlanNode, isModel: boolean): HTMLElement {
     if ('batch_size' in node) {
       const batch = num(node.batch_size);
       addProp(dl, 'batch_size', batch === null ? 'tuned at run time' : formatRows(batch));
+    }
+    const runtimeReason = str(node.runtime_reason);
+    if (runtimeReason) {
+      addProp(dl, 'runtime', runtimeReason);
     }
     for (const key of ['device', 'precision'] as const) {
       if (key in node) {
@@ -455,8 +513,16 @@ export function renderNode(node: IPlanNode): HTMLElement {
       }
       header.appendChild(chip);
     }
+    const placed = placementText(node);
+    if (placed !== null) {
+      header.appendChild(el('span', 'wb-placement', placed));
+    }
     if (node.forced === true) {
       header.appendChild(el('span', 'wb-forced', '(forced)'));
+    }
+    const runtime = str(node.runtime);
+    if (runtime !== null) {
+      header.appendChild(el('span', 'wb-runtime', `${runtime} ${str(node.precision) ?? ''}`.trim()));
     }
     const reason = str(node.reason);
     if (reason) {

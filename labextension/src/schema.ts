@@ -27,6 +27,18 @@ export const PARADIGM_COLOURS: Readonly<Record<Paradigm, string>> = {
   hybrid: '#B279A2'
 };
 
+/** An estimate's name in a model operator's alternatives: a paradigm, or dl_centric run on the connected Ray cluster (workbench.plan.nodes.ON_RAY) */
+export type Alternative = Paradigm | 'dl_centric on ray';
+
+/** Where a model operator runs when not on this machine: on a Ray cluster, with its actors and nodes, and the text EXPLAIN shows */
+export interface IPlacement {
+  on: 'ray';
+  actors: number | null;
+  nodes: number | null;
+  /** e.g. dl_centric on ray (2 actors on 2 nodes) */
+  text: string;
+}
+
 /** ids of model operators (ModelOperator.id) */
 export type OperatorIds = number[];
 
@@ -65,7 +77,7 @@ export interface IOperator {
   paradigm: Paradigm;
   forced: boolean;
   /** [paradigm, estimated seconds (null: cannot run)] pairs */
-  alternatives: [Paradigm, number | null][];
+  alternatives: [Alternative, number | null][];
   reason: string;
   parts: string[];
   device: string;
@@ -85,8 +97,20 @@ export interface IOperator {
   actual_rows?: number | null;
   actual_seconds?: number | null;
   actual_cache_hits?: number | null;
+  /** what runs the model: 'torch' (eager) or 'onnx' (ONNX Runtime, at its precision) */
+  runtime: string;
+  /** [runtime and precision (e.g. 'onnx int8'), estimated seconds in the chosen paradigm (null: cannot run)] pairs */
+  runtime_alternatives: [string, number | null][];
+  /** why this runtime, and why others cannot run ('' without alternatives) */
+  runtime_reason: string;
   /** why only udf_centric can run it, where the call stands ('' when any paradigm can) */
   streaming_only: string;
+  /** local: this machine; ray: its cache misses run on the connected Ray cluster */
+  placement?: 'local' | 'ray';
+  /** placement ray: actors */
+  actors?: number | null;
+  /** placement ray: nodes they run on */
+  nodes?: number | null;
   input_sql: string;
 }
 
@@ -143,7 +167,7 @@ export interface IModelOperatorNode {
   paradigm: Paradigm;
   forced: boolean;
   /** paradigm -> estimated seconds (null: cannot run) */
-  alternatives: { [key in Paradigm]?: number | null };
+  alternatives: { [key in Alternative]?: number | null };
   estimated_seconds: number | null;
   reason: string;
   batch_size: number | null;
@@ -153,12 +177,18 @@ export interface IModelOperatorNode {
     torch: number;
   } | null;
   precision: string;
+  /** 'torch' or 'onnx' (ONNX Runtime) */
+  runtime: string;
+  /** runtime and precision (e.g. 'onnx int8') -> estimated seconds in the chosen paradigm (null: cannot run) */
+  runtime_alternatives: { [key: string]: number | null };
+  runtime_reason: string;
   memory: string;
   estimated_rows: number | null;
   cache: string;
   expected_hit_ratio: number | null;
   output_type: string;
   parts?: string[];
+  placement?: IPlacement;
   limit?: number;
   actual_rows?: number | null;
   actual_seconds?: number | null;

@@ -8,9 +8,11 @@ saved to tmp directories; the engine is never mocked.
 
 from __future__ import annotations
 
+import gc
 import json
 import string
 import threading
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +39,9 @@ def tiny_bert(directory: Path, cls: type = BertModel, seed: int = 0, **config: o
     torch.manual_seed(seed)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
-    tok = BertTokenizerFast(vocab_file=str(directory / "vocab.txt"), do_lower_case=True)
+    # (transformers 5 reads the vocabulary from `vocab`: a `vocab_file` alone leaves only the special tokens)
+    tok = BertTokenizerFast(vocab={w: i for i, w in enumerate(VOCAB)}, do_lower_case=True)
+    assert len(tok) == len(VOCAB)  # word pieces, not [UNK] for every word
     size = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64}
     # weights far from zero: texts get distinct vectors and labels (the default 0.02 gives one label to all)
     config = {"initializer_range": 0.5, **config}
@@ -333,6 +337,24 @@ def test_drop_model_drops_its_cache_and_a_new_model_starts_empty(session):
     session.register_model("kept", net)  # the same weights: the old entries would have matched
     r = session.sql("SELECT kept(x) FROM xs")
     assert r.stats[0]["cache_hits"] == 0 and r.stats[0]["cache_misses"] == 10
+
+
+@pytest.mark.parametrize("offload", ["off", "on"])
+def test_drop_model_lets_its_weights_go(session, tmp_path, offload):
+    """Nothing in the process keeps a dropped model's weights: not the catalog's loaded models,
+    not the engine's offloaded or deferred forms (a notebook drops a big model to load the next)."""
+    tiny_bert(tmp_path / "gone")
+    session.sql(f"CREATE MODEL gone FROM '{tmp_path / 'gone'}' WITH (task = 'embed', offload = '{offload}')")
+    session.sql("SET memory_budget_cpu = '64MB'")
+    try:
+        session.sql("SELECT gone('a cat') AS e")
+        held = weakref.ref(session.engine.models.base("gone", session.config))
+    finally:
+        session.sql("SET memory_budget_cpu = 'none'")
+    assert held() is not None
+    session.sql("DROP MODEL gone")
+    gc.collect()
+    assert held() is None
 
 
 def test_alter_cannot_reshape_a_python_model(session):

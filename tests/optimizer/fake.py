@@ -12,6 +12,7 @@ from sqlglot import exp
 
 from workbench.engine.planner import Catalog, Planner
 from workbench.execution.registry import unavailable
+from workbench.optimizer.cluster_cost import ClusterFacts
 from workbench.optimizer.cost import CostModel
 from workbench.plan.profile import LayerShape, ModelProfile
 
@@ -30,6 +31,9 @@ REFERENCE_MACHINE = {
     "torch_s_per_mac": 1.5e-11,
     "torch_batch_s": 1e-5,
 }
+
+#: a cluster of two nodes with two CPUs each, whose block and transfer costs were measured
+CLUSTER = ClusterFacts(spec="fake", nodes=2, slots=4, block_s=0.01, byte_s=1e-8, startup_s=2.0, measured=True)
 
 SCHEMA = {
     "digits": {

@@ -17,13 +17,14 @@ import workbench
 from tests.optimizer import fake
 from workbench.engine.planner import bind, hints_of
 from workbench.optimizer import hints
+from workbench.optimizer.cost import CostModel
 from workbench.optimizer.rules import RULES
 from workbench.plan.names import public_sql
 from workbench.settings import SETTINGS
 from workbench.sql import statements as st
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "rules"
-PHYSICAL = {"choose_paradigm", "choose_batch_threads"}
+PHYSICAL = {"choose_paradigm", "choose_batch_threads", "place_on_cluster"}
 
 
 def cases():
@@ -39,7 +40,7 @@ def render(plan, rule):
     for op in plan.operators:
         fields = []
         if rule in PHYSICAL:
-            fields.append(op.paradigm + (" (forced)" if op.forced else ""))
+            fields.append(op.where + (" (forced)" if op.forced else ""))
         if rule == "choose_batch_threads":
             fields += [f"batch {op.batch_size}", f"threads {op.threads[0]}/{op.threads[1]}"]
         if op.limit is not None:
@@ -57,8 +58,11 @@ def apply_one(rule_name, query):
     plan = planner.logical(text)
     ctx = planner.context(plan, values, hints_of(stmt, None))
     rules = {r.NAME: r for r in RULES}
-    if rule_name == "choose_batch_threads":  # it reads the paradigm the previous rule chose
+    if rule_name in ("choose_batch_threads", "place_on_cluster"):  # they read the paradigm chosen before
         plan = rules["choose_paradigm"].apply(plan, ctx)
+    if rule_name == "place_on_cluster":  # on a fake cluster of two nodes (tests/optimizer/fake.py)
+        plan = rules["choose_batch_threads"].apply(plan, ctx)
+        ctx.cluster = lambda profile: fake.CLUSTER
     return rules[rule_name].apply(plan, ctx)
 
 
@@ -111,3 +115,20 @@ def test_bad_hints_are_clear_errors(s):
     with pytest.raises(workbench.WorkbenchError, match="cannot run relation_centric: no relational form"):
         s.sql("SELECT minilm(body) FROM pydoc LIMIT 1", paradigm="relation_centric")
     assert hints.parse(["+ paradigm(Digits, 'UDF_CENTRIC') "]).forced("digits") == "udf_centric"
+
+
+def test_a_call_no_paradigm_can_run_is_one_clear_error():
+    """Weights over the budget block dl_centric and udf_centric, and a model with no layer chain
+    has no relational form: the rule says so in one line (never a raw Python error)."""
+    (stmt,) = st.split("SELECT minilm(body) FROM pydoc", frozenset(), SETTINGS)
+    text, values = bind(stmt, {})
+    planner = fake.planner()
+    planner.cost = CostModel(fake.REFERENCE_MACHINE, memory_budget=20 * 10**6)
+    plan = planner.logical(text)
+    ctx = planner.context(plan, values, hints_of(stmt, None))
+    rule = {r.NAME: r for r in RULES}["choose_paradigm"]
+    with pytest.raises(workbench.OutOfMemoryBudget) as err:
+        rule.apply(plan, ctx)
+    message = str(err.value)
+    assert message.startswith("minilm(body): no way to run it: weights 91 MB exceed the memory budget 20 MB")
+    assert "no relational form" in message and "offload = 'auto'" in message and "\n" not in message

@@ -150,3 +150,53 @@ def test_sql_runs_a_model_offloaded_under_the_budget_with_the_same_outputs(tmp_p
             s.sql(query)
     finally:
         s.close()
+
+
+DECODER_PROBE = textwrap.dedent("""
+    import json, sys, psutil, torch
+    # the libraries and the model's code, loaded before the model
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, BertTokenizerFast, LlamaForCausalLM
+    from workbench.models import generate, offloaded
+    torch.set_num_threads(2)
+    directory, budget = sys.argv[1], int(sys.argv[2])
+    before = psutil.Process().memory_info().rss
+    from pathlib import Path
+    model = offloaded.load("big", Path(directory), {"task": "generate", "max_new_tokens": 4}, budget)
+    texts = model.generate(["a cat sat", "the dog"])
+    peak = next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmHWM"))
+    print(json.dumps({"before": before, "peak": peak, "texts": texts, "bytes": model.offloaded.last.bytes}))
+""")
+
+
+def test_offloaded_generation_stays_within_a_budget_of_a_sixteenth_of_the_weights(tmp_path):
+    """A Llama-shaped decoder of ~1 GB generates under a 64 MB budget: every decoding step
+    streams each layer once for the whole batch, the KV cache and one layer in flight fit."""
+    from transformers import BertTokenizerFast, LlamaConfig
+
+    from tests.models.test_generate import VOCAB
+
+    config = LlamaConfig(
+        vocab_size=len(VOCAB),
+        hidden_size=768,
+        intermediate_size=2048,
+        num_hidden_layers=40,
+        num_attention_heads=12,
+        num_key_value_heads=4,
+        max_position_embeddings=64,
+        pad_token_id=0,
+        bos_token_id=2,
+        eos_token_id=3,
+    )
+    size = offload.write_random_checkpoint(config, tmp_path, std=0.2, causal_lm=True)
+    BertTokenizerFast(vocab={w: i for i, w in enumerate(VOCAB)}, do_lower_case=True).save_pretrained(tmp_path)
+    budget = 64 * 10**6
+    assert size >= 15 * budget
+    out = subprocess.run(
+        [sys.executable, "-c", DECODER_PROBE, str(tmp_path), str(budget)], capture_output=True, text=True, timeout=900
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    grown = figures["peak"] - figures["before"]
+    assert len(figures["texts"]) == 2 and all(isinstance(t, str) for t in figures["texts"])
+    assert figures["bytes"] == size  # the last step read every unit once
+    assert grown <= 1.10 * budget, f"peak RSS grew {grown / 1e6:.0f} MB for a {budget / 1e6:.0f} MB budget"

@@ -5,10 +5,12 @@
     SET memory_budget_cuda = '8GB' | 'none'
     SET sla_policy = 'fifo' | 'reorder' | 'drop' | 'hybrid'
     SET disabled_rules = 'push_filters,dedup_inputs' | ''
+    SET cluster = 'ray://host:port' | 'host:port' | 'auto' | 'local' | 'none'
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -16,7 +18,9 @@ from workbench.errors import ParameterError
 from workbench.runtime.memory import parse_size
 
 POLICIES = ("fifo", "reorder", "drop", "hybrid")
-SETTINGS = frozenset({"memory_budget_cpu", "memory_budget_cuda", "sla_policy", "disabled_rules"})
+SETTINGS = frozenset({"memory_budget_cpu", "memory_budget_cuda", "sla_policy", "disabled_rules", "cluster"})
+#: how a cluster is named: a Ray Client address, a GCS address, the running one, or a new local one
+CLUSTER_SPEC = re.compile(r"(ray://)?[A-Za-z0-9_.\-\[\]:]+:\d+|auto|local")
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,7 @@ class Config:
     sla_policy: str = "fifo"
     disabled_rules: frozenset[str] = frozenset()
     workers: int = 2  # the scheduler's worker threads
+    cluster: str | None = None  # the Ray cluster's spec (the engine owns the connection); None: this machine
 
     def budget_for(self, device: str) -> int | None:
         return self.memory_budget_cuda if device.startswith("cuda") else self.memory_budget
@@ -37,7 +42,7 @@ class Config:
         """A new config with one `SET` applied, and the line the user sees."""
         if name in ("memory_budget_cpu", "memory_budget_cuda"):
             size = None if _none(value) else parse_size(value)
-            shown = "none" if size is None else f"{size / 2**20:,.0f} MB"
+            shown = "none" if size is None else f"{size / 1e6:,.0f} MB"
             if name == "memory_budget_cpu":
                 return replace(self, memory_budget=size), f"{name} = {shown}"
             return replace(self, memory_budget_cuda=size), f"{name} = {shown}"
@@ -49,6 +54,9 @@ class Config:
         if name == "disabled_rules":
             rules = check_disabled(str(value or "").split(","), rule_names, required_rules)
             return replace(self, disabled_rules=rules), f"disabled_rules = {','.join(sorted(rules)) or 'none'}"
+        if name == "cluster":
+            spec = cluster_spec(value)
+            return replace(self, cluster=spec), f"cluster = {spec or 'none'}"
         raise ParameterError(f"unknown setting {name}")
 
 
@@ -69,6 +77,18 @@ def effective_batch_size(
     `sql(batch_size=)`), the model's option (`WITH`/`ALTER MODEL ... batch_size`), the
     session's. None: the model's own or the tuner's choice (the optimizer fills it in)."""
     return call or model_option or session or None
+
+
+def cluster_spec(value: Any) -> str | None:
+    """A checked cluster spec ('ray://host:port', 'host:port', 'auto', 'local'), None for 'none'."""
+    if _none(value) or str(value).strip() == "":
+        return None
+    spec = str(value).strip()
+    if not CLUSTER_SPEC.fullmatch(spec.lower() if spec.lower() in ("auto", "local") else spec):
+        raise ParameterError(
+            f"cluster must be 'ray://host:port', 'host:port', 'auto', 'local' or 'none', not {value!r}"
+        )
+    return spec.lower() if spec.lower() in ("auto", "local") else spec
 
 
 def _none(value: Any) -> bool:

@@ -5,6 +5,7 @@ keeps (the calibration, what runs taught the cost model) is guarded."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import threading
 import time
@@ -16,20 +17,26 @@ import duckdb
 import pyarrow as pa
 
 from workbench.cache import InferenceCache, policy_of
+from workbench.cluster import connection as cluster_connection
+from workbench.cluster.actors import Recipe
+from workbench.cluster.executor import Cluster
+from workbench.cluster.remote import OnCluster
 from workbench.db import PerThread
 from workbench.engine import calibration
 from workbench.engine.config import Config, effective_batch_size
 from workbench.engine.definitions import Definitions
 from workbench.engine.io import Cursor
-from workbench.engine.models import Models, profile_of, real
+from workbench.engine.models import Models, profile_of, real, torch_form
 from workbench.engine.planner import Catalog, Planner, bind, calls_models, hints_of, with_actuals
 from workbench.engine.runner import Run, Runner, named_once, profiled
 from workbench.execution import batching, dl_centric, registry, relation_centric
+from workbench.models import offloaded
 from workbench.models.base import Model
+from workbench.models.builtin import BUILTINS
 from workbench.models.catalog import Catalog as ModelCatalog
 from workbench.optimizer.cost import CostModel, Facts, Learned
 from workbench.plan.nodes import ModelOperator, Plan
-from workbench.plan.profile import ModelProfile
+from workbench.plan.profile import ModelProfile, runtime_key
 from workbench.plan.relational import RelationalPlan, parse_plan, parse_profile, place
 from workbench.plan.stats import OperatorStats
 from workbench.sql import statements as st
@@ -46,20 +53,62 @@ class Engine:
         self.telemetry = telemetry
         self.models = Models(catalog, telemetry)
         catalog.on_drop.append(relation_centric.drop_weights)  # a dropped model's weight blocks go too
+        catalog.on_drop.append(self.models.forget)  # ... and every form of it held in memory
         self.learned = Learned()
         self.definitions = Definitions()
         self._connections = PerThread(con)  # each thread's own, so its TEMP tables live on
         self.writes = threading.RLock()
         self._constants: dict[str, float] | None = None
         self._constants_lock = threading.Lock()
-        self.runner = Runner(self.models, telemetry, cache_use=self.cache_use, learn=self.learn, writes=self.writes)
+        self.cluster: Cluster | None = None  # the Ray cluster of `SET cluster` (None: this machine only)
+        self._shipped: dict[str, Any] = {}  # fingerprint -> object ref of a Python-registered model
+        self.runner = Runner(
+            self.models, telemetry, cache_use=self.cache_use, learn=self.learn, writes=self.writes, remote=self._remote
+        )
 
     def cursor(self) -> Cursor:
         """A cursor over the calling thread's own connection (kept between its calls)."""
         return Cursor(self._connections.get(), lambda: self.catalog.names, shared=True)
 
     def close(self) -> None:
+        self.use_cluster(None)
         self._connections.close()
+
+    # -- the cluster ----------------------------------------------------------------------
+    def use_cluster(self, spec: str | None) -> None:
+        """Connect to the cluster `spec` names (Ray is imported only now), or let it go (None)."""
+        if self.cluster is not None and self.cluster.spec == spec:
+            return
+        old, self.cluster = self.cluster, None
+        self._shipped.clear()
+        if old is not None:  # (a process holds one Ray connection: the old one goes first)
+            old.close()
+        if spec is not None:
+            self.cluster = Cluster(cluster_connection.connect(spec))
+
+    def _remote(self) -> OnCluster | None:
+        return None if self.cluster is None else OnCluster(self.cluster, self._recipe)
+
+    def _recipe(self, name: str, model: Model) -> Recipe:
+        """How the cluster's actors get model `name`: a built-in by name, a stored model from
+        its file with its options, one registered from Python shipped once as the object."""
+        fingerprint = model.fingerprint()
+        info = self.catalog.info(name)
+        if getattr(model, "memory", "resident") != "resident":  # offloaded here: offloaded on each actor too
+            directory = offloaded.directory_of(info.source)
+            if directory is not None:
+                budget = getattr(model, "resident_bytes", None)
+                options = json.dumps(info.options)
+                return Recipe(name, fingerprint, options=options, offload_dir=str(directory), budget=budget)
+        if name.lower() in BUILTINS:
+            return Recipe(name.lower(), fingerprint, builtin=True)
+        path = self.catalog.file_of(name)
+        if path is not None:
+            return Recipe(name, fingerprint, path=path, options=json.dumps(info.options))
+        assert self.cluster is not None
+        if fingerprint not in self._shipped:
+            self._shipped[fingerprint] = self.cluster.ray.put(real(model))
+        return Recipe(name, fingerprint, shipped=self._shipped[fingerprint])
 
     # -- the cost model -------------------------------------------------------------------
     def constants(self, cursor: Cursor) -> dict[str, float]:
@@ -89,9 +138,11 @@ class Engine:
         if constants is None or not stats.computed:
             return  # nothing ran (every input came from the cache): nothing to learn
         model = real(model)
-        with self.writes:
-            self.models.remember(op.model, model, constants, self.catalog.con)
+        with self.writes:  # (what a later process plans with is the torch model's record)
+            self.models.remember(op.model, torch_form(model), constants, self.catalog.con)
         profile = profile_of(op.model, model, constants)
+        if torch_form(model) is not model:  # an ONNX Runtime form learns on its own
+            profile = replace(profile, fingerprint=runtime_key(profile.fingerprint, stats.runtime, stats.precision))
         facts = Facts(rows=stats.computed, input_rows=stats.input_rows or stats.computed, avg_chars=op.avg_input_chars)
         CostModel(constants, learned=self.learned).observe(
             profile, stats.computed, stats.seconds, stats.batch_size or profile.max_batch, facts, op.paradigm
@@ -121,6 +172,8 @@ class Engine:
             memory=lambda name: self.models.memory(name, config),
             cache_policy=cache_policy,
             unavailable=registry.unavailable,
+            cluster=self.cluster.facts if config.cluster is not None and self.cluster is not None else None,
+            runtimes=lambda name: self.models.runtime_options(name, config, constants, profile(name)),
         )
         schema = _Schema(cursor, values)
         return Planner(

@@ -15,25 +15,33 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import numpy as np
 
 from workbench.engine.config import Config
 from workbench.errors import WorkbenchError
-from workbench.models import builtin, offloaded, variants
+from workbench.models import builtin, offloaded, runtimes, variants
 from workbench.models.base import TEXT_KINDS, Model, exclusive
 from workbench.models.catalog import Catalog
 from workbench.models.deferred import Deferred, Signature, signature_of, source_key
 from workbench.models.layers import Embedding, Linear, chain_of, macs, split_after_first_linear, weight_bytes
-from workbench.plan.profile import LayerShape, ModelProfile
+from workbench.models.onnx_store import store
+from workbench.plan.profile import LayerShape, ModelProfile, RuntimeOption, runtime_key
 from workbench.telemetry.stream import Telemetry
 
 # A probe's timings per loaded model (keyed by the object, dropped with it): a model that
 # is not a layer chain is timed once per process, not once per query.
 _PROBES: weakref.WeakKeyDictionary[Model, dict[str, float]] = weakref.WeakKeyDictionary()
 _PROBES_LOCK = threading.Lock()
+#: before an ONNX form exists: its seconds per row as a share of eager torch's (measured on
+#: this 2-core CPU for minilm: float32 0.4-0.6, int8 0.3; small MLPs: about even)
+PRIOR_SCALE = {("text", "float32"): 0.6, ("text", "int8"): 0.35, ("tensor", "float32"): 1.0, ("tensor", "int8"): 1.0}
+#: seconds per byte of float32 weights to export (TorchScript exporter), to quantize, to load
+EXPORT_S_PER_BYTE = 3e-8
+QUANTIZE_S_PER_BYTE = 3e-8
+LOAD_S_PER_BYTE = 5e-9
 _SHAPES: weakref.WeakKeyDictionary[Model, tuple[str, list[Any], str, int, int | None]] = weakref.WeakKeyDictionary()
 #: what the engine stores of a model that ran, so a later process plans and reads the cache
 #: without loading it (models/deferred.py)
@@ -57,6 +65,15 @@ class Models:
         self._deferred: dict[str, tuple[str, Deferred]] = {}
         self._keys: dict[str, tuple[tuple[str, int, str], str | None]] = {}  # name -> (path stamp, source key)
 
+    def forget(self, _con: Any, name: str) -> None:
+        """A dropped model: nothing of it stays here (its offloaded form holds a window of
+        buffers, its deferred form the loaded weights)."""
+        key = name.lower()
+        with self._lock:
+            self._offloaded.pop(key, None)
+            self._deferred.pop(key, None)
+            self._keys.pop(key, None)
+
     def base(self, name: str, config: Config) -> Model:
         """The catalog's model, or its offloaded form when its options and the budget say so."""
         info = self.catalog.info(name)
@@ -67,11 +84,11 @@ class Models:
             return self._deferred_or_loaded(name)
         key = (str(directory), json.dumps(info.options, sort_keys=True, default=str), budget, device)
         with self._lock:
-            found = self._offloaded.get(name)
+            found = self._offloaded.get(name.lower())
             if found is None or found[0] != key:
                 model = offloaded.load(name, directory, info.options, budget, device=device)
                 model.offloaded.telemetry = self.telemetry  # type: ignore[attr-defined]
-                found = self._offloaded[name] = (key, model)
+                found = self._offloaded[name.lower()] = (key, model)
             return found[1]
 
     def memory(self, name: str, config: Config) -> str:
@@ -100,6 +117,90 @@ class Models:
             return base
         model, _report = variants.VARIANTS.get(base, spec, lambda: sample(base))
         return model
+
+    def runtime_options(
+        self, name: str, config: Config, constants: dict[str, float], torch_profile: ModelProfile
+    ) -> tuple[RuntimeOption, ...]:
+        """The ONNX Runtime forms the optimizer may weigh against eager torch for `name`."""
+        options = self.catalog.info(name).options
+        choice = runtimes.runtime_option(options)
+        if choice == "torch":
+            return ()
+        base = self.base(name, config)
+        if isinstance(base, Deferred) and not base.loaded and choice != "onnx":
+            return ()  # planned without loading it (every input may be cached): torch as recorded
+        base = real(base)
+        spec = variants.spec_of(options)
+        tolerance = runtimes.int8_tolerance(options)
+        if spec is not None and spec.precision not in ("float32", "int8") or (spec is not None and spec.low_rank):
+            return ()  # int4 and low-rank variants are torch modules
+        precisions = ["int8"] if spec is not None else ["float32"] + (["int8"] if tolerance is not None else [])
+        why = runtimes.not_exportable(base)
+        forced = choice == "onnx"
+        fingerprint = torch_profile.fingerprint or base.fingerprint()
+        kind = "text" if base.input_kind in TEXT_KINDS else "tensor"
+        out: list[RuntimeOption] = []
+        float32_form = runtimes.FORMS.form(fingerprint, "float32")
+        float32_profile = profile_of(name, float32_form, constants) if float32_form is not None else None
+        for precision in precisions:
+            form_fp = fingerprint if precision == "float32" else runtimes.int8_fingerprint(fingerprint)
+            key = runtime_key(form_fp, "onnx", precision)
+            if why is not None:
+                out.append(
+                    RuntimeOption("onnx", precision, torch_profile, blocked=f"no ONNX form: {why}", forced=forced)
+                )
+                continue
+            report = runtimes.FORMS.report(fingerprint, precision, tolerance)
+            form = runtimes.FORMS.form(fingerprint, precision, tolerance)
+            if report is not None and form is None and not report.reason.startswith("check pending"):
+                out.append(RuntimeOption("onnx", precision, torch_profile, blocked=report.reason, forced=forced))
+                continue
+            if form is not None:  # built and checked in this process: its own measured profile
+                profile = replace(profile_of(name, form, constants), fingerprint=key)
+                out.append(RuntimeOption("onnx", precision, profile, forced=forced))
+                continue
+            scale = PRIOR_SCALE[(kind, precision)]
+            start = torch_profile
+            reference = None
+            if precision == "int8" and float32_profile is not None:  # from the measured float32 form
+                start, scale, reference = (
+                    float32_profile,
+                    PRIOR_SCALE[(kind, "int8")] / PRIOR_SCALE[(kind, "float32")],
+                    float32_profile,
+                )
+            profile = replace(
+                start,
+                row_s=start.row_s * scale,
+                batch_s=start.batch_s * scale,
+                char_s=start.char_s * scale,
+                fingerprint=key,
+                tuned_batch_size=None,
+            )
+            weights = torch_profile.weight_bytes
+            setup = weights * LOAD_S_PER_BYTE
+            if not store().has(f"{fingerprint}-float32"):
+                setup += weights * EXPORT_S_PER_BYTE
+            if precision == "int8" and not store().has(f"{fingerprint}-int8"):
+                setup += weights * QUANTIZE_S_PER_BYTE
+            rows = runtimes.FLOAT32_SAMPLE_ROWS if precision == "float32" else runtimes.INT8_SAMPLE_ROWS
+            out.append(
+                RuntimeOption(
+                    "onnx", precision, profile, setup_s=setup, check_rows=rows, forced=forced, reference=reference
+                )
+            )
+        return tuple(out)
+
+    def form(
+        self, name: str, config: Config, runtime: str, precision: str, sample: Callable[[Model, int], Any]
+    ) -> tuple[Model | None, str]:
+        """The ONNX Runtime form an operator was planned with, built and checked on first use
+        (`sample(base, rows)` gives the query's inputs), or None and why it cannot run."""
+        if runtime == "torch":
+            return None, ""
+        base = real(self.base(name, config))
+        tolerance = runtimes.int8_tolerance(self.catalog.info(name).options)
+        form, report = runtimes.FORMS.get(base, precision, lambda rows: sample(base, rows), tolerance)
+        return form, report.reason
 
     def profile(self, name: str, config: Config, constants: dict[str, float]) -> ModelProfile:
         model = self.base(name, config)
@@ -192,6 +293,11 @@ class Models:
         with self._lock:
             assert self._records is not None
             self._records[name.lower()] = _Record(key, signature, constants_key, text)
+
+
+def torch_form(model: Model) -> Model:
+    """The eager torch model behind an ONNX Runtime form (or the model itself)."""
+    return model.base if isinstance(model, runtimes.OrtModel) else model
 
 
 def real(model: Model) -> Model:

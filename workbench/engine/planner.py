@@ -15,12 +15,13 @@ from typing import Any, Protocol
 from workbench.errors import SQLSyntaxError, WorkbenchError
 from workbench.models.base import TEXT_KINDS, cached_by_value
 from workbench.optimizer import hints
+from workbench.optimizer.cluster_cost import ClusterFacts
 from workbench.optimizer.context import Context
 from workbench.optimizer.cost import CostModel, Facts
 from workbench.optimizer.optimize import optimize
 from workbench.plan.builder import PlanBuilder, Schema, parse, with_nulls
 from workbench.plan.nodes import ModelOperator, Plan, union_sql
-from workbench.plan.profile import ModelProfile
+from workbench.plan.profile import ModelProfile, RuntimeOption
 from workbench.sql import params as sql_params
 from workbench.sql import statements as st
 
@@ -54,6 +55,8 @@ class Catalog:
     memory: Callable[[str], str]
     cache_policy: Callable[[str], str]  # 'off' or the policy's description
     unavailable: Callable[[ModelProfile, str], dict[str, str]] = lambda profile, precision: {}
+    cluster: Callable[[ModelProfile], ClusterFacts] | None = None  # the connected Ray cluster's facts
+    runtimes: Callable[[str], tuple[RuntimeOption, ...]] = lambda name: ()  # ONNX Runtime forms
 
 
 def bind(stmt: st.Sql, params: Mapping[str, Any] | None) -> tuple[str, dict[str, Any]]:
@@ -112,6 +115,8 @@ class Planner:
             precision=c.precision,
             memory=c.memory,
             unavailable=c.unavailable,
+            cluster=c.cluster,
+            runtimes=c.runtimes,
         )
         if self.cores is not None:
             ctx.cores = self.cores

@@ -28,7 +28,7 @@ from workbench.engine.models import Models, real
 from workbench.errors import WorkbenchError
 from workbench.execution import dl_centric
 from workbench.execution.lookups import Lookups
-from workbench.execution.registry import EXECUTORS, Job, Outcome
+from workbench.execution.registry import EXECUTORS, Job, Outcome, Remote
 from workbench.execution.udf_centric import original_error
 from workbench.models import variants
 from workbench.models.base import Model, cached_by_value
@@ -94,12 +94,14 @@ class Runner:
         cache_use: Callable[[str, Model], dl_centric.CacheUse | None],
         learn: Callable[[ModelOperator, Model, OperatorStats], None],
         writes: Any,
+        remote: Callable[[], Remote | None] = lambda: None,
     ):
         self.models = models
         self.telemetry = telemetry
         self.cache_use = cache_use
         self.learn = learn
         self.writes = writes  # a lock around the engine's own writes (weight tables)
+        self.remote = remote  # the connected cluster, for operators placed on it
 
     def run(self, plan: Plan, values: dict[str, Any], cursor: Cursor, config: Config, *, profile: bool = False) -> Run:
         """`profile` (EXPLAIN ANALYZE): keep DuckDB's profile of the statement."""
@@ -109,8 +111,17 @@ class Runner:
         cursor.plan = plan
         outcomes: list[tuple[ModelOperator, Model, Outcome]] = []
         with Lookups(cursor) as lookups, self._observed(plan, start, config, cursor) as observed:
+            fallbacks: dict[int, str] = {}  # operator id -> why its planned runtime did not run
             for op in plan.operators:
-                model = self.models.variant(op.model, config, functools.partial(_sample_for, cursor, op, values))
+                form, why = self.models.form(
+                    op.model, config, op.runtime, op.precision, functools.partial(sample_inputs, cursor, op, values)
+                )
+                if form is not None:
+                    model = form
+                else:
+                    if why:
+                        fallbacks[op.id] = why
+                    model = self.models.variant(op.model, config, functools.partial(_sample_for, cursor, op, values))
                 if op.paradigm != "dl_centric":  # only dl_centric may find every input cached and never load it
                     model = real(model)
                 job = Job(
@@ -125,9 +136,10 @@ class Runner:
                     guard=guard,
                     memory_budget=config.memory_budget,
                     writes=self.writes,
+                    remote=self.remote() if op.placement == "ray" else None,
                 )
                 with torch_threads(op.threads[1] if op.threads and op.paradigm != "udf_centric" else None):
-                    outcome = cursor.guarded(functools.partial(EXECUTORS[op.paradigm].run, job))
+                    outcome = cursor.guarded(functools.partial(EXECUTORS[op.executor].run, job))
                 if outcome.udf is not None:
                     lookups.stream(outcome.udf)
                 elif outcome.lookup:
@@ -141,8 +153,9 @@ class Runner:
             if guard is not None:
                 guard.check("the final query")
             stats = [outcome.stats() for _, _, outcome in outcomes]
+            stats = [replace(s, runtime_note=fallbacks.get(op.id)) for (op, _, _), s in zip(outcomes, stats)]
             for (op, model, _), s in zip(outcomes, stats):
-                if op.paradigm in ("dl_centric", "udf_centric"):
+                if op.paradigm in ("dl_centric", "udf_centric") and op.placement == "local":
                     self.learn(op, model, s)
             observed(table.num_rows, stats)
         names = {op.id: op.lookup for op in plan.operators}

@@ -5,11 +5,21 @@ size and little work is wasted on padding; outputs are put back in input order. 
 user fixed a batch size, the first batches try each candidate size once and the one with the
 best measured throughput (work units per second: tokens for text) is kept for the rest of
 the run and remembered on the model for later queries.
+
+Text is sorted by its real token count and cut into length buckets (up to 16, 32, 64, 128...
+tokens), so no batch pads short texts to a long one's length, whichever paradigm calls (a
+UDF's vector of 2,048 rows as much as a materialized run). Each (model form, bucket) has its
+own batch size: every candidate is measured on real batches of that bucket (tokens per
+second) until each has been tried twice, then the best is used; the measurements live as
+long as the model form (torch and ONNX Runtime forms are different objects, so each runtime
+tunes its own).
 """
 
 from __future__ import annotations
 
+import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +62,8 @@ def run(
     start = time.perf_counter()
     if n == 0:
         return BatchRun(pa.array([], type=model.arrow_output_type()), batch_size or 0, 0, 0.0)
+    if model.input_kind == "text" and hasattr(model, "token_lengths"):
+        return _bucketed(model, name, inputs, batch_size=batch_size, progress=progress, guard=guard)
     keys = model.sort_keys(inputs)
     order = np.argsort(keys, kind="stable") if keys is not None else np.arange(n)
     fixed = batch_size or model.batch_size or model.tuned_batch_size
@@ -88,28 +100,7 @@ def run(
         out, wait = _predict(model, name, batch, batches, pos)
         waited += wait
         elapsed = time.perf_counter() - t0 - wait
-        if len(out) != len(idx):
-            raise ModelError(f"model '{name}' returned {len(out)} outputs for {len(idx)} inputs in batch {batches + 1}")
-        if out.type != expected:
-            try:
-                out = out.cast(expected)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                raise ModelError(
-                    f"model '{name}' returned {out.type} in batch {batches + 1}, expected {expected}"
-                ) from None
-        bad = _non_finite(out, allow_inf=model.allow_inf)
-        if bad == "NaN":
-            raise ModelError(
-                f"model '{name}' returned NaN in batch {batches + 1} (rows {pos + 1}-{pos + len(idx)}); "
-                "NaN outputs are not stored or returned"
-            )
-        if bad is not None:
-            raise ModelError(
-                f"model '{name}' returned {bad} in batch {batches + 1} (rows {pos + 1}-{pos + len(idx)}); "
-                "infinite outputs are not stored or returned unless the model allows them (WITH (allow_inf = true))"
-            )
-        if guard is not None:
-            guard.check(f"model '{name}', batch {batches + 1}")
+        out = _checked(model, name, out, expected, len(idx), batches, pos, guard)
         outputs.append(out)
         if trial and batches > 0:
             work[size] = work.get(size, 0.0) + model.work_units(batch)
@@ -126,6 +117,142 @@ def run(
     inverse = np.empty(n, dtype=np.int64)
     inverse[order] = np.arange(n)
     return BatchRun(ordered.take(pa.array(inverse)), chosen, batches, time.perf_counter() - start - waited, waited)
+
+
+def _checked(
+    model: Model,
+    name: str,
+    out: pa.Array,
+    expected: pa.DataType,
+    rows: int,
+    batches: int,
+    pos: int,
+    guard: MemoryGuard | None,
+) -> pa.Array:
+    """A batch's outputs, checked: one per input, of the model's type, finite (unless allowed),
+    and the memory budget still kept."""
+    if len(out) != rows:
+        raise ModelError(f"model '{name}' returned {len(out)} outputs for {rows} inputs in batch {batches + 1}")
+    if out.type != expected:
+        try:
+            out = out.cast(expected)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            raise ModelError(
+                f"model '{name}' returned {out.type} in batch {batches + 1}, expected {expected}"
+            ) from None
+    bad = _non_finite(out, allow_inf=model.allow_inf)
+    if bad == "NaN":
+        raise ModelError(
+            f"model '{name}' returned NaN in batch {batches + 1} (rows {pos + 1}-{pos + rows}); "
+            "NaN outputs are not stored or returned"
+        )
+    if bad is not None:
+        raise ModelError(
+            f"model '{name}' returned {bad} in batch {batches + 1} (rows {pos + 1}-{pos + rows}); "
+            "infinite outputs are not stored or returned unless the model allows them (WITH (allow_inf = true))"
+        )
+    if guard is not None:
+        guard.check(f"model '{name}', batch {batches + 1}")
+    return out
+
+
+#: token-length buckets: a text of L tokens goes to the first bound >= L
+BUCKET_BOUNDS = (16, 32, 64, 128, 256, 512)
+#: real batches each candidate size runs in a bucket before the best is chosen
+TRIES = 2
+
+
+class Tuner:
+    """Measured throughput (tokens per second) per (model form, length bucket, batch size)."""
+
+    def __init__(self) -> None:
+        # model -> bucket -> batch size -> [tokens, seconds, batches]
+        self._seen: weakref.WeakKeyDictionary[Model, dict[int, dict[int, list[float]]]] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    def choose(self, model: Model, bucket: int, remaining: int) -> int:
+        """The batch size for the next batch of `bucket`: a candidate not yet measured enough
+        (that fits the rows left), else the best measured."""
+        with self._lock:
+            seen = self._seen.get(model, {}).get(bucket, {})
+            candidates = model.batch_candidates
+            untried = [c for c in candidates if seen.get(c, [0, 0, 0])[2] < TRIES and c <= remaining]
+            if untried:
+                return untried[0]
+            tried = [c for c in candidates if seen.get(c, [0, 0, 0])[2] >= TRIES]
+            if not tried:  # fewer rows left than any untried candidate: one batch of them
+                return max(1, remaining)
+            return max(tried, key=lambda c: seen[c][0] / max(seen[c][1], 1e-9))
+
+    def record(self, model: Model, bucket: int, size: int, tokens: float, seconds: float) -> None:
+        if size not in model.batch_candidates:
+            return
+        with self._lock:
+            entry = self._seen.setdefault(model, {}).setdefault(bucket, {}).setdefault(size, [0.0, 0.0, 0])
+            entry[0] += tokens
+            entry[1] += seconds
+            entry[2] += 1
+
+    def best(self, model: Model, bucket: int) -> int | None:
+        """The best size measured for a bucket (None until every candidate was tried)."""
+        with self._lock:
+            seen = self._seen.get(model, {}).get(bucket, {})
+        if any(seen.get(c, [0, 0, 0])[2] < TRIES for c in model.batch_candidates):
+            return None
+        return max(seen, key=lambda c: seen[c][0] / max(seen[c][1], 1e-9))
+
+
+TUNER = Tuner()
+_WARM: weakref.WeakSet[Model] = weakref.WeakSet()  # forms that ran a batch (the first one is not measured)
+
+
+def _bucketed(
+    model: Model,
+    name: str,
+    inputs: list[Any],
+    *,
+    batch_size: int | None,
+    progress: Callable[[int, int], None] | None,
+    guard: MemoryGuard | None,
+) -> BatchRun:
+    """Text by token length, in buckets, each batch sized for its bucket (module docstring)."""
+    start = time.perf_counter()
+    n = len(inputs)
+    with exclusive(model):  # (the tokenizer is not thread-safe)
+        lengths = np.asarray(model.token_lengths(inputs), dtype=np.int64)  # type: ignore[attr-defined]
+    order = np.argsort(lengths, kind="stable")
+    buckets = np.searchsorted(np.asarray(BUCKET_BOUNDS), lengths[order])
+    fixed = batch_size or model.batch_size
+    expected = model.arrow_output_type()
+    outputs: list[pa.Array] = []
+    sizes: dict[int, int] = {}
+    pos = batches = 0
+    waited = 0.0
+    while pos < n:
+        bucket = int(buckets[pos])
+        end = int(np.searchsorted(buckets, bucket, side="right"))
+        size = fixed or TUNER.choose(model, bucket, end - pos)
+        idx = order[pos : min(pos + size, end)]
+        batch = [inputs[i] for i in idx]
+        t0 = time.perf_counter()
+        out, wait = _predict(model, name, batch, batches, pos)
+        waited += wait
+        elapsed = time.perf_counter() - t0 - wait
+        out = _checked(model, name, out, expected, len(idx), batches, pos, guard)
+        outputs.append(out)
+        if model in _WARM and not fixed and len(idx) == size:
+            TUNER.record(model, bucket, size, float(lengths[idx].sum()), elapsed)
+        _WARM.add(model)
+        sizes[len(idx)] = sizes.get(len(idx), 0) + 1
+        pos += len(idx)
+        batches += 1
+        if progress is not None:
+            progress(pos, n)
+    ordered = pa.concat_arrays(outputs)
+    inverse = np.empty(n, dtype=np.int64)
+    inverse[order] = np.arange(n)
+    used = fixed or max(sizes, key=lambda k: sizes[k] * k)
+    return BatchRun(ordered.take(pa.array(inverse)), used, batches, time.perf_counter() - start - waited, waited)
 
 
 def _non_finite(arr: pa.Array, *, allow_inf: bool) -> str | None:

@@ -158,6 +158,7 @@ def _stats(
         batches=result.batches,
         device=model.device,
         precision=getattr(model, "precision", "float32"),
+        runtime=getattr(model, "runtime", "torch"),
         memory=getattr(model, "memory", "resident"),
         cache_hits=hits,
         cache_misses=misses if cache is not None else 0,

@@ -6,6 +6,10 @@ never imports an executor). A materializing executor returns the operator's (inp
 table, read by the statement through the operator's lookup function; a streaming one
 (udf_centric) defines the lookup function as the model itself, run inside the statement.
 Offloaded and compressed models are forms of a model, not paradigms: every executor that
+runs torch runs them. `dl_centric on ray` is dl_centric whose cache misses run on a Ray
+cluster (placement 'ray'); the engine hands it the cluster as the job's `remote` (this module
+never imports Ray).
+
 runs torch runs them.
 
 A guard watches the relational executors (relation_centric, hybrid), the ones whose
@@ -26,11 +30,12 @@ from typing import Any, Protocol, cast
 
 import pyarrow as pa
 
+from workbench.errors import ClusterError
 from workbench.execution import batching, dl_centric, hybrid, relation_centric
 from workbench.execution.udf_centric import UdfOperator
 from workbench.models.base import Model
 from workbench.models.tensor import TensorModel
-from workbench.plan.nodes import ModelOperator
+from workbench.plan.nodes import ON_RAY, ModelOperator
 from workbench.plan.profile import ModelProfile
 from workbench.plan.stats import OperatorStats
 from workbench.runtime.memory import MemoryGuard
@@ -56,6 +61,16 @@ class Job:
     guard: MemoryGuard | None = None
     memory_budget: int | None = None
     writes: threading.RLock = field(default_factory=threading.RLock)  # engine writes (weight tables)
+    remote: Remote | None = None  # the connected cluster (placement 'ray')
+
+
+class Remote(Protocol):
+    """Where a job's cache misses run off this machine (the engine's cluster)."""
+
+    def infer(
+        self, job: Job, keys: pa.Array, progress: Callable[[int, int], None] | None
+    ) -> tuple[batching.BatchRun, Callable[[OperatorStats], OperatorStats]]:
+        """The misses' outputs in key order, and what adds where they ran to the stats."""
 
 
 @dataclass
@@ -227,7 +242,38 @@ class Hybrid:
         return _over_weight_tables(job, infer)
 
 
-EXECUTORS: dict[str, Executor] = {e.paradigm: e for e in (DlCentric(), UdfCentric(), RelationCentric(), Hybrid())}
+class OnRay:
+    """dl_centric with its cache misses on the cluster's actors; lookups and the cache's
+    write-back stay in DuckDB (the write-back only once every block arrived)."""
+
+    paradigm = ON_RAY
+
+    def unavailable(self, profile: ModelProfile, precision: str) -> str | None:
+        return None if precision == "float32" else f"the {precision} variant runs on this machine"
+
+    def run(self, job: Job) -> Outcome:
+        remote = job.remote
+        if remote is None:
+            raise ClusterError(f"{job.op.call}: planned on a Ray cluster, but none is connected (SET cluster = ...)")
+        placed: list[Callable[[OperatorStats], OperatorStats]] = []
+
+        def infer(keys: pa.Array, progress: Progress = None) -> batching.BatchRun:
+            run, where = remote.infer(job, keys, progress)
+            placed.append(where)
+            return run
+
+        outcome = _materialized(job, infer)
+
+        def stats() -> OperatorStats:
+            s = outcome.stats()
+            return placed[0](s) if placed else replace(s, placement="ray", actors=0)
+
+        return Outcome(stats=stats, table=outcome.table)
+
+
+EXECUTORS: dict[str, Executor] = {
+    e.paradigm: e for e in (DlCentric(), UdfCentric(), RelationCentric(), Hybrid(), OnRay())
+}
 
 
 def unavailable(profile: ModelProfile, precision: str) -> dict[str, str]:

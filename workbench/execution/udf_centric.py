@@ -160,6 +160,7 @@ class UdfOperator:
             batches=self.calls,
             device=self.model.device,
             precision=getattr(self.model, "precision", "float32"),
+            runtime=getattr(self.model, "runtime", "torch"),
             memory=getattr(self.model, "memory", "resident"),
             cache_hits=0,
             cache_misses=0,

@@ -5,6 +5,8 @@
 
 %%dlsql --deadline 500ms --async     submit to the worker pool; returns a QueryFuture
 %%dlsql --paradigm udf_centric       force how every model call runs
+%%dlsql --cluster local              connect the notebook's session to a Ray cluster first
+                                     ('ray://host:port', 'host:port', 'auto', 'local', 'none')
 
 %dlsql [options] <dlsql text on one line>
 %dlsql --session            the Session object of this notebook
@@ -31,6 +33,7 @@ class Command:
     deadline_ms: float | None = None
     run_async: bool = False
     paradigm: str | None = None
+    cluster: str | None = None
 
 
 _VALUED = {
@@ -41,6 +44,7 @@ _VALUED = {
     "--batch-size": "batch_size",
     "--deadline": "deadline_ms",
     "--paradigm": "paradigm",
+    "--cluster": "cluster",
 }
 _INTS = {"limit", "batch_size"}
 
@@ -61,7 +65,7 @@ def parse(line: str, cell: str | None = None) -> Command:
         if head not in _VALUED:
             raise UsageError(
                 f"unknown option {head} (options: -o NAME, --limit N, --db PATH, "
-                "--batch-size N, --deadline 500ms, --async, --paradigm NAME, --session)"
+                "--batch-size N, --deadline 500ms, --async, --paradigm NAME, --cluster SPEC, --session)"
             )
         try:
             parts = shlex.split(tail, posix=True)
@@ -85,6 +89,13 @@ def parse(line: str, cell: str | None = None) -> Command:
                 values[key] = check(raw)
             except WorkbenchError as exc:
                 raise UsageError(f"--paradigm: {exc}") from None
+        elif key == "cluster":
+            from workbench.engine.config import cluster_spec
+
+            try:
+                values[key] = cluster_spec(raw) or "none"
+            except WorkbenchError as exc:
+                raise UsageError(f"--cluster: {exc}") from None
         else:
             values[key] = raw
         # drop the value token from the raw text (keep the SQL exactly as typed)

@@ -63,10 +63,12 @@ class DlsqlMagic(Magics):
     @line_cell_magic
     def dlsql(self, line: str, cell: str | None = None) -> Any:
         """Run dlsql (DuckDB SQL + model statements). Options: -o NAME, --limit N, --db PATH,
-        --batch-size N, --paradigm NAME, --deadline D, --async, --session."""
+        --batch-size N, --paradigm NAME, --cluster SPEC, --deadline D, --async, --session."""
         try:
             cmd = command.parse(line, cell)
             session = self.session(cmd.database)
+            if cmd.cluster is not None:  # the session keeps it, as after SET cluster = ...
+                session.set("cluster", cmd.cluster)
             if cmd.session:
                 return session
             if not cmd.sql.strip():

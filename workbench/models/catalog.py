@@ -41,6 +41,7 @@ _BUILTIN_ALTERABLE = {
     "max_accuracy_loss",
     "low_rank",
     "offload",
+    "runtime",
 }
 #: options that change what a model computes or takes: a model registered from a Python
 #: object cannot be rebuilt with new ones (the catalog keeps the adapter, not the recipe)
@@ -48,6 +49,16 @@ _SHAPING = {"task", "labels", "input_dim", "output_dim", "max_length", "normaliz
 # Loaded path models are shared by every session of the process (keyed by file and options).
 _LOADED: dict[tuple[str, float, str], Model] = {}
 _LOADING = threading.RLock()
+
+
+def forget_loaded(source: str) -> None:
+    """Drop the process's loaded copies of the models read from `source` (every option set):
+    the next session that asks loads it again; nothing keeps a dropped model's weights alive."""
+    path = os.path.abspath(os.path.expanduser(source))
+    with _LOADING:
+        for key in [k for k in _LOADED if k[0] == path]:
+            del _LOADED[key]
+    offloaded.forget(path)
 
 
 def _locked(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -202,7 +213,10 @@ class Catalog:
             if if_exists:
                 return False
             raise UnknownModelError(f"unknown model '{name}'{self._hint()}")
+        source = self._stored[key].source
         run(self.con, f"DELETE FROM {TABLE} WHERE name = ?", [key])
+        if not source.startswith(_PYTHON) and not hub.is_hub(source):
+            forget_loaded(source)  # a dropped model's weights leave memory with it
         for forget in self.on_drop:  # what the engine keeps of the model (relation-centric weight blocks)
             forget(self.con, key)
         self._objects.pop(key, None)
@@ -287,6 +301,15 @@ class Catalog:
             facts["status"] = str(exc)
         facts.update({f"option.{k}": v for k, v in info.options.items()})
         return pa.table({"property": list(facts), "value": [str(v) for v in facts.values()]})
+
+    def file_of(self, name: str) -> str | None:
+        """The local file or directory a stored model loads from (None: built in, or
+        registered from Python): what another process (a cluster's actor) loads it from."""
+        key = name.lower()
+        if key in BUILTINS or key in self._objects:
+            return None
+        info = self.info(name)
+        return None if info.source.startswith(_PYTHON) else self._local(name, info.source, info.options)
 
     # -- helpers ------------------------------------------------------------------------
     def _local(self, name: str, source: str, options: dict[str, Any]) -> str:

@@ -28,7 +28,7 @@ from workbench.models.base import Model, exclusive
 #: bump when what a record holds changes meaning: old records are then ignored
 FORMAT = 1
 #: attributes read without the weights (the telemetry's weight count): None until loaded
-_UNLOADED_NONE = frozenset({"module", "model"})
+_UNLOADED_NONE = frozenset({"module", "model", "runtime"})  # (runtime: nothing ran it yet)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from workbench.models.tensor import TensorModel
 from workbench.models.text import text_model
 
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"}
-TASKS = ("embed", "classify", "regress", "zero_shot", "ner", "rerank", "image_classify", "image_embed")
+TASKS = ("embed", "classify", "regress", "zero_shot", "ner", "rerank", "image_classify", "image_embed", "generate")
 #: tasks whose adapter lives in a module of its own: (module, function), called with
 #: (name, directory, options, recipe) for a transformers directory; returns a Model
 TASK_LOADERS: dict[str, tuple[str, str]] = {
@@ -34,6 +34,7 @@ TASK_LOADERS: dict[str, tuple[str, str]] = {
     "rerank": ("workbench.models.rerank", "load"),
     "image_classify": ("workbench.models.images", "load"),
     "image_embed": ("workbench.models.images", "load"),
+    "generate": ("workbench.models.generate", "load"),
 }
 #: options every model accepts; adapters take the ones that apply
 KNOWN_OPTIONS = {
@@ -57,6 +58,7 @@ KNOWN_OPTIONS = {
     "low_rank",
     "offload",
     "revision",  # hub models: a branch, tag or commit
+    "runtime",  # 'auto' | 'torch' | 'onnx' (models/runtimes.py)
 }
 
 
@@ -77,6 +79,9 @@ def check_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(options) - known)
     if unknown:
         raise ModelLoadError(f"model '{name}': unknown option {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    runtime = str(options.get("runtime", "auto")).lower()
+    if runtime not in ("auto", "torch", "onnx"):
+        raise ModelLoadError(f"model '{name}': runtime must be 'auto', 'torch' or 'onnx', not {runtime!r}")
     bs = options.get("batch_size")
     if bs is not None and (not isinstance(bs, int) or isinstance(bs, bool) or bs < 1):
         raise ModelLoadError(f"model '{name}': batch_size must be a positive integer, not {bs!r}")
@@ -238,6 +243,8 @@ def _default_task(archs: list[str], has_head: bool, outputs: int) -> str:
         return "ner"
     if any("ImageClassification" in a for a in archs):
         return "image_classify"
+    if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
+        return "generate"  # a decoder language model continues text
     if not has_head:
         return "embed"
     return "regress" if outputs == 1 else "classify"

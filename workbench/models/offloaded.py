@@ -84,6 +84,18 @@ def _activation_bytes_per_row(config: Any, max_length: int) -> int:
 _LOADED: dict[tuple, Model] = {}
 
 
+def forget(directory: str) -> None:
+    """Drop the offloaded models read from `directory` (and their windows of buffers)."""
+    path = str(Path(directory).resolve())
+    for key in [k for k in _LOADED if k[0] == path]:
+        del _LOADED[key]
+
+
+def _implied_task(config: Any) -> str:
+    archs = getattr(config, "architectures", None) or []
+    return "generate" if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs) else "embed"
+
+
 def check(name: str, directory: Path, options: dict[str, Any]) -> str:
     """Check a streamable model at CREATE without reading its weights; returns its task."""
     from transformers import AutoConfig, AutoTokenizer
@@ -94,15 +106,20 @@ def check(name: str, directory: Path, options: dict[str, Any]) -> str:
         config = AutoConfig.from_pretrained(str(directory), local_files_only=True, trust_remote_code=False)
         if getattr(config, "auto_map", None):
             raise ModelLoadError(f"model '{name}': {directory} asks to run its own Python code; never run")
+        task = options.get("task") or _implied_task(config)
+        if task not in ("embed", "classify", "generate"):
+            raise ModelLoadError(f"model '{name}': offloading runs task embed, classify or generate, not {task!r}")
+        if task == "generate":
+            from workbench.models import generate
+
+            generate.check_architecture(name, directory)
         AutoTokenizer.from_pretrained(str(directory), trust_remote_code=False, local_files_only=True)
-        offload.build(directory, 1 << 62).close()  # its units and checkpoint keys: headers only
+        # its units and checkpoint keys: headers only
+        offload.build(directory, 1 << 62, causal_lm=task == "generate").close()
     except ModelLoadError:
         raise
     except Exception as exc:  # a bad config, tokenizer or header: say which and why
         raise ModelLoadError(f"model '{name}': cannot use {directory}: {str(exc).splitlines()[0][:200]}") from None
-    task = options.get("task") or "embed"
-    if task not in ("embed", "classify"):
-        raise ModelLoadError(f"model '{name}': task {task!r} is not supported for text models (embed or classify)")
     labels = options.get("labels")
     try:
         if labels and task != "classify":
@@ -134,9 +151,18 @@ def load(name: str, directory: Path, options: dict[str, Any], budget: int | None
         raise ModelLoadError(f"model '{name}': {exc}") from None
     tokenizer = AutoTokenizer.from_pretrained(str(directory), trust_remote_code=False, local_files_only=True)
     window = (budget or DEFAULT_WINDOW) - offload.overhead(budget or DEFAULT_WINDOW)
-    max_length = max_length_of(options, recipe, tokenizer, config)
-    per_row = _activation_bytes_per_row(config, max_length)
-    probe = offload.build(directory, budget or DEFAULT_WINDOW, device=device)  # sizes only: nothing is read
+    task = options.get("task") or _implied_task(config)
+    causal = task == "generate"
+    if causal:  # a sequence holds its KV cache for the whole context besides one layer's activations
+        from workbench.models import generate
+
+        max_length = generate.context_of(config, options)
+        per_row = _activation_bytes_per_row(config, max_length) + generate.kv_bytes_per_row(config, max_length)
+    else:
+        max_length = max_length_of(options, recipe, tokenizer, config)
+        per_row = _activation_bytes_per_row(config, max_length)
+    # sizes only: nothing is read
+    probe = offload.build(directory, budget or DEFAULT_WINDOW, device=device, causal_lm=causal)
     units = sorted(probe.unit_bytes, reverse=True)
     probe.close()
     for in_flight in (units[0] + units[1], units[0]) if len(units) > 1 else (units[0],):
@@ -145,19 +171,23 @@ def load(name: str, directory: Path, options: dict[str, Any], budget: int | None
             break
     else:
         raise OutOfMemoryBudget(
-            f"model '{name}' cannot run even one layer at a time within {window / 2**20:,.0f} MB: its largest layer "
-            f"holds {units[0] / 2**20:,.0f} MB and one input's activations need {per_row / 2**20:,.1f} MB"
+            f"model '{name}' cannot run even one layer at a time within {window / 1e6:,.0f} MB: its largest layer "
+            f"holds {units[0] / 1e6:,.0f} MB and one input's activations need {per_row / 1e6:,.1f} MB"
         )
     if options.get("batch_size"):  # the user's batch, when it fits
         batch = min(batch, int(options["batch_size"]))
-    runtime = offload.build(directory, budget or DEFAULT_WINDOW, device=device, activation_bytes=int(batch * per_row))
-    task = options.get("task") or "embed"
+    runtime = offload.build(
+        directory, budget or DEFAULT_WINDOW, device=device, activation_bytes=int(batch * per_row), causal_lm=causal
+    )
     settings = {**options, "task": task, "max_length": max_length, "batch_size": int(batch)}
-    model: Model = text_model(name, _Module(runtime), tokenizer, settings, recipe)
+    if causal:
+        model: Model = generate.adapter(name, _Module(runtime), tokenizer, settings)
+    else:
+        model = text_model(name, _Module(runtime), tokenizer, settings, recipe)
     model.device = device
     model.offloaded = runtime  # type: ignore[attr-defined]
     model.resident_bytes = budget or DEFAULT_WINDOW  # type: ignore[attr-defined]  # what the cost model counts
-    total, held = runtime.total_bytes / 2**20, (budget or DEFAULT_WINDOW) / 2**20
+    total, held = runtime.total_bytes / 1e6, (budget or DEFAULT_WINDOW) / 1e6
     model.memory = (  # type: ignore[attr-defined]
         f"offloaded: {total:,.0f} MB streamed layer by layer within "
         f"{held:,.0f} MB ({runtime.in_flight_limit} in flight, batch {batch})"
@@ -197,6 +227,8 @@ class _Module(torch.nn.Module):
         super().__init__()
         self._runtime = [runtime]  # a list: not registered as a submodule (its weights are meta)
         self.config = runtime.model.config
+        self.generation_config = getattr(runtime.model, "generation_config", None)
+        self.wrapped_forward = runtime.model.forward  # its signature (the KV cache's argument name)
         self._anchor = torch.nn.Parameter(torch.zeros(0), requires_grad=False)  # device = cpu
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:

@@ -71,6 +71,7 @@ class OnnxModel(Model):
     input_kind = "tensor"
     batch_candidates = (64, 256, 1024, 4096)
     small_run_batch = "largest"
+    runtime = "onnx"  # (Result.stats)
 
     def __init__(
         self,
@@ -158,7 +159,7 @@ class OnnxModel(Model):
         try:
             out = session.run([self.output_name], {self.input_name: self._feed(probe)})[0]
         except Exception as exc:  # noqa: BLE001 - any failure of the graph is the same advice
-            raise ModelLoadError(f"{self.path.name} fails on {rows} rows of zeros ({_ort_message(exc)})") from None
+            raise ModelLoadError(f"{self.path.name} fails on {rows} rows of zeros ({ort_message(exc)})") from None
         out = np.asarray(out)
         if out.ndim not in (1, 2) or out.shape[0] != rows:
             raise ModelLoadError(f"{what} and returned shape {out.shape} for {rows} rows; expected ({rows}, k)")
@@ -178,17 +179,10 @@ class OnnxModel(Model):
             return found
 
     def _new_session(self, threads: int) -> Any:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = max(int(threads), 0)  # (0: onnxruntime's own choice)
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.log_severity_level = 4  # fatal only: its errors reach the user as our one-line messages
-        # threads that spin between runs would take cores from DuckDB, which runs in between
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            return ort.InferenceSession(self._source, sess_options=options, providers=self.providers)
+            return ort.InferenceSession(self._source, sess_options=session_options(threads), providers=self.providers)
         except Exception as exc:  # noqa: BLE001 - a corrupt graph, an unknown operator...
-            raise ModelLoadError(f"cannot load {self.path.name}: {_ort_message(exc)}") from None
+            raise ModelLoadError(f"cannot load {self.path.name}: {ort_message(exc)}") from None
 
     def _feed(self, batch: np.ndarray) -> np.ndarray:
         """A batch as the graph takes it: its dtype, ids as [batch] or [batch, 1]."""
@@ -218,7 +212,7 @@ class OnnxModel(Model):
                     ]
                 )
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own (unexported) classes
-            raise ModelError(_ort_message(exc)) from None
+            raise ModelError(ort_message(exc)) from None
         out = np.asarray(out, dtype=np.float32)
         if out.ndim == 1:
             out = out.reshape(-1, 1)
@@ -268,6 +262,18 @@ class OnnxModel(Model):
         return d
 
 
+def session_options(threads: int) -> Any:
+    """onnxruntime options for `threads` intra-op threads (the count the engine set for torch)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(int(threads), 0)  # (0: onnxruntime's own choice)
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 4  # fatal only: its errors reach the user as our one-line messages
+    # threads that spin between runs would take cores from DuckDB, which runs in between
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
 def head(out: torch.Tensor, task: str, labels: list[str] | None) -> pa.Array:
     """(rows, k) outputs as the task's values: the head of TensorModel.predict_with, the
     same torch operations so a graph and its torch module give the same labels and scores."""
@@ -312,7 +318,7 @@ def _shape_text(shape: list[Any]) -> str:
     return "[" + ", ".join("batch" if i == 0 and not isinstance(d, int) else str(d) for i, d in enumerate(shape)) + "]"
 
 
-def _ort_message(exc: BaseException) -> str:
+def ort_message(exc: BaseException) -> str:
     """onnxruntime's message without its '[ONNXRuntimeError] : 2 : INVALID_ARGUMENT :' prefix."""
     text = str(exc).strip()
     if text.startswith("[ONNXRuntimeError]"):

@@ -46,12 +46,38 @@ class _TextModel(Model):
         self._tokenizer_hash = _tokenizer_hash(tokenizer)
 
     def _encode(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        enc = self.tokenize(self.tokenizer, texts, "pt")
+        return {k: v.to(self.device) for k, v in enc.items()}
+
+    def tokenize(self, tokenizer: Any, texts: list[str], tensors: str) -> Any:
+        """`texts` as the model reads them (prompt, lowercase, padded, cut at max_length), as
+        `tensors` ('pt' or 'np') from `tokenizer` (this model's, or a copy of it)."""
         if self.prompt:
             texts = [self.prompt + t for t in texts]
         if self.lowercase:
             texts = [t.lower() for t in texts]
-        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
-        return {k: v.to(self.device) for k, v in enc.items()}
+        return tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors=tensors)
+
+    def token_lengths(self, texts: list[str], tokenizer: Any = None) -> np.ndarray:
+        """Tokens each text takes (specials included, cut at max_length): what its cost and
+        its padding in a batch depend on. (Call it holding the model's lock.)"""
+        if self.prompt:
+            texts = [self.prompt + t for t in texts]
+        if self.lowercase:
+            texts = [t.lower() for t in texts]
+        ids = (tokenizer or self.tokenizer)(texts, truncation=True, max_length=self.max_length)["input_ids"]
+        return np.fromiter((len(i) for i in ids), dtype=np.int64, count=len(ids))
+
+    def raw(self, texts: list[str]) -> torch.Tensor:
+        """The model's float output before its head: embeddings, or logits."""
+        return self._logits(texts)
+
+    def from_raw(self, raw: torch.Tensor) -> pa.Array:
+        """The SQL values of raw outputs (what `predict` returns)."""
+        raise NotImplementedError
+
+    def predict(self, batch: Any) -> pa.Array:
+        return self.from_raw(self.raw(batch))
 
     def _logits(self, texts: list[str]) -> torch.Tensor:
         with evaluating(self.model), torch.inference_mode():
@@ -140,8 +166,11 @@ class TextEmbedder(_TextModel):
                 pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
         return pooled
 
-    def predict(self, batch: list[str]) -> pa.Array:
-        return fixed_size_list(self.embed(batch).float().cpu().numpy())
+    def raw(self, texts: list[str]) -> torch.Tensor:
+        return self.embed(texts).float()
+
+    def from_raw(self, raw: torch.Tensor) -> pa.Array:
+        return fixed_size_list(raw.float().cpu().numpy())
 
     def _head_facts(self) -> dict[str, Any]:
         facts: dict[str, Any] = {"normalize": self.normalize, "pooling": "+".join(self.pooling)}
@@ -183,8 +212,8 @@ class TextClassifier(_TextModel):
     def arrow_output_type(self) -> pa.DataType:
         return pa.struct([("label", pa.string()), ("score", pa.float32())])
 
-    def predict(self, batch: list[str]) -> pa.Array:
-        score, idx = self._logits(batch).softmax(-1).max(-1)
+    def from_raw(self, raw: torch.Tensor) -> pa.Array:
+        score, idx = raw.float().softmax(-1).max(-1)
         return label_score([self.labels[i] for i in idx.cpu().numpy()], score.cpu().numpy(), pa.string())
 
     def describe(self) -> dict[str, Any]:
@@ -206,8 +235,8 @@ class TextRegressor(_TextModel):
     def arrow_output_type(self) -> pa.DataType:
         return pa.float32()
 
-    def predict(self, batch: list[str]) -> pa.Array:
-        return pa.array(self._logits(batch)[:, 0].cpu().numpy())
+    def from_raw(self, raw: torch.Tensor) -> pa.Array:
+        return pa.array(raw.float()[:, 0].cpu().numpy())
 
 
 def text_model(name: str, model: Any, tokenizer: Any, options: dict[str, Any], recipe: Recipe | None = None) -> Model:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import torch
 from torch import nn
 
@@ -109,7 +110,11 @@ def _module_attr(model: Model) -> str:
 
 
 def _outputs(model: Model, sample: Any) -> np.ndarray:
-    out = model.predict(sample)
+    # in the engine's batch sizes, not all at once: 64 texts in one batch hold ~0.5 GB of
+    # activations, more than the model itself, and the search runs the sample many times
+    step = 16 if isinstance(sample, list) else 4096
+    parts = [model.predict(sample[i : i + step]) for i in range(0, len(sample), step)]
+    out = parts[0] if len(parts) == 1 else pa.concat_arrays(parts)
     if model.task in ("classify", "image_classify"):
         return np.asarray(out.field("label").to_pylist(), dtype=object)
     flat = out.flatten().to_numpy(zero_copy_only=False) if hasattr(out, "flatten") else out.to_numpy()

@@ -10,10 +10,11 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from workbench.optimizer.cluster_cost import ClusterFacts
 from workbench.optimizer.cost import CostModel, Facts
 from workbench.optimizer.hints import Hints
 from workbench.plan.nodes import ModelOperator
-from workbench.plan.profile import ModelProfile
+from workbench.plan.profile import ModelProfile, RuntimeOption
 
 
 @dataclass
@@ -28,6 +29,10 @@ class Context:
     #: paradigms that cannot run a model (profile, precision) -> {paradigm: why}: the executors' answer
     unavailable: Callable[[ModelProfile, str], dict[str, str]] = lambda profile, precision: {}
     cores: int = field(default_factory=lambda: os.cpu_count() or 1)
+    #: the connected Ray cluster's facts for a model (None: no cluster; nothing is placed there)
+    cluster: Callable[[ModelProfile], ClusterFacts] | None = None
+    #: runtimes a model could run in besides eager torch (ONNX Runtime forms); none: torch only
+    runtimes: Callable[[str], tuple[RuntimeOption, ...]] = lambda name: ()
 
     def row_seconds(self, op: ModelOperator) -> float:
         """Estimated model seconds per input row (for ordering predicates)."""

@@ -188,7 +188,7 @@ class CostModel:
         weights = model.weight_bytes
         over_budget = self.memory_budget is not None and weights > self.memory_budget
         budget_note = (
-            f"weights {weights / 2**20:,.0f} MB exceed the memory budget {(self.memory_budget or 0) / 2**20:,.0f} MB"
+            f"weights {weights / 1e6:,.0f} MB exceed the memory budget {(self.memory_budget or 0) / 1e6:,.0f} MB"
         )
         misses = facts.rows * (1.0 - facts.hit_ratio)
         per_key = c["lookup_s_per_row"] + facts.key_bytes * c.get("lookup_s_per_byte", 0.0)
@@ -254,7 +254,7 @@ class CostModel:
         if self.memory_budget is not None and tail_bytes > self.memory_budget:
             out.append(
                 Estimate(
-                    "hybrid", None, f"the torch part's weights ({tail_bytes / 2**20:,.0f} MB) exceed the memory budget"
+                    "hybrid", None, f"the torch part's weights ({tail_bytes / 1e6:,.0f} MB) exceed the memory budget"
                 )
             )
             return out

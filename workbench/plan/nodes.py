@@ -23,10 +23,13 @@ from workbench.plan.names import lookup_name, operator_id, public_sql
 from workbench.plan.relational import RelationalPlan
 from workbench.plan.render import Displayable, seconds_text
 from workbench.plan.stats import OperatorStats
+from workbench.telemetry.summary import count
 
 __all__ = ["InputQuery", "ModelOperator", "Plan", "lookup_name", "operator_id", "union_sql"]
 
 PARADIGMS = ("dl_centric", "udf_centric", "relation_centric", "hybrid")
+#: the alternative of running dl_centric's model part on a Ray cluster (placement 'ray')
+ON_RAY = "dl_centric on ray"
 #: a model filter: (ids of the operators it reads, the conjunct's SQL)
 ModelFilter = tuple[tuple[int, ...], str]
 
@@ -120,13 +123,32 @@ class ModelOperator:
     actual_rows: int | None = None
     actual_seconds: float | None = None
     actual_cache_hits: int | None = None
+    runtime: str = "torch"  # 'torch' (eager) or 'onnx' (onnxruntime, at `precision`)
+    #: (runtime and precision, estimated seconds in the chosen paradigm; None: cannot run)
+    runtime_alternatives: tuple[tuple[str, float | None], ...] = ()
+    runtime_reason: str = ""  # why this runtime (and why the others cannot run)
     streaming_only: str = ""  # why only a streaming UDF (udf_centric) can run it where it stands
+    placement: str = "local"  # or 'ray': its cache misses run on the connected cluster's actors
+    actors: int | None = None  # placement 'ray': how many actors ...
+    nodes: int | None = None  # ... on how many nodes
     sql_name: str = field(default="", compare=False)  # the lookup's name in one execution (the runner's)
 
     @property
     def lookup(self) -> str:
         """The function through which SQL reads this operator's output."""
         return self.sql_name or lookup_name(self.id)
+
+    @property
+    def executor(self) -> str:
+        """The registry's name of what runs it: its paradigm, or `dl_centric on ray`."""
+        return ON_RAY if self.placement == "ray" else self.paradigm
+
+    @property
+    def where(self) -> str:
+        """How and where it runs, as EXPLAIN says it: `dl_centric on ray (2 actors on 2 nodes)`."""
+        if self.placement != "ray":
+            return self.paradigm
+        return f"{ON_RAY} ({count(self.actors or 0, 'actor')} on {count(self.nodes or 0, 'node')})"
 
     @property
     def input_sql(self) -> str:
@@ -154,6 +176,8 @@ class ModelOperator:
             batch_size=stats.batch_size,
             actual_cache_hits=stats.cache_hits,
             paradigm=stats.paradigm,
+            runtime=stats.runtime,
+            runtime_reason=f"{stats.runtime_note}; ran in torch" if stats.runtime_note else self.runtime_reason,
         )
 
     def estimate_error(self) -> float | None:
@@ -181,6 +205,14 @@ class ModelOperator:
     def alternatives_text(self) -> str:
         return ", ".join(f"{p} {seconds_text(s)}" for p, s in self.alternatives)
 
+    def runtime_text(self) -> str:
+        """The runtime and precision, with the other runtimes' estimates (when any)."""
+        text = f"{self.runtime} {self.precision}"
+        others = [(r, s) for r, s in self.runtime_alternatives if r != f"{self.runtime} {self.precision}"]
+        if others:
+            text += " (vs " + ", ".join(f"{r} {seconds_text(s)}" for r, s in others) + ")"
+        return text
+
     def node(self, children: list[dict[str, Any]], analyzed: bool) -> dict[str, Any]:
         """This operator as a node of `Plan.to_dict()['root']`."""
         d: dict[str, Any] = {
@@ -198,6 +230,9 @@ class ModelOperator:
             "device": self.device,
             "threads": {"duckdb": self.threads[0], "torch": self.threads[1]} if self.threads else None,
             "precision": self.precision,
+            "runtime": self.runtime,
+            "runtime_alternatives": {r: _round(s) for r, s in self.runtime_alternatives},
+            "runtime_reason": self.runtime_reason,
             "memory": self.memory,
             "estimated_rows": self.estimated_rows,
             "cache": self.cache_policy,
@@ -206,6 +241,8 @@ class ModelOperator:
         }
         if self.parts:
             d["parts"] = list(self.parts)
+        if self.placement != "local":
+            d["placement"] = {"on": self.placement, "actors": self.actors, "nodes": self.nodes, "text": self.where}
         if self.limit is not None:
             d["limit"] = self.limit
         if analyzed:

@@ -61,3 +61,29 @@ class ModelProfile:
         """The batch the cost model assumes: the one chosen, else the model's, else the best
         measured, else the largest the tuner tries."""
         return chosen or self.batch_size or self.tuned_batch_size or self.max_batch
+
+
+@dataclass(frozen=True)
+class RuntimeOption:
+    """A runtime the model could run in besides eager torch (ONNX Runtime float32 or int8):
+    its cost profile (measured once the form exists, else torch's scaled by a prior), the
+    one-off seconds before it can run (export, quantization, loading) and the inputs its
+    check against torch takes; `blocked` says why it cannot run (export or check failed)."""
+
+    runtime: str  # 'onnx'
+    precision: str  # 'float32' | 'int8'
+    profile: ModelProfile
+    setup_s: float = 0.0
+    check_rows: int = 0
+    blocked: str = ""
+    forced: bool = False  # the model's options ask for this runtime (WITH (runtime = 'onnx'))
+    reference: ModelProfile | None = None  # what the check compares with (None: eager torch)
+
+    @property
+    def label(self) -> str:
+        return f"{self.runtime} {self.precision}"
+
+
+def runtime_key(fingerprint: str, runtime: str, precision: str) -> str:
+    """The key what real runs taught is kept under, per runtime (torch keeps the fingerprint)."""
+    return fingerprint if runtime == "torch" else f"{fingerprint}|{runtime}-{precision}"

@@ -83,7 +83,7 @@ def relational_facts(plan: Plan, depth: int) -> list[Fact]:
         op = by_id.get(op_id)
         if op is None:
             return
-        text = f"ModelOperator #{op.id} {op.call} [{op.paradigm}, est. rows {rows_text(op.estimated_rows)}"
+        text = f"ModelOperator #{op.id} {op.call} [{op.where}, est. rows {rows_text(op.estimated_rows)}"
         share = tree.share(op.actual_seconds) if tree.analyzed else None
         if tree.analyzed:
             text += f", actual rows {rows_text(op.actual_rows)}, {seconds_text(op.actual_seconds)}"
@@ -135,7 +135,7 @@ def _plan_lines(plan: Plan) -> list[tuple[int, str]]:
         est = "?" if op.estimated_rows is None else f"{op.estimated_rows:,}"
         threads = f", threads duckdb {op.threads[0]}/torch {op.threads[1]}" if op.threads else ""
         line = (
-            f"ModelOperator #{op.id} {op.call} -> {op.output_type}  [{op.paradigm}"
+            f"ModelOperator #{op.id} {op.call} -> {op.output_type}  [{op.where}"
             f"{' (forced)' if op.forced else ''}, {op.device}, {op.precision}, "
             f"batch {op.batch_size or 'auto'}{threads}, "
             f"est. rows {est}, est. {seconds_text(op.estimated_seconds)}, {op.cache_text()}"
@@ -154,6 +154,9 @@ def _plan_lines(plan: Plan) -> list[tuple[int, str]]:
             lines.append((2, f"costs: {op.alternatives_text()}"))
         if op.reason:
             lines.append((2, f"why: {op.reason}"))
+        if op.runtime_alternatives or op.runtime != "torch":
+            why = f"; {op.runtime_reason}" if op.runtime_reason else ""
+            lines.append((2, f"runtime: {op.runtime_text()}{why}"))
         lines += [(2, f"part: {part}") for part in op.parts]
         lines.append((2, f"inputs: {public_sql(op.input_sql)}"))
     lines += [(1, f"optimizer: {note}") for note in plan.notes]
@@ -172,7 +175,7 @@ def plan_html(plan: Plan) -> str:
             return f"<b>{html.escape(head)}</b>: <code>{html.escape(rest)}</code>"
         if head.startswith("ModelOperator"):
             return f"<b>{html.escape(text)}</b>"
-        if sep and head in ("costs", "why", "part", "optimizer", "result"):
+        if sep and head in ("costs", "why", "runtime", "part", "optimizer", "result"):
             return f"<i>{html.escape(head)}</i>: {html.escape(rest)}"
         return html.escape(text)
 

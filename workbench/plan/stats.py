@@ -11,6 +11,18 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class NodeShare:
+    """What one cluster node did for an operator (placement 'ray')."""
+
+    node_id: str
+    address: str
+    actors: int
+    rows: int
+    blocks: int
+    seconds: float  # its actors' model seconds, summed
+
+
+@dataclass(frozen=True)
 class OperatorStats:
     model: str
     call: str
@@ -27,6 +39,12 @@ class OperatorStats:
     cache_policy: str = "off"
     input_rows: int | None = None  # rows reaching the call (udf_centric: before its per-vector dedup)
     cache_semantic_hits: int | None = None
+    placement: str = "local"  # or 'ray': where its model ran
+    actors: int | None = None  # placement 'ray': actors that answered blocks
+    nodes: tuple[NodeShare, ...] = ()  # placement 'ray': per node
+    retried_blocks: int = 0  # placement 'ray': blocks sent again after their actor died
+    runtime: str = "torch"  # 'torch' or 'onnx' (onnxruntime): what really ran the model
+    runtime_note: str | None = None  # why the planned runtime did not run (export or check failed)
     switched: str | None = None  # the guard moved the rest of the rows to another executor, and why
 
     @property
@@ -37,7 +55,12 @@ class OperatorStats:
     def as_dict(self) -> dict[str, Any]:
         """The public `Result.stats` form (optional fields only when set)."""
         d = asdict(self)
-        for key in ("input_rows", "cache_semantic_hits", "switched"):
+        for key in ("input_rows", "cache_semantic_hits", "runtime_note", "switched"):
             if d[key] is None:
                 del d[key]
+        if self.placement == "local":  # where it ran: said only for a cluster run
+            for key in ("placement", "actors", "nodes", "retried_blocks"):
+                del d[key]
+        else:
+            d["nodes"] = [dict(n) for n in d["nodes"]]
         return d

@@ -43,7 +43,7 @@ def parse_size(value: object) -> int:
         if not m or m.group(2).upper() not in _UNITS:
             raise OutOfMemoryBudget(f"cannot read memory size {value!r} (examples: '512MB', '2GB')")
         size = int(float(m.group(1)) * _UNITS[m.group(2).upper()])
-    if size < 16 * 2**20:
+    if size < 16 * 10**6:  # 16 MB, as the message and the budget are written (10^6 bytes)
         raise OutOfMemoryBudget(f"a memory budget below 16 MB cannot hold a query: {value!r}")
     return size
 
@@ -89,7 +89,7 @@ class MemoryGuard:
         grown = now - self.baseline
         if grown > self.budget:
             raise OutOfMemoryBudget(
-                f"out of memory budget at {where}: the query grew memory by {grown / 2**20:,.0f} MB, "
-                f"over the budget of {self.budget / 2**20:,.0f} MB (SET memory_budget_cpu = ... to "
+                f"out of memory budget at {where}: the query grew memory by {grown / 1e6:,.0f} MB, "
+                f"over the budget of {self.budget / 1e6:,.0f} MB (SET memory_budget_cpu = ... to "
                 "raise it, or select fewer rows or a smaller model output)"
             )

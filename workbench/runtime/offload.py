@@ -191,15 +191,26 @@ class Offloaded:
         self.units = _units(model)
         self.plan: list[tuple[str, nn.Module, dict[str, Entry]]] = []
         names = set(index)
+        # a tied tensor (an LM head sharing the input embeddings) is stored under one of its names
+        aliases: dict[int, list[str]] = {}
+        for full, p in model.named_parameters(remove_duplicate=False):
+            aliases.setdefault(id(p), []).append(full)
         for unit_name, unit in self.units:
             entries = {}
-            for key, _t in [*unit.named_parameters(), *unit.named_buffers()]:
+            for key, t in [*unit.named_parameters(), *unit.named_buffers()]:
                 full = f"{unit_name}.{key}"
-                found = _find(full, names)
+                found = _find(full, names) or next(
+                    (f for a in aliases.get(id(t), []) if (f := _find(a, names)) is not None), None
+                )
                 if found is None:
                     continue  # a buffer the checkpoint does not keep (position ids): built by the model
                 entries[key] = index[found]
             self.plan.append((unit_name, unit, entries))
+        self._materialize_missing_buffers()
+        # a unit with nothing to read (a rotary embedding's computed frequencies) stays in memory
+        # and out of the schedule: the schedule prefetches in forward order, which such a unit
+        # (registered after the layers, called before them) would break
+        self.plan = [p for p in self.plan if p[2]]
         self.layouts = [_layout(ent) for _, _, ent in self.plan]
         self.unit_bytes = [sum(-(-e.nbytes // 64) * 64 for e in ent.values()) for _, _, ent in self.plan]
         self.total_bytes = sum(self.unit_bytes)
@@ -208,10 +219,9 @@ class Offloaded:
         if biggest > self.window:
             raise OutOfMemoryBudget(
                 f"the model cannot run even one layer at a time in this budget: its largest unit "
-                f"({self.plan[self.unit_bytes.index(biggest)][0]}) holds {biggest / 2**20:,.0f} MB and the "
-                f"activations need {activation_bytes / 2**20:,.0f} MB, over the budget of {budget / 2**20:,.0f} MB"
+                f"({self.plan[self.unit_bytes.index(biggest)][0]}) holds {biggest / 1e6:,.0f} MB and the "
+                f"activations need {activation_bytes / 1e6:,.0f} MB, over the budget of {budget / 1e6:,.0f} MB"
             )
-        self._materialize_missing_buffers()
         self._fds: dict[str, int] = {}
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="workbench-offload")
         self._pending: dict[int, Future] = {}
@@ -265,7 +275,19 @@ class Offloaded:
                             attr, torch.zeros(buf.shape, dtype=buf.dtype, device=self.device), persistent=False
                         )
                     else:
-                        raise OutOfMemoryBudget(f"the checkpoint has no values for buffer {key}")
+                        owner.register_buffer(attr, self._computed_buffer(owner, key, attr), persistent=False)
+
+    def _computed_buffer(self, owner: nn.Module, key: str, attr: str) -> torch.Tensor:
+        """A buffer its module computes from the config (a rotary embedding's inverse
+        frequencies): the module built again on the CPU, which holds no weights."""
+        try:
+            fresh = type(owner)(config=self.model.config)
+            value = getattr(fresh, attr)
+        except Exception:  # noqa: BLE001 - any module that cannot be rebuilt from the config alone
+            raise OutOfMemoryBudget(f"the checkpoint has no values for buffer {key}") from None
+        if not isinstance(value, torch.Tensor) or value.is_meta or any(True for _ in fresh.parameters()):
+            raise OutOfMemoryBudget(f"the checkpoint has no values for buffer {key}")
+        return value.to(self.device)
 
     # -- loading ---------------------------------------------------------------------------
     def _fd(self, path: str) -> int:
@@ -414,14 +436,21 @@ def _find(name: str, names: set[str]) -> str | None:
 
 
 def build(
-    directory: str | Path, budget: int, *, device: str = "cpu", activation_bytes: int = 0, telemetry: Any = None
+    directory: str | Path,
+    budget: int,
+    *,
+    device: str = "cpu",
+    activation_bytes: int = 0,
+    telemetry: Any = None,
+    causal_lm: bool = False,
 ) -> Offloaded:
-    """An offloaded model for a transformers directory (config.json + *.safetensors)."""
-    from transformers import AutoConfig, AutoModel
+    """An offloaded model for a transformers directory (config.json + *.safetensors); with
+    `causal_lm`, the language model with its head (for generation)."""
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
     config = AutoConfig.from_pretrained(str(directory), local_files_only=True, trust_remote_code=False)
     with torch.device("meta"):
-        model = AutoModel.from_config(config)
+        model = (AutoModelForCausalLM if causal_lm else AutoModel).from_config(config)
     return Offloaded(model, directory, budget, device=device, activation_bytes=activation_bytes, telemetry=telemetry)
 
 
@@ -429,17 +458,27 @@ def checkpoint_bytes(directory: str | Path) -> int:
     return sum(e.nbytes for e in read_index(directory).values())
 
 
-def write_random_checkpoint(config: Any, directory: str | Path, seed: int = 0, std: float = 0.02) -> int:
+def write_random_checkpoint(
+    config: Any, directory: str | Path, seed: int = 0, std: float = 0.02, *, causal_lm: bool = False
+) -> int:
     """Save a model of `config` with random weights as safetensors, one tensor at a time
-    (a model of several GB never needs to fit in memory). Returns the bytes written."""
-    from transformers import AutoModel
+    (a model of several GB never needs to fit in memory). Returns the bytes written. With
+    `causal_lm`, the language model with its head (a tied head is stored once, as transformers does)."""
+    from transformers import AutoModel, AutoModelForCausalLM
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    config.save_pretrained(directory)
     with torch.device("meta"):
-        skeleton = AutoModel.from_config(config)
-    tensors = [(k, t) for k, t in skeleton.state_dict().items()]
+        skeleton = (AutoModelForCausalLM if causal_lm else AutoModel).from_config(config)
+    if causal_lm:
+        config.architectures = [type(skeleton).__name__]
+    config.save_pretrained(directory)
+    seen: set[int] = set()
+    tensors = []
+    for k, t in skeleton.state_dict(keep_vars=True).items():
+        if id(t) not in seen:  # tied tensors: the first name only
+            seen.add(id(t))
+            tensors.append((k, t))
     header: dict[str, Any] = {}
     offset = 0
     for key, t in tensors:

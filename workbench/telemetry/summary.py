@@ -91,6 +91,13 @@ def facts(s: Snapshot) -> list[tuple[str, str]]:
     if s.moved:
         out.append(("bytes moved", ", ".join(f"{k.replace('->', ' → ')} {size(v)}" for k, v in s.moved.items())))
     out.append(("batches", f"{s.batches:,} ({s.batches_per_second:,.1f}/s)"))
+    for node, done in s.nodes.items():  # a cluster run: each node's share so far
+        out.append(
+            (
+                f"node {node}",
+                f"{count(done['rows'], 'row')}, {count(done['blocks'], 'block')}, {count(done['actors'], 'actor')}",
+            )
+        )
     ratio = s.hit_ratio
     out.append(
         (

@@ -74,6 +74,8 @@ class Snapshot:
     peak: dict[str, int] = field(default_factory=dict)  # device -> the highest resident figure seen
     moved: dict[str, int] = field(default_factory=dict)  # 'source->target' -> bytes
     download: Download | None = None  # the latest hub download of this activity
+    #: a cluster run: per node ("address node-id-prefix"), its rows, blocks and actors so far
+    nodes: dict[str, dict[str, int]] = field(default_factory=dict)
     updates: int = 0  # events folded in
 
     @property
@@ -129,6 +131,7 @@ class Snapshot:
             "peak": self.peak,
             "moved": self.moved,
             "download": None if self.download is None else self.download.to_dict(),
+            "nodes": self.nodes,
         }
 
 
@@ -218,6 +221,8 @@ class Tracker:
                 s.peak[device] = max(s.peak.get(device, 0), resident(device, figures))
         elif e.kind == "download":
             self._download(s, e)
+        elif e.kind == "node_progress":  # one cluster node's running totals
+            s.nodes[f"{d['node']} {str(d['node_id'])[:8]}"] = {k: int(d[k]) for k in ("rows", "blocks", "actors")}
         elif e.kind == "operator_end":
             op = self._ops.setdefault(d["id"], [0, 0])
             op[0] = op[1] = max(op[0], int(d.get("rows", op[0])))

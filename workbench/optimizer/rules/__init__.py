@@ -9,6 +9,7 @@ from workbench.optimizer.rules import (
     dedup_inputs,
     lazy_limit,
     order_predicates,
+    place_on_cluster,
     prune_outputs,
     push_filters,
 )
@@ -22,5 +23,6 @@ RULES: tuple[ModuleType, ...] = (
     lazy_limit,
     choose_paradigm,
     choose_batch_threads,
+    place_on_cluster,
 )
 NAMES = tuple(rule.NAME for rule in RULES)

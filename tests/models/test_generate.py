@@ -1,0 +1,237 @@
+"""Text generation (WITH (task = 'generate')): the engine's batched decoding (left padding, a KV
+cache, finished sequences leaving the batch) gives what transformers' own `generate` gives
+for each prompt alone, on random-weight Llama- and GPT-2-shaped decoders built here; greedy
+and seeded sampling are cached, unseeded sampling never is; options and errors are one line."""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import BertTokenizerFast, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+import workbench
+from workbench.errors import ModelError, ModelLoadError
+
+VOCAB = [
+    "[PAD]",
+    "[UNK]",
+    "[CLS]",
+    "[SEP]",
+    "[MASK]",
+    ".",
+    ",",
+    *(string.ascii_lowercase + string.digits),
+    *(f"##{c}" for c in string.ascii_lowercase + string.digits),
+]
+PROMPTS = ["a cat", "the dog sat on the mat", "good", "x1 y2 z3 x1 y2", "bad movie, really bad"]
+NEW = 10
+
+
+def decoder(directory: Path, shape: str = "llama", seed: int = 0, chat: bool = False) -> tuple[torch.nn.Module, object]:
+    """A 2-layer causal LM with random weights and a word-piece tokenizer of single characters."""
+    torch.manual_seed(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    tok = BertTokenizerFast(vocab={w: i for i, w in enumerate(VOCAB)}, do_lower_case=True)
+    if chat:
+        tok.chat_template = "{% for m in messages %}[CLS] {{ m['content'] }} [SEP]{% endfor %}"
+    ids = {"pad_token_id": 0, "bos_token_id": 2, "eos_token_id": 3}
+    if shape == "llama":
+        config = LlamaConfig(
+            vocab_size=len(VOCAB),
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=64,
+            **ids,
+        )
+        model = LlamaForCausalLM(config)
+    else:
+        model = GPT2LMHeadModel(
+            GPT2Config(
+                vocab_size=len(VOCAB), n_embd=64, n_layer=2, n_head=4, n_positions=64, initializer_range=0.3, **ids
+            )
+        )
+    model.eval().save_pretrained(directory)
+    tok.save_pretrained(directory)
+    return model, tok
+
+
+def reference(model, tok, prompt: str, **sampling) -> str:
+    """transformers' generate on the prompt alone (no padding)."""
+    enc = tok(prompt, return_tensors="pt")
+    enc.pop("token_type_ids", None)
+    with torch.inference_mode():
+        out = model.generate(**enc, max_new_tokens=NEW, pad_token_id=0, do_sample=False, **sampling)
+    return tok.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+
+
+def rows(result) -> list[tuple]:
+    table = result.arrow()
+    return list(zip(*(table.column(i).to_pylist() for i in range(table.num_columns))))
+
+
+@pytest.fixture(scope="module")
+def session():
+    s = workbench.connect()
+    s.sql("CREATE TABLE p AS SELECT unnest(:prompts::VARCHAR[]) AS prompt", {"prompts": PROMPTS})
+    yield s
+    s.close()
+
+
+@pytest.mark.parametrize("shape", ["llama", "gpt2"])
+def test_greedy_generation_equals_transformers_for_each_prompt(session, tmp_path, shape):
+    model, tok = decoder(tmp_path / shape, shape)
+    session.sql(f"CREATE MODEL gen_{shape} FROM '{tmp_path / shape}' WITH (max_new_tokens = {NEW}, batch_size = 2)")
+    got = dict(rows(session.sql(f"SELECT prompt, gen_{shape}(prompt) AS out FROM p")))
+    expected = {p: reference(model, tok, p) for p in PROMPTS}
+    assert got == expected
+    assert any(len(v) > 0 for v in got.values())  # not trivially empty
+    udf = dict(
+        rows(session.sql(f"SELECT /*+ paradigm(gen_{shape}, udf_centric) */ prompt, gen_{shape}(prompt) FROM p"))
+    )
+    assert udf == expected
+
+
+def test_greedy_is_cached_and_options_change_the_fingerprint(session, tmp_path):
+    decoder(tmp_path / "g")
+    session.sql(f"CREATE MODEL cached_gen FROM '{tmp_path / 'g'}' WITH (task = 'generate', max_new_tokens = 4)")
+    first = session.sql("SELECT prompt, cached_gen(prompt) FROM p")
+    second = session.sql("SELECT prompt, cached_gen(prompt) FROM p")
+    assert second.stats[0]["cache_hits"] == len(PROMPTS) and rows(second) == rows(first)
+    session.sql("ALTER MODEL cached_gen SET max_new_tokens = 6")
+    third = session.sql("SELECT prompt, cached_gen(prompt) FROM p")
+    assert third.stats[0]["cache_hits"] == 0
+    longer = dict(rows(third))
+    assert all(longer[p].startswith(v) or not v for p, v in dict(rows(first)).items())
+
+
+def test_seeded_sampling_does_not_depend_on_the_batch_and_is_cached(session, tmp_path):
+    decoder(tmp_path / "s")
+    opts = f"temperature = 1.5, top_p = 0.9, seed = 7, max_new_tokens = {NEW}"
+    session.sql(f"CREATE MODEL sampled FROM '{tmp_path / 's'}' WITH ({opts}, batch_size = 5)")
+    together = dict(rows(session.sql("SELECT prompt, sampled(prompt) FROM p")))
+    session.sql(f"CREATE MODEL sampled_alone FROM '{tmp_path / 's'}' WITH ({opts}, batch_size = 1)")
+    alone = dict(rows(session.sql("SELECT prompt, sampled_alone(prompt) FROM p")))
+    assert together == alone
+    again = session.sql("SELECT prompt, sampled(prompt) FROM p")
+    assert again.stats[0]["cache_hits"] == len(PROMPTS)
+
+
+def test_sampling_without_a_seed_is_never_cached(session, tmp_path):
+    decoder(tmp_path / "u")
+    session.sql(f"CREATE MODEL unseeded FROM '{tmp_path / 'u'}' WITH (temperature = 1.0, max_new_tokens = 3)")
+    for _ in range(2):
+        r = session.sql("SELECT unseeded(prompt) FROM p")
+        assert r.stats[0]["cache_policy"] == "off" and r.stats[0]["cache_hits"] == 0
+
+
+def test_stop_strings_cut_the_text(session, tmp_path):
+    model, tok = decoder(tmp_path / "stop")
+    full = reference(model, tok, "the dog sat on the mat")
+    assert len(full) > 3
+    stop = full[2:4]
+    session.sql(f"CREATE MODEL stopped FROM '{tmp_path / 'stop'}' WITH (max_new_tokens = {NEW}, stop = '{stop}')")
+    (out,) = rows(session.sql("SELECT stopped('the dog sat on the mat')"))[0]
+    assert out == full[: full.find(stop)]
+
+
+def test_a_chat_template_wraps_the_prompt(session, tmp_path):
+    model, tok = decoder(tmp_path / "chat", chat=True)
+    session.sql(f"CREATE MODEL chat_gen FROM '{tmp_path / 'chat'}' WITH (chat = true, max_new_tokens = {NEW})")
+    (out,) = rows(session.sql("SELECT chat_gen('good')"))[0]
+    text = tok.apply_chat_template([{"role": "user", "content": "good"}], add_generation_prompt=True, tokenize=False)
+    ids = torch.tensor([tok(text, add_special_tokens=False)["input_ids"]])
+    with torch.inference_mode():
+        expected = model.generate(
+            input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW, pad_token_id=0
+        )
+    assert out == tok.decode(expected[0, ids.shape[1] :], skip_special_tokens=True)
+
+
+def test_long_prompts_are_an_error_or_cut_as_asked(session, tmp_path):
+    decoder(tmp_path / "long")
+    long = " ".join(["word"] * 40)  # ~160 word pieces, over the context of 64
+    session.sql(f"CREATE MODEL short_ctx FROM '{tmp_path / 'long'}' WITH (max_new_tokens = 8)")
+    with pytest.raises(ModelError, match=r"a prompt of \d+ tokens does not fit this model's context of 64") as err:
+        session.sql("SELECT short_ctx(:long)", {"long": long})
+    assert "\n" not in str(err.value)
+    session.sql("ALTER MODEL short_ctx SET truncate = 'left'")
+    (out,) = rows(session.sql("SELECT short_ctx(:long)", {"long": long}))[0]
+    assert isinstance(out, str)
+    assert rows(session.sql("SELECT 1"))[0] == (1,)  # the session goes on
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ("max_new_tokens = 0", "max_new_tokens must be a positive integer"),
+        ("temperature = -1", "temperature must be at least 0"),
+        ("top_p = 2", "top_p must be between 0 and 1"),
+        ("seed = 'x'", "seed must be an integer"),
+        ("truncate = 'right'", "truncate must be one of error, left"),
+        ("chat = true", "chat = true needs a tokenizer with a chat template"),
+    ],
+)
+def test_bad_options_are_one_line(session, tmp_path, options, message):
+    decoder(tmp_path / "bad")
+    with pytest.raises(ModelLoadError, match=message) as err:
+        session.sql(f"CREATE MODEL bad_gen FROM '{tmp_path / 'bad'}' WITH ({options})")
+    assert "\n" not in str(err.value)
+
+
+def test_an_encoder_cannot_generate(session, tmp_path):
+    from transformers import BertConfig, BertModel
+
+    d = tmp_path / "enc"
+    BertModel(
+        BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=1, num_attention_heads=2)
+    ).save_pretrained(d)
+    BertTokenizerFast(vocab={w: i for i, w in enumerate(VOCAB)}).save_pretrained(d)
+    with pytest.raises(ModelLoadError, match=r"task='generate' needs a decoder language model \(a \*ForCausalLM\)"):
+        session.sql(f"CREATE MODEL enc_gen FROM '{d}' WITH (task = 'generate')")
+
+
+@pytest.mark.parametrize("shape", ["llama", "gpt2"])
+def test_offloaded_generation_equals_in_memory_token_for_token(tmp_path, shape):
+    """Under a budget smaller than the weights the decoder streams layer by layer (GPT-2's LM
+    head shares the input embeddings' tensor, stored once) and gives the same text."""
+    from workbench.runtime import offload
+
+    ids = {"pad_token_id": 0, "bos_token_id": 2, "eos_token_id": 3}
+    if shape == "llama":
+        config = LlamaConfig(
+            vocab_size=len(VOCAB),
+            hidden_size=256,
+            intermediate_size=688,
+            num_hidden_layers=8,
+            num_attention_heads=8,
+            num_key_value_heads=4,
+            max_position_embeddings=64,
+            **ids,
+        )
+    else:
+        config = GPT2Config(vocab_size=len(VOCAB), n_embd=256, n_layer=8, n_head=8, n_positions=64, **ids)
+    d = tmp_path / shape
+    size = offload.write_random_checkpoint(config, d, std=0.3, causal_lm=True)
+    BertTokenizerFast(vocab={w: i for i, w in enumerate(VOCAB)}, do_lower_case=True).save_pretrained(d)
+    name = f"off_{shape}"
+    # a session of its own: under a 20 MB budget DuckDB gets 9 MB, less than the other tests' tables hold
+    session = workbench.connect()
+    session.sql("CREATE TABLE p AS SELECT unnest(:prompts::VARCHAR[]) AS prompt", {"prompts": PROMPTS})
+    session.sql(f"CREATE MODEL {name} FROM '{d}' WITH (max_new_tokens = {NEW}, cache = 'off', offload = 'auto')")
+    in_memory = dict(rows(session.sql(f"SELECT prompt, {name}(prompt) FROM p")))
+    session.sql("SET memory_budget_cpu = '20MB'")
+    try:
+        assert size > 20 * 10**6
+        plan = session.explain(f"SELECT {name}(prompt) FROM p").to_dict()["root"]["children"][0]
+        assert plan["memory"].startswith("offloaded:")
+        offloaded = dict(rows(session.sql(f"SELECT prompt, {name}(prompt) FROM p")))
+    finally:
+        session.close()
+    assert offloaded == in_memory
+    assert any(len(v) > 2 for v in in_memory.values())

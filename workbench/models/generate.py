@@ -1,0 +1,330 @@
+"""Text generation with a decoder language model: `gen(prompt)` → VARCHAR (WITH (task = 'generate')).
+
+GPT-2-, Llama-, Mistral- and Qwen-shaped checkpoints load through transformers' causal-LM
+classes. The engine's batches are decoded together: prompts padded on the left, one prefill,
+then one token per step for every sequence still running, with a KV cache; a sequence that
+ends (its end-of-sequence token, a `stop` string, or `max_new_tokens`) leaves the batch and
+its rows of the cache with it, so the steps after it cost only the sequences left. The
+engine already deduplicates prompts and groups them by length (`sort_keys`), so a batch
+pads little.
+
+Greedy decoding (`temperature = 0`, the default) and sampling with a `seed` are
+deterministic and cached: each sequence samples from its own generator seeded with `seed`,
+so a prompt's text does not depend on which other prompts share its batch. Sampling without
+a seed is never cached (`deterministic = False`).
+
+Options (WITH or ALTER MODEL): max_new_tokens (default 32), temperature, top_p, stop (a
+string or a list of strings; the text ends before the first), seed, chat (true: the prompt
+is wrapped in the tokenizer's chat template as one user message), truncate ('error', the
+default, or 'left': keep the end of a prompt too long for the context).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import torch
+
+from workbench.errors import ModelError, ModelLoadError
+from workbench.models.base import Model
+from workbench.models.modes import evaluating
+from workbench.models.sentence import Recipe
+from workbench.models.text import _TextModel
+
+#: options this task takes besides loading.KNOWN_OPTIONS
+OPTIONS = frozenset({"max_new_tokens", "temperature", "top_p", "stop", "seed", "chat", "truncate"})
+DEFAULT_NEW_TOKENS = 32
+TRUNCATE = ("error", "left")
+
+
+class Generator(_TextModel):
+    """A causal language model that continues each prompt (see the module's doc)."""
+
+    task = "generate"
+    batch_candidates = (4, 8, 16, 32)
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        context: int,
+        max_new_tokens: int = DEFAULT_NEW_TOKENS,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        stop: tuple[str, ...] = (),
+        seed: int | None = None,
+        chat: bool = False,
+        truncate: str = "error",
+        **kw: Any,
+    ):
+        super().__init__(model, tokenizer, max_length=context, **kw)
+        self.context = int(context)
+        self.max_new_tokens = int(max_new_tokens)
+        self.temperature = float(temperature)
+        self.top_p = float(top_p)
+        self.stop = tuple(stop)
+        self.seed = seed
+        self.chat = bool(chat)
+        self.truncate = truncate
+        self.deterministic = self.temperature == 0 or seed is not None
+        self.end_ids = _end_ids(model, tokenizer)
+        # the KV cache's argument: `cache` in transformers 5.24 and later, `past_key_values` before
+        forward = getattr(model, "wrapped_forward", model.forward)  # (an offloaded model's own)
+        self._cache_arg = "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
+
+    @property
+    def output_type(self) -> str:
+        return "VARCHAR"
+
+    def arrow_output_type(self) -> pa.DataType:
+        return pa.string()
+
+    def work_units(self, batch: list[str]) -> int:
+        # the prompt's tokens once (prefill), then every new token one step of the batch
+        return sum(min(len(t) // 4 + 2, self.context) + self.max_new_tokens for t in batch)
+
+    def describe(self) -> dict[str, Any]:
+        facts = {**super().describe(), "max_new_tokens": self.max_new_tokens, "context": self.context}
+        facts["decoding"] = "greedy" if self.temperature == 0 else f"sampling (temperature {self.temperature})"
+        return facts
+
+    def fingerprint_parts(self) -> tuple[list[tuple[str, Any]], dict[str, Any]]:
+        named, facts = super().fingerprint_parts()
+        facts = {
+            **facts,
+            "max_new_tokens": self.max_new_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "stop": list(self.stop),
+            "seed": self.seed,
+            "chat": self.chat,
+            "truncate": self.truncate,
+        }
+        return named, facts
+
+    def predict(self, batch: list[str]) -> pa.Array:
+        return pa.array(self.generate(batch), type=pa.string())
+
+    # -- decoding ------------------------------------------------------------------------
+    def prompt_ids(self, prompts: list[str]) -> list[list[int]]:
+        """Each prompt's token ids: chat-templated when asked, checked against the context."""
+        room = self.context - self.max_new_tokens
+        if room < 1:
+            raise ModelError(
+                f"max_new_tokens = {self.max_new_tokens} leaves no room for a prompt in this model's "
+                f"context of {self.context} tokens"
+            )
+        out = []
+        for text in prompts:
+            text = self.prompt + text if self.prompt else text
+            if self.chat:  # the template writes the special tokens itself
+                text = self.tokenizer.apply_chat_template(
+                    [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False
+                )
+                ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            else:
+                ids = self.tokenizer(text, add_special_tokens=True)["input_ids"]
+            if len(ids) > room:
+                if self.truncate != "left":
+                    raise ModelError(
+                        f"a prompt of {len(ids)} tokens does not fit this model's context of {self.context} "
+                        f"with max_new_tokens = {self.max_new_tokens} (at most {room} prompt tokens; "
+                        "truncate = 'left' keeps the end of long prompts)"
+                    )
+                ids = ids[len(ids) - room :]
+            out.append(list(ids) or [self._pad_id()])
+        return out
+
+    def generate(self, prompts: list[str]) -> list[str]:
+        if not prompts:
+            return []
+        prompt_ids = self.prompt_ids(prompts)
+        width = max(len(p) for p in prompt_ids)
+        pad = self._pad_id()
+        # left padding: every sequence's next token is at the last position
+        ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompt_ids], device=self.device)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompt_ids], device=self.device)
+        generators = [self._generator() for _ in prompts] if self.temperature > 0 else []
+        new: list[list[int]] = [[] for _ in prompts]
+        running = list(range(len(prompts)))  # rows of the original batch still decoding
+        from transformers import DynamicCache
+
+        cache = DynamicCache()
+        with evaluating(self.model), torch.inference_mode():
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            logits = self._step(ids, mask, positions, cache)
+            for step in range(self.max_new_tokens):
+                chosen = self._choose(logits, [generators[r] for r in running] if generators else [])
+                keep = []
+                for j, row in enumerate(running):
+                    token = int(chosen[j])
+                    if token in self.end_ids:
+                        continue
+                    new[row].append(token)
+                    if not (self.stop and self._stopped(new[row])) and step + 1 < self.max_new_tokens:
+                        keep.append(j)
+                if not keep:
+                    break
+                if len(keep) < len(running):  # finished sequences leave the batch and the cache
+                    index = torch.tensor(keep, device=self.device)
+                    cache.batch_select_indices(index)
+                    mask, chosen = mask[index], chosen[index]
+                    running = [running[j] for j in keep]
+                mask = torch.cat([mask, mask.new_ones((len(running), 1))], dim=1)
+                positions = mask.sum(-1, keepdim=True) - 1
+                logits = self._step(chosen.view(-1, 1), mask, positions, cache)
+        return [self._text(tokens) for tokens in new]
+
+    def _step(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Any) -> torch.Tensor:
+        kwargs = {self._cache_arg: cache}
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **kwargs)
+        return out.logits[:, -1, :].float()
+
+    def _choose(self, logits: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
+        if not generators:
+            return logits.argmax(-1)
+        probs = torch.softmax(logits / self.temperature, dim=-1)
+        if self.top_p < 1.0:  # nucleus: the smallest set of tokens whose probability reaches top_p
+            sorted_p, order = probs.sort(-1, descending=True)
+            drop = sorted_p.cumsum(-1) - sorted_p > self.top_p
+            sorted_p = sorted_p.masked_fill(drop, 0.0)
+            probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
+        return torch.stack([torch.multinomial(probs[j].cpu(), 1, generator=g)[0] for j, g in enumerate(generators)]).to(
+            logits.device
+        )
+
+    def _generator(self) -> torch.Generator:
+        g = torch.Generator()
+        if self.seed is not None:
+            g.manual_seed(int(self.seed))
+        else:
+            g.seed()
+        return g
+
+    def _stopped(self, tokens: list[int]) -> bool:
+        text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+        return any(s in text for s in self.stop)
+
+    def _text(self, tokens: list[int]) -> str:
+        text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+        for s in self.stop:
+            cut = text.find(s)
+            if cut >= 0:
+                text = text[:cut]
+        return text
+
+    def _pad_id(self) -> int:
+        for candidate in (self.tokenizer.pad_token_id, self.tokenizer.eos_token_id, 0):
+            if candidate is not None:
+                return int(candidate)
+        return 0
+
+
+def _end_ids(model: Any, tokenizer: Any) -> frozenset[int]:
+    """The tokens that end a sequence: the generation config's (one or several), else the tokenizer's."""
+    found: list[Any] = []
+    config = getattr(model, "generation_config", None)
+    if config is not None and config.eos_token_id is not None:
+        found.append(config.eos_token_id)
+    if tokenizer.eos_token_id is not None:
+        found.append(tokenizer.eos_token_id)
+    flat: set[int] = set()
+    for f in found:
+        flat.update(int(x) for x in (f if isinstance(f, (list, tuple)) else [f]))
+    return frozenset(flat)
+
+
+def load(name: str, directory: Path, options: dict[str, Any], recipe: Recipe | None) -> Model:
+    """A decoder language model from a transformers directory (WITH (task = 'generate'))."""
+    from transformers import AutoModelForCausalLM
+
+    from workbench.models.rerank import pretrained
+
+    check_architecture(name, directory)
+    _settings(name, options)  # before the weights load: a wrong option fails fast
+    model, tokenizer = pretrained(directory, AutoModelForCausalLM, options)
+    return adapter(name, model, tokenizer, options)
+
+
+def check_architecture(name: str, directory: Path) -> None:
+    config = json.loads((directory / "config.json").read_text())
+    archs = config.get("architectures") or []
+    if archs and not any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
+        raise ModelLoadError(
+            f"model '{name}': task='generate' needs a decoder language model (a *ForCausalLM); "
+            f"{directory.name} is a {archs[0]}"
+        )
+
+
+def adapter(name: str, model: Any, tokenizer: Any, options: dict[str, Any]) -> Generator:
+    """The generator over a causal LM module (in memory, or offloaded: models/offloaded.py)."""
+    settings = _settings(name, options)
+    if settings["chat"] and not getattr(tokenizer, "chat_template", None):
+        raise ModelLoadError(f"model '{name}': chat = true needs a tokenizer with a chat template; this one has none")
+    context = context_of(model.config, options)
+    found = Generator(model, tokenizer, context=context, batch_size=options.get("batch_size"), **settings)
+    found.allow_inf = bool(options.get("allow_inf", False))
+    return found
+
+
+def kv_bytes_per_row(config: Any, context: int) -> int:
+    """Bytes of KV cache one sequence of `context` tokens holds (float32 keys and values)."""
+    layers = int(getattr(config, "num_hidden_layers", 0) or getattr(config, "n_layer", 1))
+    heads = int(getattr(config, "num_attention_heads", 0) or getattr(config, "n_head", 1))
+    kv_heads = int(getattr(config, "num_key_value_heads", 0) or heads)
+    hidden = int(getattr(config, "hidden_size", 0) or getattr(config, "n_embd", 1))
+    head_dim = int(getattr(config, "head_dim", 0) or hidden // heads)
+    return 2 * layers * kv_heads * head_dim * context * 4
+
+
+def context_of(config: Any, options: dict[str, Any]) -> int:
+    """Tokens a sequence may hold (prompt and new tokens): the model's positions, or max_length."""
+    limits = [getattr(config, key, None) for key in ("max_position_embeddings", "n_positions", "n_ctx")]
+    found = [int(n) for n in limits if isinstance(n, int) and n > 0]
+    context = min(found) if found else 2048
+    if options.get("max_length"):
+        context = min(context, int(options["max_length"]))
+    return context
+
+
+def _settings(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The decoding options, checked: one line for a wrong one."""
+
+    def number(key: str, default: float, low: float, high: float | None = None) -> float:
+        value = options.get(key, default)
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise ModelLoadError(f"model '{name}': {key} must be a number, not {value!r}") from None
+        if value < low or (high is not None and value > high):
+            bound = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
+            raise ModelLoadError(f"model '{name}': {key} must be {bound}, not {value!r}")
+        return value
+
+    new_tokens = options.get("max_new_tokens", DEFAULT_NEW_TOKENS)
+    if not isinstance(new_tokens, int) or isinstance(new_tokens, bool) or new_tokens < 1:
+        raise ModelLoadError(f"model '{name}': max_new_tokens must be a positive integer, not {new_tokens!r}")
+    stop = options.get("stop") or ()
+    stop = (stop,) if isinstance(stop, str) else tuple(stop)
+    if not all(isinstance(s, str) and s for s in stop):
+        raise ModelLoadError(f"model '{name}': stop must be a string or a list of strings, not {options['stop']!r}")
+    seed = options.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        raise ModelLoadError(f"model '{name}': seed must be an integer, not {seed!r}")
+    truncate = str(options.get("truncate", "error")).lower()
+    if truncate not in TRUNCATE:
+        raise ModelLoadError(f"model '{name}': truncate must be one of {', '.join(TRUNCATE)}, not {truncate!r}")
+    return {
+        "max_new_tokens": new_tokens,
+        "temperature": number("temperature", 0.0, 0.0),
+        "top_p": number("top_p", 1.0, 0.0, 1.0),
+        "stop": stop,
+        "seed": seed,
+        "chat": str(options.get("chat", False)).lower() in ("true", "1", "yes"),
+        "truncate": truncate,
+    }
