@@ -30,6 +30,22 @@ PROMPTS = ["a cat", "the dog sat on the mat", "good", "x1 y2 z3 x1 y2", "bad mov
 NEW = 10
 
 
+def llama_config(hidden: int, intermediate: int, layers: int, heads: int, kv_heads: int) -> LlamaConfig:
+    """A Llama-shaped decoder over VOCAB, context 64 (one place for the shapes tests and benches use)."""
+    return LlamaConfig(
+        vocab_size=len(VOCAB),
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=64,
+        pad_token_id=0,
+        bos_token_id=2,
+        eos_token_id=3,
+    )
+
+
 def decoder(directory: Path, shape: str = "llama", seed: int = 0, chat: bool = False) -> tuple[torch.nn.Module, object]:
     """A 2-layer causal LM with random weights and a word-piece tokenizer of single characters."""
     torch.manual_seed(seed)
@@ -39,17 +55,7 @@ def decoder(directory: Path, shape: str = "llama", seed: int = 0, chat: bool = F
         tok.chat_template = "{% for m in messages %}[CLS] {{ m['content'] }} [SEP]{% endfor %}"
     ids = {"pad_token_id": 0, "bos_token_id": 2, "eos_token_id": 3}
     if shape == "llama":
-        config = LlamaConfig(
-            vocab_size=len(VOCAB),
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=64,
-            **ids,
-        )
-        model = LlamaForCausalLM(config)
+        model = LlamaForCausalLM(llama_config(64, 128, 2, 4, 2))
     else:
         model = GPT2LMHeadModel(
             GPT2Config(
@@ -204,16 +210,7 @@ def test_offloaded_generation_equals_in_memory_token_for_token(tmp_path, shape):
 
     ids = {"pad_token_id": 0, "bos_token_id": 2, "eos_token_id": 3}
     if shape == "llama":
-        config = LlamaConfig(
-            vocab_size=len(VOCAB),
-            hidden_size=256,
-            intermediate_size=688,
-            num_hidden_layers=8,
-            num_attention_heads=8,
-            num_key_value_heads=4,
-            max_position_embeddings=64,
-            **ids,
-        )
+        config = llama_config(256, 688, 8, 8, 4)
     else:
         config = GPT2Config(vocab_size=len(VOCAB), n_embd=256, n_layer=8, n_head=8, n_positions=64, **ids)
     d = tmp_path / shape

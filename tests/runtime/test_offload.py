@@ -171,22 +171,11 @@ DECODER_PROBE = textwrap.dedent("""
 def test_offloaded_generation_stays_within_a_budget_of_a_sixteenth_of_the_weights(tmp_path):
     """A Llama-shaped decoder of ~1 GB generates under a 64 MB budget: every decoding step
     streams each layer once for the whole batch, the KV cache and one layer in flight fit."""
-    from transformers import BertTokenizerFast, LlamaConfig
+    from transformers import BertTokenizerFast
 
-    from tests.models.test_generate import VOCAB
+    from tests.models.test_generate import VOCAB, llama_config
 
-    config = LlamaConfig(
-        vocab_size=len(VOCAB),
-        hidden_size=768,
-        intermediate_size=2048,
-        num_hidden_layers=40,
-        num_attention_heads=12,
-        num_key_value_heads=4,
-        max_position_embeddings=64,
-        pad_token_id=0,
-        bos_token_id=2,
-        eos_token_id=3,
-    )
+    config = llama_config(768, 2048, 40, 12, 4)
     size = offload.write_random_checkpoint(config, tmp_path, std=0.2, causal_lm=True)
     BertTokenizerFast(vocab={w: i for i, w in enumerate(VOCAB)}, do_lower_case=True).save_pretrained(tmp_path)
     budget = 64 * 10**6
