@@ -527,7 +527,7 @@ class InferenceCache:
         table = table_name(model_name)
         length = "avg(length(CAST(i.k AS VARCHAR)))" if text else "0"
         cached = self._exists(table)
-        hits = "count(DISTINCT i.k) FILTER (WHERE c.h IS NOT NULL)" if cached else "0"
+        hits = "count(DISTINCT hash(i.k)) FILTER (WHERE c.h IS NOT NULL)" if cached else "0"
         join = (
             f' LEFT JOIN "{table}" c ON c.fp = $__fp AND c.h = {self._key_sql("i.k", model, policy)}' if cached else ""
         )
@@ -535,7 +535,7 @@ class InferenceCache:
         row = (
             (con or self.con)
             .sql(
-                f"SELECT count(i.k), count(DISTINCT i.k), {length}, {hits} FROM ({query}) i{join}",
+                f"SELECT count(i.k), count(DISTINCT hash(i.k)), {length}, {hits} FROM ({query}) i{join}",
                 params=args or None,
             )
             .fetchall()[0]

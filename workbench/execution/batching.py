@@ -44,9 +44,22 @@ class BatchRun:
 
 
 def _take(inputs: Any, idx: np.ndarray) -> Any:
+    if len(idx) and idx[-1] - idx[0] == len(idx) - 1 and bool(np.all(idx[1:] > idx[:-1])):
+        return inputs[idx[0] : idx[-1] + 1]  # a run of consecutive inputs: a view, not a copy
     if isinstance(inputs, np.ndarray):
         return inputs[idx]
     return [inputs[i] for i in idx]
+
+
+def _in_input_order(outputs: list[pa.Array], order: np.ndarray) -> pa.Array:
+    """Outputs of batches taken in `order`, put back in input order (no reordering copy when
+    the order was the inputs' own: a vector of pixels has no sort key)."""
+    ordered = pa.concat_arrays(outputs) if len(outputs) != 1 else outputs[0]
+    if bool(np.all(order[1:] > order[:-1])):
+        return ordered
+    inverse = np.empty(len(order), dtype=np.int64)
+    inverse[order] = np.arange(len(order))
+    return ordered.take(pa.array(inverse))
 
 
 def run(
@@ -113,10 +126,7 @@ def run(
         batches += 1
         if progress is not None:
             progress(pos, n)
-    ordered = pa.concat_arrays(outputs)
-    inverse = np.empty(n, dtype=np.int64)
-    inverse[order] = np.arange(n)
-    return BatchRun(ordered.take(pa.array(inverse)), chosen, batches, time.perf_counter() - start - waited, waited)
+    return BatchRun(_in_input_order(outputs, order), chosen, batches, time.perf_counter() - start - waited, waited)
 
 
 def _checked(
@@ -248,11 +258,8 @@ def _bucketed(
         batches += 1
         if progress is not None:
             progress(pos, n)
-    ordered = pa.concat_arrays(outputs)
-    inverse = np.empty(n, dtype=np.int64)
-    inverse[order] = np.arange(n)
     used = fixed or max(sizes, key=lambda k: sizes[k] * k)
-    return BatchRun(ordered.take(pa.array(inverse)), used, batches, time.perf_counter() - start - waited, waited)
+    return BatchRun(_in_input_order(outputs, order), used, batches, time.perf_counter() - start - waited, waited)
 
 
 def _non_finite(arr: pa.Array, *, allow_inf: bool) -> str | None:
