@@ -1,0 +1,254 @@
+"""The block tables, and a model's import, load and drop over them.
+
+    workbench_blocks(hash, nbytes, data)          one row per distinct block (exact dedup)
+    workbench_tensors(model, file, tensor, block_index, hash, dtype, shape)
+                                                  which blocks, in order, make each tensor
+    workbench_stored(model, layout, metadata, logical_bytes, accuracy_loss)
+                                                  one row per stored model
+
+`write` and `drop` run inside the caller's transaction (the catalog's entry changes in the
+same one), so a kill mid-import leaves no half model and no orphan block. Loading reads a
+model's blocks in one query as Arrow and views each tensor over Arrow's buffer (no
+intermediate file; a copy only where a tensor's bytes are split across Arrow chunks or
+misaligned for its dtype).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import torch
+
+from workbench.db import run
+from workbench.errors import ModelLoadError
+from workbench.storage import blocks
+from workbench.storage.source import FILE_DTYPE, Source
+
+BLOCKS = "workbench_blocks"
+TENSORS = "workbench_tensors"
+STORED = "workbench_stored"
+#: bytes of new blocks inserted per statement (a bounded Arrow batch; progress is reported per batch)
+BATCH_BYTES = 16 << 20
+TORCH_DTYPES: dict[str, torch.dtype] = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "BOOL": torch.bool, "U16": torch.uint16, "U32": torch.uint32, "U64": torch.uint64,
+    "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
+}  # fmt: skip
+
+
+@dataclass
+class Loaded:
+    """A stored model read back: its tensors per .safetensors file, its other files' bytes."""
+
+    layout: str
+    metadata: dict[str, dict[str, str]]
+    tensors: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)
+    bytes_read: int = 0
+
+
+def ensure(con: duckdb.DuckDBPyConnection) -> None:
+    run(con, f"CREATE TABLE IF NOT EXISTS {BLOCKS} (hash VARCHAR PRIMARY KEY, nbytes BIGINT NOT NULL, data BLOB)")
+    run(
+        con,
+        f"CREATE TABLE IF NOT EXISTS {TENSORS} (model VARCHAR NOT NULL, file VARCHAR NOT NULL, "
+        "tensor VARCHAR NOT NULL, block_index INTEGER NOT NULL, hash VARCHAR NOT NULL, dtype VARCHAR NOT NULL, "
+        "shape BIGINT[] NOT NULL)",
+    )
+    run(
+        con,
+        f"CREATE TABLE IF NOT EXISTS {STORED} (model VARCHAR PRIMARY KEY, layout VARCHAR NOT NULL, "
+        "metadata JSON, logical_bytes BIGINT NOT NULL, accuracy_loss DOUBLE NOT NULL DEFAULT 0)",
+    )
+
+
+def is_stored(con: duckdb.DuckDBPyConnection, model: str) -> bool:
+    return bool(run(con, f"SELECT 1 FROM {STORED} WHERE model = ?", [model]))
+
+
+def digests(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """`digest` of every stored model."""
+    rows = run(
+        con,
+        f"SELECT model, sha256(string_agg(file || '/' || tensor || '/' || hash, ',' "
+        f"ORDER BY file, tensor, block_index)) FROM {TENSORS} GROUP BY model",
+    )
+    return {str(r[0]): str(r[1]) for r in rows}
+
+
+def digest(con: duckdb.DuckDBPyConnection, model: str) -> str:
+    """One hash over a stored model's block list: equal digests, equal weights and files."""
+    rows = run(
+        con,
+        f"SELECT sha256(string_agg(file || '/' || tensor || '/' || hash, ',' ORDER BY file, tensor, block_index)) "
+        f"FROM {TENSORS} WHERE model = ?",
+        [model],
+    )
+    return str(rows[0][0] or "")
+
+
+def write(
+    con: duckdb.DuckDBPyConnection,
+    model: str,
+    source: Source,
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """Store `source` as model `model` (replacing a stored model of that name). Runs in the
+    caller's transaction; `progress` is called with the bytes of new blocks written so far."""
+    ensure(con)
+    run(con, f"DELETE FROM {TENSORS} WHERE model = ?", [model])
+    run(con, f"DELETE FROM {STORED} WHERE model = ?", [model])
+    rows: dict[str, list[Any]] = {k: [] for k in ("file", "tensor", "block_index", "hash", "dtype", "shape")}
+    pending: dict[str, memoryview] = {}
+    pending_bytes = written = 0
+    for entry in source.entries:
+        itemsize = 1 if entry.dtype == FILE_DTYPE else _itemsize(entry.dtype)
+        for index, block in enumerate(blocks.split(entry.data, entry.shape, itemsize)):
+            for key, value in zip(rows, (entry.file, entry.tensor, index, block.hash, entry.dtype, list(entry.shape))):
+                rows[key].append(value)
+            if block.hash not in pending:
+                pending[block.hash] = block.data
+                pending_bytes += len(block.data)
+            if pending_bytes >= BATCH_BYTES:
+                written += _insert_blocks(con, pending)
+                pending, pending_bytes = {}, 0
+                if progress is not None:
+                    progress(written)
+    written += _insert_blocks(con, pending)
+    table = pa.table({"model": pa.array([model] * len(rows["hash"]), pa.string()), **rows})
+    con.register("__wb_new_tensors", table)
+    try:
+        run(con, f"INSERT INTO {TENSORS} SELECT model, file, tensor, block_index, hash, dtype, shape FROM __wb_new_tensors")
+    finally:
+        con.unregister("__wb_new_tensors")
+    run(
+        con,
+        f"INSERT INTO {STORED} (model, layout, metadata, logical_bytes) VALUES (?, ?, ?, ?)",
+        [model, source.layout, json.dumps(source.metadata), source.logical_bytes],
+    )
+    collect_garbage(con)
+    if progress is not None:
+        progress(written)
+
+
+def _insert_blocks(con: duckdb.DuckDBPyConnection, pending: dict[str, memoryview]) -> int:
+    """Insert the blocks not stored yet; returns the bytes written."""
+    if not pending:
+        return 0
+    hashes = list(pending)
+    table = pa.table(
+        {
+            "hash": pa.array(hashes, pa.string()),
+            "nbytes": pa.array([len(pending[h]) for h in hashes], pa.int64()),
+            "data": pa.array([pending[h] for h in hashes], pa.binary()),
+        }
+    )
+    con.register("__wb_new_blocks", table)
+    try:
+        new = run(
+            con,
+            f"INSERT INTO {BLOCKS} SELECT n.hash, n.nbytes, n.data FROM __wb_new_blocks n "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {BLOCKS} b WHERE b.hash = n.hash) RETURNING nbytes",
+        )
+    finally:
+        con.unregister("__wb_new_blocks")
+    return sum(int(r[0]) for r in new)
+
+
+def drop(con: duckdb.DuckDBPyConnection, model: str) -> None:
+    """Forget a stored model, and every block no other model holds (in the caller's transaction)."""
+    ensure(con)
+    run(con, f"DELETE FROM {TENSORS} WHERE model = ?", [model])
+    run(con, f"DELETE FROM {STORED} WHERE model = ?", [model])
+    collect_garbage(con)
+
+
+def collect_garbage(con: duckdb.DuckDBPyConnection) -> None:
+    run(con, f"DELETE FROM {BLOCKS} b WHERE NOT EXISTS (SELECT 1 FROM {TENSORS} t WHERE t.hash = b.hash)")
+
+
+def load(con: duckdb.DuckDBPyConnection, model: str) -> Loaded:
+    """A stored model's tensors and files, built from its blocks."""
+    ensure(con)
+    head = run(con, f"SELECT layout, metadata FROM {STORED} WHERE model = ?", [model])
+    if not head:
+        raise ModelLoadError(f"model '{model}' is not stored in the database")
+    loaded = Loaded(head[0][0], json.loads(head[0][1]) if head[0][1] else {})
+    table = con.sql(
+        f"SELECT t.file, t.tensor, t.dtype, t.shape, b.data FROM {TENSORS} t JOIN {BLOCKS} b ON b.hash = t.hash "
+        "WHERE t.model = $model ORDER BY t.file, t.tensor, t.block_index",
+        params={"model": model},
+    ).to_arrow_table()
+    keys = table.select(["file", "tensor", "dtype", "shape"]).to_pylist()
+    parts: dict[tuple[str, str], list[_Part]] = {}
+    row = 0
+    for chunk in table.column("data").chunks:
+        offsets_type = np.int64 if pa.types.is_large_binary(chunk.type) else np.int32
+        buffers = chunk.buffers()
+        offsets = np.frombuffer(buffers[1], offsets_type)[chunk.offset : chunk.offset + len(chunk) + 1]
+        start = 0
+        while start < len(chunk):  # a run of one tensor's blocks: contiguous in the values buffer
+            key = keys[row + start]
+            end = start + 1
+            while end < len(chunk) and _same(keys[row + end], key):
+                end += 1
+            parts.setdefault((key["file"], key["tensor"]), []).append(
+                _Part(key, buffers[2], int(offsets[start]), int(offsets[end]))
+            )
+            start = end
+        row += len(chunk)
+    for (file, tensor), runs in parts.items():
+        if runs[0].key["dtype"] == FILE_DTYPE:
+            loaded.files[file] = b"".join(p.values[p.begin : p.end].to_pybytes() for p in runs)
+        else:
+            loaded.tensors.setdefault(file, {})[tensor] = _tensor(runs)
+    loaded.bytes_read = table.column("data").nbytes
+    return loaded
+
+
+def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return bool(a["file"] == b["file"] and a["tensor"] == b["tensor"])
+
+
+@dataclass(frozen=True)
+class _Part:
+    key: dict[str, Any]
+    values: pa.Buffer
+    begin: int
+    end: int
+
+
+def _tensor(runs: list[_Part]) -> torch.Tensor:
+    """A tensor of its shape over its runs of bytes: a view over Arrow's buffer when they are
+    one run aligned for the dtype, else one copy."""
+    key = runs[0].key
+    dtype = TORCH_DTYPES[key["dtype"]]
+    shape = tuple(key["shape"])
+    itemsize = _itemsize(key["dtype"])
+    one = runs[0]
+    buffer: Any
+    if len(runs) == 1 and (one.values.address + one.begin) % max(itemsize, 8) == 0:
+        buffer, offset, count = memoryview(one.values), one.begin, (one.end - one.begin) // itemsize
+    else:
+        buffer = bytearray(b"".join(p.values[p.begin : p.end].to_pybytes() for p in runs))
+        offset, count = 0, len(buffer) // itemsize
+    if count == 0:
+        return torch.empty(shape, dtype=dtype)
+    with warnings.catch_warnings():  # Arrow's buffer is read-only to Python: the weights are never written
+        warnings.simplefilter("ignore", UserWarning)
+        flat = torch.frombuffer(buffer, dtype=dtype, count=count, offset=offset)
+    return flat.reshape(shape)
+
+
+def _itemsize(dtype: str) -> int:
+    from workbench.storage.source import ITEMSIZE
+
+    return ITEMSIZE[dtype]
