@@ -91,8 +91,8 @@ import sys
 import workbench
 
 s = workbench.connect(sys.argv[1])
-s.sql("CREATE MODEL keep FROM '" + sys.argv[2] + "' WITH (storage = 'database')")
-print("committed keep", flush=True)
+s.sql("CREATE MODEL small_mlp FROM '" + sys.argv[2] + "' WITH (storage = 'database')")
+print("committed small_mlp", flush=True)
 
 def blocked(written):  # mid-import: tell the parent, then wait for the kill
     print("wrote", written, flush=True)
@@ -120,7 +120,7 @@ def test_kill_9_during_an_import_leaves_no_half_model_and_no_orphan_block(tmp_pa
     )
     try:
         assert victim.stdout is not None
-        assert victim.stdout.readline().strip() == "committed keep"
+        assert victim.stdout.readline().strip() == "committed small_mlp"
         assert victim.stdout.readline().startswith("wrote ")  # blocks of `big` written, not committed
         victim.kill()  # SIGKILL
     finally:
@@ -128,13 +128,13 @@ def test_kill_9_during_an_import_leaves_no_half_model_and_no_orphan_block(tmp_pa
     assert victim.returncode == -9
     s = workbench.connect(str(db))
     try:
-        assert "keep" in s.catalog and "big" not in s.catalog
+        assert "small_mlp" in s.catalog and "big" not in s.catalog
         con = s.cursor()
-        assert con.execute(f"SELECT DISTINCT model FROM {store.TENSORS}").fetchall() == [("keep",)]
-        assert con.execute(f"SELECT model FROM {store.STORED}").fetchall() == [("keep",)]
+        assert con.execute(f"SELECT DISTINCT model FROM {store.TENSORS}").fetchall() == [("small_mlp",)]
+        assert con.execute(f"SELECT model FROM {store.STORED}").fetchall() == [("small_mlp",)]
         assert _orphans(con) == 0
         con.close()
         s.sql("CALL load_dataset('digits')")
-        assert s.sql("SELECT keep(pixels).label AS p FROM digits WHERE id < 3").arrow().num_rows == 3
+        assert s.sql("SELECT small_mlp(pixels).label AS p FROM digits WHERE id < 3").arrow().num_rows == 3
     finally:
         s.close()
