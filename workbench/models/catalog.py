@@ -282,6 +282,11 @@ class Catalog:
                 return False
             raise UnknownModelError(f"unknown model '{name}'{self._hint()}")
         source = self._stored[key].source
+        digest = self._digests.get(key)
+        if digest is not None:  # a stored model's loaded copies go with it
+            with _LOADING:
+                for loaded in [k for k in _LOADED if k[0] == "database:" + digest]:
+                    del _LOADED[loaded]
         with transaction(self.con):  # the entry and the blocks only this model held go together
             run(self.con, f"DELETE FROM {TABLE} WHERE name = ?", [key])
             store.drop(self.con, key)
