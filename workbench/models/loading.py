@@ -195,7 +195,9 @@ def _tensor_model(name: str, module: torch.nn.Module, options: dict[str, Any]) -
         raise ModelLoadError(f"model '{name}': {exc}") from None
 
 
-def from_mlp_state(name: str, metadata: dict[str, str], state_dict: dict[str, torch.Tensor], options: dict[str, Any]) -> Model:
+def from_mlp_state(
+    name: str, metadata: dict[str, str], state_dict: dict[str, torch.Tensor], options: dict[str, Any]
+) -> Model:
     """An MLP stored in the database: its architecture from the file's metadata, its weights given."""
     try:
         module, saved = mlp.from_state(metadata, state_dict)
@@ -243,7 +245,8 @@ def _from_transformers_dir(
         return images.load_text(name, d, {**options, "task": task}, recipe)
     if state_dict is not None and task not in STORED_TASKS:
         raise ModelLoadError(
-            f"model '{name}': storage = 'database' serves tasks {', '.join(STORED_TASKS)}, not {task} (keep it in its file)"
+            f"model '{name}': storage = 'database' serves tasks {', '.join(STORED_TASKS)}, "
+            f"not {task} (keep it in its file)"
         )
     if task in TASK_LOADERS:
         module, function = TASK_LOADERS[task]
@@ -261,7 +264,8 @@ def _from_transformers_dir(
         config_obj = AutoConfig.from_pretrained(str(d), trust_remote_code=False, local_files_only=True)
         mapping = MODEL_MAPPING if cls is AutoModel else MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
         # (an Auto class needs a path; the architecture's own class takes a state dict alone)
-        model = mapping[type(config_obj)].from_pretrained(None, config=config_obj, state_dict=state_dict)
+        arch: Any = mapping[type(config_obj)]
+        model = arch.from_pretrained(None, config=config_obj, state_dict=state_dict)
     else:
         model = cls.from_pretrained(
             str(d),

@@ -40,12 +40,12 @@ class Source:
     layout: str  # 'transformers' | 'mlp'
     entries: list[Entry] = field(default_factory=list)
     metadata: dict[str, dict[str, str]] = field(default_factory=dict)  # per .safetensors file
-    _maps: list[mmap.mmap] = field(default_factory=list)
+    maps: list[mmap.mmap] = field(default_factory=list)  # the mapped files the entries view
 
     def close(self) -> None:
         for view in self.entries:
             view.data.release()
-        for m in self._maps:
+        for m in self.maps:
             try:
                 m.close()
             except BufferError:  # a block view still alive somewhere: the map closes when it is collected
@@ -90,7 +90,7 @@ def _tensors(source: Source, f: Path, rel: str) -> None:
         mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size else None
     if mapped is None or size < 8:
         raise ModelLoadError(f"{f}: not a safetensors file (too short)")
-    source._maps.append(mapped)
+    source.maps.append(mapped)
     (n,) = struct.unpack("<Q", mapped[:8])
     if n > size - 8:
         raise ModelLoadError(f"{f}: not a safetensors file (header length {n} past the end)")

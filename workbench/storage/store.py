@@ -126,7 +126,10 @@ def write(
     table = pa.table({"model": pa.array([model] * len(rows["hash"]), pa.string()), **rows})
     con.register("__wb_new_tensors", table)
     try:
-        run(con, f"INSERT INTO {TENSORS} SELECT model, file, tensor, block_index, hash, dtype, shape FROM __wb_new_tensors")
+        run(
+            con,
+            f"INSERT INTO {TENSORS} SELECT model, file, tensor, block_index, hash, dtype, shape FROM __wb_new_tensors",
+        )
     finally:
         con.unregister("__wb_new_tensors")
     run(
