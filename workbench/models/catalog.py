@@ -158,7 +158,7 @@ class Catalog:
             cache_key = ("database:" + digest, 0.0, json.dumps(info.options, sort_keys=True))
             with _LOADING:
                 if cache_key not in _LOADED:
-                    _LOADED[cache_key] = self._from_blocks(key, info.options)
+                    _LOADED[cache_key] = self.from_blocks(key, info.options)
                 return _LOADED[cache_key]
         path = self._local(name, info.source, info.options)
         mtime = os.path.getmtime(path) if os.path.exists(path) else 0.0
@@ -254,7 +254,7 @@ class Catalog:
     #: called with the bytes of new blocks written so far while a model is imported
     on_import_progress: Callable[[int], None] | None = None
 
-    def _from_blocks(self, key: str, options: dict[str, Any]) -> Model:
+    def from_blocks(self, key: str, options: dict[str, Any]) -> Model:
         """Build a stored model from its blocks: tensors viewed over DuckDB's Arrow output; only
         the small files (config, tokenizer) are written, to a directory deleted after loading."""
         stored = store.load(self.con, key)
