@@ -13,7 +13,7 @@ side in one run:
     fine-tune moved it from the base model (cosine to base), so the variants are real;
   - load time from blocks vs from the safetensors file (median of --rounds, interleaved).
 
-    .venv/bin/python bench/bench_storage.py [--steps 30] [--rounds 3]
+    .venv/bin/python bench/bench_storage.py [--steps 8] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     started = time.perf_counter()
@@ -156,7 +156,7 @@ def main() -> None:
     try:
         s.sql("CALL load_dataset('pydoc')")
         train = s.sql("SELECT topic, body FROM pydoc WHERE id % 5 <> 0 ORDER BY id").arrow()
-        held = s.sql("SELECT body FROM pydoc WHERE id % 5 = 0 ORDER BY id LIMIT 128").arrow().column("body").to_pylist()
+        held = s.sql("SELECT body FROM pydoc WHERE id % 5 = 0 ORDER BY id LIMIT 64").arrow().column("body").to_pylist()
         texts, topics = train.column("body").to_pylist(), train.column("topic").to_pylist()
         paths: dict[str, Path] = {}
         for i, (name, objective, layers) in enumerate(MINILM_VARIANTS):
@@ -213,8 +213,10 @@ def main() -> None:
         table = stats.table(s.cursor()).to_pylist()
         by = {r["model"]: r for r in table}
         print()
-        print(f"{'variant':<18}{'file bytes':>13}{'unique blocks':>15}{'shared with':>13}{'accuracy':>10}"
-              f"{'vs base':>9}{'bit-exact':>10}{'load file':>11}{'load blocks':>13}{'ratio':>7}{'import':>8}")  # fmt: skip
+        print(
+            f"{'variant':<18}{'file bytes':>13}{'unique blocks':>15}{'shared with':>13}{'accuracy':>10}"
+            f"{'vs base':>9}{'bit-exact':>10}{'load file':>11}{'load blocks':>13}{'ratio':>7}{'import':>8}"
+        )
         for name, size, acc, drift, exact, ft, bt, imp in rows:
             print(
                 f"{name:<18}{size:>13,}{by[name]['unique_bytes']:>15,}{len(by[name]['shared_with']):>13}"

@@ -179,15 +179,18 @@ def collect_garbage(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def load(con: duckdb.DuckDBPyConnection, model: str) -> Loaded:
-    """A stored model's tensors and files, built from its blocks."""
-    ensure(con)
+    """A stored model's tensors and files, built from its blocks (the tables exist: the
+    catalog makes them when a session opens; a read-only database is read as it is)."""
     head = run(con, f"SELECT layout, metadata FROM {STORED} WHERE model = ?", [model])
     if not head:
         raise ModelLoadError(f"model '{model}' is not stored in the database")
     loaded = Loaded(head[0][0], json.loads(head[0][1]) if head[0][1] else {})
     table = con.sql(
         f"SELECT t.file, t.tensor, t.dtype, t.shape, b.data FROM {TENSORS} t JOIN {BLOCKS} b ON b.hash = t.hash "
-        "WHERE t.model = $model ORDER BY t.file, t.tensor, t.block_index",
+        # widest dtypes first, files last: each tensor starts aligned for its dtype in Arrow's buffer
+        "WHERE t.model = $model ORDER BY CASE WHEN t.dtype IN ('F64', 'I64', 'U64') THEN 0 "
+        "WHEN t.dtype IN ('F32', 'I32', 'U32') THEN 1 WHEN t.dtype IN ('F16', 'BF16', 'I16', 'U16') THEN 2 "
+        f"WHEN t.dtype = '{FILE_DTYPE}' THEN 4 ELSE 3 END, t.file, t.tensor, t.block_index",
         params={"model": model},
     ).to_arrow_table()
     keys = table.select(["file", "tensor", "dtype", "shape"]).to_pylist()
@@ -238,10 +241,14 @@ def _tensor(runs: list[_Part]) -> torch.Tensor:
     itemsize = _itemsize(key["dtype"])
     one = runs[0]
     buffer: Any
-    if len(runs) == 1 and (one.values.address + one.begin) % max(itemsize, 8) == 0:
+    if len(runs) == 1 and (one.values.address + one.begin) % itemsize == 0:
         buffer, offset, count = memoryview(one.values), one.begin, (one.end - one.begin) // itemsize
-    else:
-        buffer = bytearray(b"".join(p.values[p.begin : p.end].to_pybytes() for p in runs))
+    else:  # one copy, into memory of our own
+        buffer = bytearray(sum(p.end - p.begin for p in runs))
+        at = 0
+        for p in runs:
+            buffer[at : at + p.end - p.begin] = memoryview(p.values)[p.begin : p.end]
+            at += p.end - p.begin
         offset, count = 0, len(buffer) // itemsize
     if count == 0:
         return torch.empty(shape, dtype=dtype)
