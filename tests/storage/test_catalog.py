@@ -105,6 +105,8 @@ def test_shared_blocks_survive_dropping_one_model_and_stats_show_the_sharing(tmp
         assert by["base"]["shared_with"] == ["variant"] and by["variant"]["shared_with"] == ["base"]
         assert by["variant"]["unique_bytes"] == tuned[last].numel() * 4
         assert by["base"]["logical_bytes"] == by["base"]["physical_bytes"] > by["base"]["unique_bytes"]
+        described = dict(zip(*s.sql("DESCRIBE MODEL variant").arrow().to_pydict().values()))
+        assert described["storage.shared_with"] == "['base']" and described["storage.accuracy_loss"] == "0.0"
         s.sql("DROP MODEL base")
         assert _digits_out(s, "variant").equals(_digits_out(s, "variant_file"))
         (row,) = s.sql("CALL storage_stats()").arrow().to_pylist()

@@ -26,6 +26,7 @@ from workbench.models import hub, loading, offloaded
 from workbench.models.base import Model, ModelInfo
 from workbench.models.builtin import BUILTINS, local_source
 from workbench.storage import source as stored_source
+from workbench.storage import stats as storage_stats
 from workbench.storage import store
 
 #: the catalog's source of a model built on the packaged minilm (`FROM 'minilm'`)
@@ -226,7 +227,7 @@ class Catalog:
             )
             if in_database(options):
                 assert path is not None
-                self._import(key, path, model)
+                self._import(key, path, model, options)
             else:
                 store.drop(self.con, key)  # (a model that replaced a stored one: its blocks go)
         self.refresh()
@@ -234,8 +235,10 @@ class Catalog:
             model = self.get(key)
         return model
 
-    def _import(self, key: str, path: str, model: Model | None) -> None:
-        """Store the model at `path` as blocks (in the caller's transaction)."""
+    def _import(self, key: str, path: str, model: Model | None, options: dict[str, Any]) -> None:
+        """Store the model at `path` as blocks (in the caller's transaction). With
+        `max_accuracy_loss` and `validate_on`, blocks near stored ones become deltas, kept only
+        if the outputs on the validation sample stay within the loss (else stored exactly)."""
         from workbench.models import mlp
 
         local = os.path.abspath(os.path.expanduser(path))
@@ -245,11 +248,44 @@ class Catalog:
                 f"model '{key}': storage = 'database' serves tasks {', '.join(loading.STORED_TASKS)}, "
                 f"not {model.task} (keep it in its file)"
             )
+        near = "max_accuracy_loss" in options and bool(options.get("validate_on")) and model is not None
         src = stored_source.read(key, local, is_mlp=is_mlp)
         try:
-            store.write(self.con, key, src, progress=self.on_import_progress)
+            store.write(self.con, key, src, progress=self.on_import_progress, near_dedup=near)
+            if near:
+                assert model is not None
+                loss = self._measured_loss(key, model, options)
+                if loss > float(options["max_accuracy_loss"]):  # too lossy: store it exactly
+                    store.write(self.con, key, src, progress=self.on_import_progress)
+                    loss = 0.0
+                store.set_accuracy_loss(self.con, key, loss)
         finally:
             src.close()
+
+    def _measured_loss(self, key: str, model: Model, options: dict[str, Any]) -> float:
+        """1 - the worst row's cosine (embedders) or 1 - label agreement (classifiers) of the
+        model built from its blocks against the model from its file, on `validate_on`'s rows."""
+        import numpy as np
+
+        try:
+            rows = run(self.con, str(options["validate_on"]))
+        except duckdb.Error as exc:
+            raise CatalogError(f"model '{key}': validate_on failed: {shorten(str(exc), 200)}") from None
+        if not rows:
+            raise CatalogError(f"model '{key}': validate_on returned no rows")
+        sample = [r[0] for r in rows]
+        batch: Any = sample if model.input_type == "VARCHAR" else np.asarray(sample, np.float32)
+        ours = self.from_blocks(key, options).predict(batch)
+        theirs = model.predict(batch)
+        if ours.equals(theirs):  # (the cosine of equal rows may round below 1)
+            return 0.0
+        if pa.types.is_struct(theirs.type):  # a classifier: the share of labels that changed
+            a, b = ours.field("label").to_pylist(), theirs.field("label").to_pylist()
+            return 1.0 - sum(x == y for x, y in zip(a, b)) / len(a)
+        x = np.asarray(ours.to_pylist(), np.float64).reshape(len(sample), -1)
+        y = np.asarray(theirs.to_pylist(), np.float64).reshape(len(sample), -1)
+        cos = (x * y).sum(1) / np.maximum(np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1), 1e-30)
+        return float(max(0.0, 1.0 - cos.min()))
 
     #: called with the bytes of new blocks written so far while a model is imported
     on_import_progress: Callable[[int], None] | None = None
@@ -353,7 +389,7 @@ class Catalog:
         with transaction(self.con):  # the options and the model's blocks change together
             run(self.con, f"UPDATE {TABLE} SET options = ? WHERE name = ?", [json.dumps(merged, default=str), key])
             if moved and in_database(merged):
-                self._import(key, local, self.get(name))
+                self._import(key, local, self.get(name), merged)
             elif moved:
                 store.drop(self.con, key)
         if model is not None and "batch_size" in options:
@@ -385,6 +421,10 @@ class Catalog:
         except ModelLoadError as exc:
             facts["status"] = str(exc)
         facts.update({f"option.{k}": v for k, v in info.options.items()})
+        if in_database(info.options):  # what its blocks take, and with whom it shares them
+            for row in storage_stats.table(self.con).to_pylist():
+                if row["model"] == name.lower():
+                    facts.update({f"storage.{k}": v for k, v in row.items() if k != "model"})
         return pa.table({"property": list(facts), "value": [str(v) for v in facts.values()]})
 
     def file_of(self, name: str) -> str | None:

@@ -60,6 +60,7 @@ KNOWN_OPTIONS = {
     "revision",  # hub models: a branch, tag or commit
     "runtime",  # 'auto' | 'torch' | 'onnx' (models/runtimes.py)
     "storage",  # 'file' | 'database' (workbench/storage: the weights as tensor blocks in the database)
+    "validate_on",  # a query whose first column is the validation sample (accuracy-aware dedup)
 }
 STORAGE = ("file", "database")
 #: tasks a model stored in the database loads as (the generic transformers path, and MLP files)
@@ -86,6 +87,9 @@ def check_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
     storage = options.get("storage", "file")
     if storage not in STORAGE:
         raise ModelLoadError(f"model '{name}': storage must be 'file' or 'database', not {storage!r}")
+    validate_on = options.get("validate_on")
+    if validate_on is not None and (not isinstance(validate_on, str) or not validate_on.strip()):
+        raise ModelLoadError(f"model '{name}': validate_on must be a query, e.g. 'SELECT body FROM pydoc LIMIT 64'")
     runtime = str(options.get("runtime", "auto")).lower()
     if runtime not in ("auto", "torch", "onnx"):
         raise ModelLoadError(f"model '{name}': runtime must be 'auto', 'torch' or 'onnx', not {runtime!r}")

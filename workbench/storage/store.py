@@ -28,12 +28,13 @@ import torch
 
 from workbench.db import run
 from workbench.errors import ModelLoadError
-from workbench.storage import blocks
+from workbench.storage import blocks, near
 from workbench.storage.source import FILE_DTYPE, Source
 
 BLOCKS = "workbench_blocks"
 TENSORS = "workbench_tensors"
 STORED = "workbench_stored"
+SKETCHES = "workbench_block_sketches"
 #: bytes of new blocks inserted per statement (a bounded Arrow batch; progress is reported per batch)
 BATCH_BYTES = 16 << 20
 TORCH_DTYPES: dict[str, torch.dtype] = {
@@ -56,7 +57,13 @@ class Loaded:
 
 
 def ensure(con: duckdb.DuckDBPyConnection) -> None:
-    run(con, f"CREATE TABLE IF NOT EXISTS {BLOCKS} (hash VARCHAR PRIMARY KEY, nbytes BIGINT NOT NULL, data BLOB)")
+    # base/scale: a delta block (accuracy-aware dedup, near.py) is `base` plus data (int8) * scale
+    run(
+        con,
+        f"CREATE TABLE IF NOT EXISTS {BLOCKS} (hash VARCHAR PRIMARY KEY, nbytes BIGINT NOT NULL, data BLOB, "
+        "base VARCHAR, scale DOUBLE)",
+    )
+    run(con, f"CREATE TABLE IF NOT EXISTS {SKETCHES} (hash VARCHAR PRIMARY KEY, nbytes BIGINT NOT NULL, code INTEGER)")
     run(
         con,
         f"CREATE TABLE IF NOT EXISTS {TENSORS} (model VARCHAR NOT NULL, file VARCHAR NOT NULL, "
@@ -100,21 +107,36 @@ def write(
     model: str,
     source: Source,
     progress: Callable[[int], None] | None = None,
+    *,
+    near_dedup: bool = False,
 ) -> None:
     """Store `source` as model `model` (replacing a stored model of that name). Runs in the
-    caller's transaction; `progress` is called with the bytes of new blocks written so far."""
+    caller's transaction; `progress` is called with the bytes of new blocks written so far.
+    `near_dedup`: a float32 block close to a stored one becomes a delta to it (near.py)."""
     ensure(con)
     run(con, f"DELETE FROM {TENSORS} WHERE model = ?", [model])
     run(con, f"DELETE FROM {STORED} WHERE model = ?", [model])
     rows: dict[str, list[Any]] = {k: [] for k in ("file", "tensor", "block_index", "hash", "dtype", "shape")}
     pending: dict[str, memoryview] = {}
     pending_bytes = written = 0
+    deltas: dict[str, near.Delta] = {}
+    sketches: dict[str, tuple[int, int]] = {}
     for entry in source.entries:
         itemsize = 1 if entry.dtype == FILE_DTYPE else _itemsize(entry.dtype)
         for index, block in enumerate(blocks.split(entry.data, entry.shape, itemsize)):
-            for key, value in zip(rows, (entry.file, entry.tensor, index, block.hash, entry.dtype, list(entry.shape))):
+            stored_as: str = block.hash
+            if entry.dtype in near.NEAR_DTYPES and block.hash not in pending:
+                values = np.frombuffer(block.data, np.float32)
+                code = near.sketch(values)
+                delta = _near(con, block.hash, values, code) if near_dedup else None
+                if delta is not None:
+                    stored_as = delta.hash
+                    deltas[delta.hash] = delta
+                else:
+                    sketches[block.hash] = (len(block.data), code)
+            for key, value in zip(rows, (entry.file, entry.tensor, index, stored_as, entry.dtype, list(entry.shape))):
                 rows[key].append(value)
-            if block.hash not in pending:
+            if stored_as == block.hash and block.hash not in pending:
                 pending[block.hash] = block.data
                 pending_bytes += len(block.data)
             if pending_bytes >= BATCH_BYTES:
@@ -123,6 +145,8 @@ def write(
                 if progress is not None:
                     progress(written)
     written += _insert_blocks(con, pending)
+    written += _insert_deltas(con, deltas)
+    _insert_sketches(con, sketches)
     table = pa.table({"model": pa.array([model] * len(rows["hash"]), pa.string()), **rows})
     con.register("__wb_new_tensors", table)
     try:
@@ -142,6 +166,75 @@ def write(
         progress(written)
 
 
+def _near(con: duckdb.DuckDBPyConnection, own: str, values: np.ndarray, code: int) -> near.Delta | None:
+    """A delta to a stored raw block with the same sketch and size, if one rebuilds `values`
+    within the block tolerance (the first that does)."""
+    if run(con, f"SELECT 1 FROM {BLOCKS} WHERE hash = ?", [own]):
+        return None  # stored exactly already: sharing it costs nothing
+    candidates = run(
+        con,
+        f"SELECT b.hash, b.data FROM {SKETCHES} s JOIN {BLOCKS} b ON b.hash = s.hash "
+        "WHERE s.code = ? AND s.nbytes = ? AND b.base IS NULL LIMIT 4",
+        [code, values.nbytes],
+    )
+    for base_hash, data in candidates:
+        delta = near.encode(values, base_hash, np.frombuffer(data, np.float32))
+        if delta is not None:
+            return delta
+    return None
+
+
+def _insert_deltas(con: duckdb.DuckDBPyConnection, deltas: dict[str, near.Delta]) -> int:
+    if not deltas:
+        return 0
+    items = list(deltas.values())
+    table = pa.table(
+        {
+            "hash": pa.array([d.hash for d in items], pa.string()),
+            "nbytes": pa.array([len(d.data) for d in items], pa.int64()),
+            "data": pa.array([d.data for d in items], pa.binary()),
+            "base": pa.array([d.base for d in items], pa.string()),
+            "scale": pa.array([d.scale for d in items], pa.float64()),
+        }
+    )
+    con.register("__wb_new_deltas", table)
+    try:
+        new = run(
+            con,
+            f"INSERT INTO {BLOCKS} SELECT n.hash, n.nbytes, n.data, n.base, n.scale FROM __wb_new_deltas n "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {BLOCKS} b WHERE b.hash = n.hash) RETURNING nbytes",
+        )
+    finally:
+        con.unregister("__wb_new_deltas")
+    return sum(int(r[0]) for r in new)
+
+
+def _insert_sketches(con: duckdb.DuckDBPyConnection, sketches: dict[str, tuple[int, int]]) -> None:
+    if not sketches:
+        return
+    hashes = list(sketches)
+    table = pa.table(
+        {
+            "hash": pa.array(hashes, pa.string()),
+            "nbytes": pa.array([sketches[h][0] for h in hashes], pa.int64()),
+            "code": pa.array([sketches[h][1] for h in hashes], pa.int32()),
+        }
+    )
+    con.register("__wb_new_sketches", table)
+    try:
+        run(
+            con,
+            f"INSERT INTO {SKETCHES} SELECT n.hash, n.nbytes, n.code FROM __wb_new_sketches n "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {SKETCHES} s WHERE s.hash = n.hash)",
+        )
+    finally:
+        con.unregister("__wb_new_sketches")
+
+
+def set_accuracy_loss(con: duckdb.DuckDBPyConnection, model: str, loss: float) -> None:
+    run(con, f"UPDATE {STORED} SET accuracy_loss = ? WHERE model = ?", [loss, model])
+
+
 def _insert_blocks(con: duckdb.DuckDBPyConnection, pending: dict[str, memoryview]) -> int:
     """Insert the blocks not stored yet; returns the bytes written."""
     if not pending:
@@ -158,7 +251,7 @@ def _insert_blocks(con: duckdb.DuckDBPyConnection, pending: dict[str, memoryview
     try:
         new = run(
             con,
-            f"INSERT INTO {BLOCKS} SELECT n.hash, n.nbytes, n.data FROM __wb_new_blocks n "
+            f"INSERT INTO {BLOCKS} SELECT n.hash, n.nbytes, n.data, NULL, NULL FROM __wb_new_blocks n "
             f"WHERE NOT EXISTS (SELECT 1 FROM {BLOCKS} b WHERE b.hash = n.hash) RETURNING nbytes",
         )
     finally:
@@ -175,7 +268,11 @@ def drop(con: duckdb.DuckDBPyConnection, model: str) -> None:
 
 
 def collect_garbage(con: duckdb.DuckDBPyConnection) -> None:
-    run(con, f"DELETE FROM {BLOCKS} b WHERE NOT EXISTS (SELECT 1 FROM {TENSORS} t WHERE t.hash = b.hash)")
+    """Remove the blocks no tensor holds: deltas first, then raw blocks no remaining delta is based on."""
+    unused = f"NOT EXISTS (SELECT 1 FROM {TENSORS} t WHERE t.hash = b.hash)"
+    run(con, f"DELETE FROM {BLOCKS} b WHERE b.base IS NOT NULL AND {unused}")
+    run(con, f"DELETE FROM {BLOCKS} b WHERE {unused} AND NOT EXISTS (SELECT 1 FROM {BLOCKS} d WHERE d.base = b.hash)")
+    run(con, f"DELETE FROM {SKETCHES} s WHERE NOT EXISTS (SELECT 1 FROM {BLOCKS} b WHERE b.hash = s.hash)")
 
 
 def load(con: duckdb.DuckDBPyConnection, model: str) -> Loaded:
@@ -186,14 +283,17 @@ def load(con: duckdb.DuckDBPyConnection, model: str) -> Loaded:
         raise ModelLoadError(f"model '{model}' is not stored in the database")
     loaded = Loaded(head[0][0], json.loads(head[0][1]) if head[0][1] else {})
     table = con.sql(
-        f"SELECT t.file, t.tensor, t.dtype, t.shape, b.data FROM {TENSORS} t JOIN {BLOCKS} b ON b.hash = t.hash "
+        f"SELECT t.file, t.tensor, t.dtype, t.shape, b.scale, b.data, r.data AS base_data FROM {TENSORS} t "
+        f"JOIN {BLOCKS} b ON b.hash = t.hash LEFT JOIN {BLOCKS} r ON r.hash = b.base "
         # widest dtypes first, files last: each tensor starts aligned for its dtype in Arrow's buffer
         "WHERE t.model = $model ORDER BY CASE WHEN t.dtype IN ('F64', 'I64', 'U64') THEN 0 "
         "WHEN t.dtype IN ('F32', 'I32', 'U32') THEN 1 WHEN t.dtype IN ('F16', 'BF16', 'I16', 'U16') THEN 2 "
         f"WHEN t.dtype = '{FILE_DTYPE}' THEN 4 ELSE 3 END, t.file, t.tensor, t.block_index",
         params={"model": model},
     ).to_arrow_table()
-    keys = table.select(["file", "tensor", "dtype", "shape"]).to_pylist()
+    keys = table.select(["file", "tensor", "dtype", "shape", "scale"]).to_pylist()
+    # tensors with a delta block (accuracy-aware dedup) are rebuilt block by block
+    rebuilt = {(k["file"], k["tensor"]) for k in keys if k["scale"] is not None}
     parts: dict[tuple[str, str], list[_Part]] = {}
     row = 0
     for chunk in table.column("data").chunks:
@@ -212,12 +312,35 @@ def load(con: duckdb.DuckDBPyConnection, model: str) -> Loaded:
             start = end
         row += len(chunk)
     for (file, tensor), runs in parts.items():
+        if (file, tensor) in rebuilt:
+            continue
         if runs[0].key["dtype"] == FILE_DTYPE:
             loaded.files[file] = b"".join(p.values[p.begin : p.end].to_pybytes() for p in runs)
         else:
             loaded.tensors.setdefault(file, {})[tensor] = _tensor(runs)
-    loaded.bytes_read = table.column("data").nbytes
+    if rebuilt:
+        _rebuild(loaded, table, keys, rebuilt)
+    loaded.bytes_read = table.column("data").nbytes + table.column("base_data").nbytes
     return loaded
+
+
+def _rebuild(loaded: Loaded, table: pa.Table, keys: list[dict[str, Any]], rebuilt: set[tuple[str, str]]) -> None:
+    """The tensors holding delta blocks: each block rebuilt (base + int8 delta * scale), one copy."""
+    data, bases = table.column("data"), table.column("base_data")
+    pieces: dict[tuple[str, str], list[bytes]] = {}
+    for i, key in enumerate(keys):
+        name = (key["file"], key["tensor"])
+        if name not in rebuilt:
+            continue
+        raw = data[i].as_py()
+        if key["scale"] is not None:
+            raw = near.decode(np.frombuffer(bases[i].as_py(), np.float32), raw, key["scale"]).tobytes()
+        pieces.setdefault(name, []).append(raw)
+    for (file, tensor), chunks in pieces.items():
+        key = next(k for k in keys if (k["file"], k["tensor"]) == (file, tensor))
+        buffer = bytearray(b"".join(chunks))
+        flat = torch.frombuffer(buffer, dtype=TORCH_DTYPES[key["dtype"]]) if buffer else torch.empty(0)
+        loaded.tensors.setdefault(file, {})[tensor] = flat.reshape(tuple(key["shape"]))
 
 
 def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
