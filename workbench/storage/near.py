@@ -36,7 +36,7 @@ class Delta:
 
 @cache
 def _planes() -> np.ndarray:
-    return np.random.default_rng(18).standard_normal((SKETCH_BITS, SAMPLE)).astype(np.float32)
+    return np.random.default_rng(18).standard_normal((SKETCH_BITS, SAMPLE))
 
 
 def sketch(values: np.ndarray) -> int:
@@ -46,7 +46,8 @@ def sketch(values: np.ndarray) -> int:
     else:
         sample = np.zeros(SAMPLE, np.float32)
         sample[: len(values)] = values
-    bits = (_planes() @ np.nan_to_num(sample.astype(np.float32))) > 0
+    finite = np.nan_to_num(sample.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    bits = (_planes() @ finite) > 0  # (in float64: no overflow on huge values)
     return int(np.packbits(bits).view(">u2")[0])
 
 
