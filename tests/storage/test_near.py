@@ -103,12 +103,9 @@ def test_an_embedder_over_its_loss_is_stored_exactly_and_within_it_as_deltas(tmp
         s.sql("CALL load_dataset('pydoc')")
         s.sql("CREATE MODEL base FROM 'minilm' WITH (storage = 'database')")
         sample = "validate_on = 'SELECT body FROM pydoc WHERE id % 5 = 0 LIMIT 16'"
-        s.sql(
-            f"CREATE MODEL loose FROM '{tmp_path / 'tuned'}' WITH (storage = 'database', max_accuracy_loss = 0.01, {sample})"
-        )
-        s.sql(
-            f"CREATE MODEL strict FROM '{tmp_path / 'tuned'}' WITH (storage = 'database', max_accuracy_loss = 0, {sample})"
-        )
+        tuned = tmp_path / "tuned"
+        s.sql(f"CREATE MODEL loose FROM '{tuned}' WITH (storage = 'database', max_accuracy_loss = 0.01, {sample})")
+        s.sql(f"CREATE MODEL strict FROM '{tuned}' WITH (storage = 'database', max_accuracy_loss = 0, {sample})")
         by = {r["model"]: r for r in s.sql("CALL storage_stats()").arrow().to_pylist()}
         assert by["strict"]["accuracy_loss"] == 0.0  # a delta changes the outputs: refused, stored exactly
         assert 0 < by["loose"]["accuracy_loss"] <= 0.01
