@@ -4,6 +4,7 @@ CALL load_dataset('pydoc' | 'digits')
 CALL cache_stats()
 CALL clear_cache() / CALL clear_cache('model')
 CALL calibrate()          measure the cost model's machine constants again
+CALL storage_stats()      models stored in the database: logical and physical bytes, sharing
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from workbench.engine import calibration
 from workbench.errors import ParameterError
 from workbench.models.catalog import Catalog
 from workbench.result import Result
+from workbench.storage import stats as storage
 from workbench.telemetry.summary import count
 
 
@@ -78,9 +80,27 @@ def calibrate(session: Host, *args: Any) -> Result:
     return Result(table, statement="CALL calibrate()", elapsed=time.perf_counter() - start)
 
 
+def storage_stats(session: Host, *args: Any) -> Result:
+    """Models stored in the database as tensor blocks (`storage = 'database'`): per model its
+    logical bytes, the physical bytes of its blocks, the models it shares blocks with."""
+    if args:
+        raise ParameterError("usage: CALL storage_stats()")
+    start = time.perf_counter()
+    con = session.cursor()
+    try:
+        table = storage.table(con)
+        total = storage.total_physical_bytes(con)
+    finally:
+        con.close()
+    logical = sum(table.column("logical_bytes").to_pylist())
+    msg = f"{count(table.num_rows, 'stored model')}: {logical:,} logical bytes in {total:,} physical bytes"
+    return Result(table, statement="CALL storage_stats()", elapsed=time.perf_counter() - start, message=msg)
+
+
 PROCEDURES: dict[str, Callable[..., Result]] = {
     "calibrate": calibrate,
     "load_dataset": load_dataset,
     "cache_stats": cache_stats,
     "clear_cache": clear_cache,
+    "storage_stats": storage_stats,
 }

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import tempfile
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +25,9 @@ from workbench.errors import CatalogError, ModelLoadError, UnknownModelError, sh
 from workbench.models import hub, loading, offloaded
 from workbench.models.base import Model, ModelInfo
 from workbench.models.builtin import BUILTINS, local_source
+from workbench.storage import source as stored_source
+from workbench.storage import stats as storage_stats
+from workbench.storage import store
 
 #: the catalog's source of a model built on the packaged minilm (`FROM 'minilm'`)
 PACKAGED_MINILM = "builtin:minilm"
@@ -49,6 +53,11 @@ _SHAPING = {"task", "labels", "input_dim", "output_dim", "max_length", "normaliz
 # Loaded path models are shared by every session of the process (keyed by file and options).
 _LOADED: dict[tuple[str, float, str], Model] = {}
 _LOADING = threading.RLock()
+
+
+def in_database(options: dict[str, Any]) -> bool:
+    """Whether a model's weights live in the database as tensor blocks (`storage = 'database'`)."""
+    return options.get("storage") == "database"
 
 
 def forget_loaded(source: str) -> None:
@@ -84,11 +93,13 @@ class Catalog:
             f"CREATE TABLE IF NOT EXISTS {TABLE} (name VARCHAR PRIMARY KEY, source VARCHAR NOT NULL, "
             "task VARCHAR, options JSON, created_at TIMESTAMP DEFAULT current_timestamp)",
         )
+        store.ensure(self.con)  # models stored in the database as tensor blocks (workbench/storage)
         self._objects: dict[str, Model] = {}  # models from Python objects, this session only
         #: called with (cursor, name) when a model is dropped: the engine removes what it stored
         #: (its inference cache table always goes: a model made later under the name starts empty)
         self.on_drop: list[Callable[[duckdb.DuckDBPyConnection, str], None]] = [drop_table]
         self._stored: dict[str, ModelInfo] = {}
+        self._digests: dict[str, str] = {}  # stored models: one hash over each one's blocks
         self._overrides: dict[str, dict[str, Any]] = {}
         #: the session's telemetry, when it sets one: hub downloads report `download` events there
         self.telemetry: Any = None
@@ -104,11 +115,13 @@ class Catalog:
     # -- lookup -------------------------------------------------------------------------
     def refresh(self) -> None:
         rows = run(self.con, f"SELECT name, source, task, options FROM {TABLE}")
+        digests = store.digests(self.con)
         infos = [ModelInfo(r[0], r[1], r[2] or "", json.loads(r[3]) if r[3] else {}) for r in rows]
         # rows for built-in names only hold option overrides (ALTER MODEL minilm SET ...)
         with self._lock:  # both maps change together: a reader sees the old or the new pair
             self._overrides = {i.name: i.options for i in infos if i.name in BUILTINS}
             self._stored = {i.name: i for i in infos if i.name not in BUILTINS}
+            self._digests = digests
 
     @property
     def names(self) -> set[str]:
@@ -141,6 +154,13 @@ class Catalog:
                 f"'{info.source[len(_PYTHON) :]}' in an earlier session; register it again with "
                 f"CREATE OR REPLACE MODEL {name} FROM PYTHON {info.source[len(_PYTHON) :]}"
             )
+        if in_database(info.options):  # from its blocks: the database file carries the model
+            digest = self._digests.get(key) or store.digest(self.con, key)
+            cache_key = ("database:" + digest, 0.0, json.dumps(info.options, sort_keys=True))
+            with _LOADING:
+                if cache_key not in _LOADED:
+                    _LOADED[cache_key] = self.from_blocks(key, info.options)
+                return _LOADED[cache_key]
         path = self._local(name, info.source, info.options)
         mtime = os.path.getmtime(path) if os.path.exists(path) else 0.0
         cache_key = (os.path.abspath(path), mtime, json.dumps(info.options, sort_keys=True))
@@ -173,6 +193,10 @@ class Catalog:
             )
             path = str(snapshot)
         streamed = offloaded.directory_of(path) if path is not None and offloaded.mode_of(options) != "off" else None
+        if in_database(options) and (path is None or streamed is not None):
+            raise CatalogError(
+                f"model '{name}': storage = 'database' takes a model FROM a path or hub name, without offload"
+            )
         if path is not None and streamed is not None:
             # a model that may not fit memory is checked without loading its weights
             task = offloaded.check(name, streamed, options)
@@ -194,15 +218,95 @@ class Catalog:
             source = PACKAGED_MINILM  # not this machine's path: the file database may move
         if model is not None:
             task = model.task
-        with transaction(self.con):  # replace the entry atomically
+        with transaction(self.con):  # replace the entry atomically, with the model's blocks when it is stored
             run(self.con, f"DELETE FROM {TABLE} WHERE name = ?", [key])
             run(
                 self.con,
                 f"INSERT INTO {TABLE} (name, source, task, options) VALUES (?, ?, ?, ?)",
                 [key, source, task, json.dumps(options, default=str)],
             )
+            if in_database(options):
+                assert path is not None
+                self._import(key, path, model, options)
+            else:
+                store.drop(self.con, key)  # (a model that replaced a stored one: its blocks go)
         self.refresh()
+        if in_database(options):  # the model that serves is the one built from the blocks
+            model = self.get(key)
         return model
+
+    def _import(self, key: str, path: str, model: Model | None, options: dict[str, Any]) -> None:
+        """Store the model at `path` as blocks (in the caller's transaction). With
+        `max_accuracy_loss` and `validate_on`, blocks near stored ones become deltas, kept only
+        if the outputs on the validation sample stay within the loss (else stored exactly)."""
+        from workbench.models import mlp
+
+        local = os.path.abspath(os.path.expanduser(path))
+        is_mlp = local.endswith(".safetensors") and mlp.is_mlp_file(local)
+        if not is_mlp and model is not None and model.task not in loading.STORED_TASKS:
+            raise ModelLoadError(
+                f"model '{key}': storage = 'database' serves tasks {', '.join(loading.STORED_TASKS)}, "
+                f"not {model.task} (keep it in its file)"
+            )
+        near = "max_accuracy_loss" in options and bool(options.get("validate_on")) and model is not None
+        src = stored_source.read(key, local, is_mlp=is_mlp)
+        try:
+            store.write(self.con, key, src, progress=self.on_import_progress, near_dedup=near)
+            if near:
+                assert model is not None
+                loss = self._measured_loss(key, model, options)
+                if loss > float(options["max_accuracy_loss"]):  # too lossy: store it exactly
+                    store.write(self.con, key, src, progress=self.on_import_progress)
+                    loss = 0.0
+                store.set_accuracy_loss(self.con, key, loss)
+        finally:
+            src.close()
+
+    def _measured_loss(self, key: str, model: Model, options: dict[str, Any]) -> float:
+        """1 - the worst row's cosine (embedders) or 1 - label agreement (classifiers) of the
+        model built from its blocks against the model from its file, on `validate_on`'s rows."""
+        import numpy as np
+
+        try:
+            rows = run(self.con, str(options["validate_on"]))
+        except duckdb.Error as exc:
+            raise CatalogError(f"model '{key}': validate_on failed: {shorten(str(exc), 200)}") from None
+        if not rows:
+            raise CatalogError(f"model '{key}': validate_on returned no rows")
+        sample = [r[0] for r in rows]
+        batch: Any = sample if model.input_type == "VARCHAR" else np.asarray(sample, np.float32)
+        ours = self.from_blocks(key, options).predict(batch)
+        theirs = model.predict(batch)
+        if ours.equals(theirs):  # (the cosine of equal rows may round below 1)
+            return 0.0
+        if pa.types.is_struct(theirs.type):  # a classifier: the share of labels that changed
+            a, b = ours.field("label").to_pylist(), theirs.field("label").to_pylist()
+            return 1.0 - sum(x == y for x, y in zip(a, b)) / len(a)
+        x = np.asarray(ours.to_pylist(), np.float64).reshape(len(sample), -1)
+        y = np.asarray(theirs.to_pylist(), np.float64).reshape(len(sample), -1)
+        cos = (x * y).sum(1) / np.maximum(np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1), 1e-30)
+        return float(max(0.0, 1.0 - cos.min()))
+
+    #: called with the bytes of new blocks written so far while a model is imported
+    on_import_progress: Callable[[int], None] | None = None
+
+    def from_blocks(self, key: str, options: dict[str, Any]) -> Model:
+        """Build a stored model from its blocks: tensors viewed over DuckDB's Arrow output; only
+        the small files (config, tokenizer) are written, to a directory deleted after loading."""
+        stored = store.load(self.con, key)
+        state: dict[str, Any] = {}
+        for tensors in stored.tensors.values():
+            state.update(tensors)
+        if stored.layout == "mlp":
+            (meta,) = stored.metadata.values()
+            return loading.from_mlp_state(key, meta, state, options)
+        with tempfile.TemporaryDirectory(prefix="wb_stored_") as d:
+            for rel, data in stored.files.items():
+                target = os.path.join(d, rel)
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                with open(target, "wb") as f:
+                    f.write(data)
+            return loading.from_path(key, d, options, state_dict=state)
 
     @_locked
     def drop(self, name: str, if_exists: bool = False) -> bool:
@@ -214,7 +318,14 @@ class Catalog:
                 return False
             raise UnknownModelError(f"unknown model '{name}'{self._hint()}")
         source = self._stored[key].source
-        run(self.con, f"DELETE FROM {TABLE} WHERE name = ?", [key])
+        digest = self._digests.get(key)
+        if digest is not None:  # a stored model's loaded copies go with it
+            with _LOADING:
+                for loaded in [k for k in _LOADED if k[0] == "database:" + digest]:
+                    del _LOADED[loaded]
+        with transaction(self.con):  # the entry and the blocks only this model held go together
+            run(self.con, f"DELETE FROM {TABLE} WHERE name = ?", [key])
+            store.drop(self.con, key)
         if not source.startswith(_PYTHON) and not hub.is_hub(source):
             forget_loaded(source)  # a dropped model's weights leave memory with it
         for forget in self.on_drop:  # what the engine keeps of the model (relation-centric weight blocks)
@@ -270,7 +381,17 @@ class Catalog:
             policy_of(merged, self.get(name) if model is None else model)  # (a streamed model is not loaded whole)
         if model is not None and "allow_inf" in options:  # (on a copy when the object is the user's adapter)
             model = self._objects[key] = loading.from_python(name, model, {"allow_inf": merged["allow_inf"]})
-        run(self.con, f"UPDATE {TABLE} SET options = ? WHERE name = ?", [json.dumps(merged, default=str), key])
+        moved = "storage" in options and in_database(merged) != store.is_stored(self.con, key)
+        if moved and (info.source.startswith(_PYTHON) or streamed):
+            raise CatalogError(f"model '{name}': storage = 'database' takes a model FROM a path, without offload")
+        if moved and not in_database(merged) and not os.path.exists(local):
+            raise CatalogError(f"model '{name}': its file {local} is gone; it can only stay in the database")
+        with transaction(self.con):  # the options and the model's blocks change together
+            run(self.con, f"UPDATE {TABLE} SET options = ? WHERE name = ?", [json.dumps(merged, default=str), key])
+            if moved and in_database(merged):
+                self._import(key, local, self.get(name), merged)
+            elif moved:
+                store.drop(self.con, key)
         if model is not None and "batch_size" in options:
             model.batch_size = options["batch_size"]
         self.refresh()
@@ -300,6 +421,10 @@ class Catalog:
         except ModelLoadError as exc:
             facts["status"] = str(exc)
         facts.update({f"option.{k}": v for k, v in info.options.items()})
+        if in_database(info.options):  # what its blocks take, and with whom it shares them
+            for row in storage_stats.table(self.con).to_pylist():
+                if row["model"] == name.lower():
+                    facts.update({f"storage.{k}": v for k, v in row.items() if k != "model"})
         return pa.table({"property": list(facts), "value": [str(v) for v in facts.values()]})
 
     def file_of(self, name: str) -> str | None:

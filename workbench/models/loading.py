@@ -59,7 +59,12 @@ KNOWN_OPTIONS = {
     "offload",
     "revision",  # hub models: a branch, tag or commit
     "runtime",  # 'auto' | 'torch' | 'onnx' (models/runtimes.py)
+    "storage",  # 'file' | 'database' (workbench/storage: the weights as tensor blocks in the database)
+    "validate_on",  # a query whose first column is the validation sample (accuracy-aware dedup)
 }
+STORAGE = ("file", "database")
+#: tasks a model stored in the database loads as (the generic transformers path, and MLP files)
+STORED_TASKS = ("embed", "classify", "regress")
 
 
 def task_options(task: str | None) -> frozenset[str]:
@@ -79,6 +84,12 @@ def check_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(options) - known)
     if unknown:
         raise ModelLoadError(f"model '{name}': unknown option {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    storage = options.get("storage", "file")
+    if storage not in STORAGE:
+        raise ModelLoadError(f"model '{name}': storage must be 'file' or 'database', not {storage!r}")
+    validate_on = options.get("validate_on")
+    if validate_on is not None and (not isinstance(validate_on, str) or not validate_on.strip()):
+        raise ModelLoadError(f"model '{name}': validate_on must be a query, e.g. 'SELECT body FROM pydoc LIMIT 64'")
     runtime = str(options.get("runtime", "auto")).lower()
     if runtime not in ("auto", "torch", "onnx"):
         raise ModelLoadError(f"model '{name}': runtime must be 'auto', 'torch' or 'onnx', not {runtime!r}")
@@ -109,8 +120,14 @@ def check_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-def from_path(name: str, path: str, options: dict[str, Any]) -> Model:
+def from_path(
+    name: str, path: str, options: dict[str, Any], state_dict: dict[str, torch.Tensor] | None = None
+) -> Model:
+    """The model at `path`. With `state_dict` (a model stored in the database), `path` is a
+    directory of its small files (config, tokenizer) and the weights are the given tensors."""
     p = Path(path).expanduser()
+    if state_dict is not None:
+        return _from_transformers_dir(name, p, options, state_dict)
     if not p.exists():
         raise ModelLoadError(f"model '{name}': no such file or directory: {path}")
     try:
@@ -182,7 +199,20 @@ def _tensor_model(name: str, module: torch.nn.Module, options: dict[str, Any]) -
         raise ModelLoadError(f"model '{name}': {exc}") from None
 
 
-def _from_transformers_dir(name: str, d: Path, options: dict[str, Any]) -> Model:
+def from_mlp_state(
+    name: str, metadata: dict[str, str], state_dict: dict[str, torch.Tensor], options: dict[str, Any]
+) -> Model:
+    """An MLP stored in the database: its architecture from the file's metadata, its weights given."""
+    try:
+        module, saved = mlp.from_state(metadata, state_dict)
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise ModelLoadError(f"model '{name}': cannot build the stored MLP: {_short(exc)}") from None
+    return _tensor_model(name, module, {**saved, **options})
+
+
+def _from_transformers_dir(
+    name: str, d: Path, options: dict[str, Any], state_dict: dict[str, torch.Tensor] | None = None
+) -> Model:
     try:
         recipe = sentence.read(d)
     except ModelLoadError as exc:
@@ -197,7 +227,7 @@ def _from_transformers_dir(name: str, d: Path, options: dict[str, Any]) -> Model
         raise ModelLoadError(
             f"model '{name}': {d} asks to run its own Python code (auto_map); remote code is never run"
         )
-    has_safetensors = any(d.glob("*.safetensors"))
+    has_safetensors = state_dict is not None or any(d.glob("*.safetensors"))
     allow_pickle = bool(options.get("allow_pickle"))
     if not has_safetensors and not allow_pickle:
         raise ModelLoadError(
@@ -217,6 +247,11 @@ def _from_transformers_dir(name: str, d: Path, options: dict[str, Any]) -> Model
 
     if task == "embed" and images.is_dual_encoder(archs):  # CLIP-like: its text tower, in the image space
         return images.load_text(name, d, {**options, "task": task}, recipe)
+    if state_dict is not None and task not in STORED_TASKS:
+        raise ModelLoadError(
+            f"model '{name}': storage = 'database' serves tasks {', '.join(STORED_TASKS)}, "
+            f"not {task} (keep it in its file)"
+        )
     if task in TASK_LOADERS:
         module, function = TASK_LOADERS[task]
         load = getattr(importlib.import_module(module), function)
@@ -227,12 +262,21 @@ def _from_transformers_dir(name: str, d: Path, options: dict[str, Any]) -> Model
             f"model '{name}': {d.name} is a {archs[0]} without a classification head; it can only embed (task='embed')"
         )
     cls = AutoModelForSequenceClassification if task in ("classify", "regress") else AutoModel
-    model = cls.from_pretrained(
-        str(d),
-        use_safetensors=not allow_pickle or has_safetensors,
-        trust_remote_code=False,
-        local_files_only=True,
-    )
+    if state_dict is not None:  # weights from the database's blocks, no weights file
+        from transformers import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING, MODEL_MAPPING, AutoConfig
+
+        config_obj = AutoConfig.from_pretrained(str(d), trust_remote_code=False, local_files_only=True)
+        mapping = MODEL_MAPPING if cls is AutoModel else MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
+        # (an Auto class needs a path; the architecture's own class takes a state dict alone)
+        arch: Any = mapping[type(config_obj)]
+        model = arch.from_pretrained(None, config=config_obj, state_dict=state_dict)
+    else:
+        model = cls.from_pretrained(
+            str(d),
+            use_safetensors=not allow_pickle or has_safetensors,
+            trust_remote_code=False,
+            local_files_only=True,
+        )
     tokenizer = AutoTokenizer.from_pretrained(str(d), trust_remote_code=False, local_files_only=True)
     return text_model(name, model.eval(), tokenizer, {**options, "task": task}, recipe)
 

@@ -60,10 +60,15 @@ def is_mlp_file(path: str | Path) -> bool:
 def load(path: str | Path) -> tuple[MLP, dict[str, Any]]:
     """The MLP and its options (task, labels, and its widths: no probe needed) from a file
     written by `save`."""
-    meta = metadata(path)
+    return from_state(metadata(path), load_file(str(path)))
+
+
+def from_state(meta: dict[str, str], state_dict: dict[str, torch.Tensor]) -> tuple[MLP, dict[str, Any]]:
+    """The MLP and its options from a file's metadata and its tensors (read from the file, or
+    from the database's blocks)."""
     widths = json.loads(meta["widths"])
     model = MLP(widths, meta.get("activation", "relu"))
-    model.load_state_dict(load_file(str(path)))
+    model.load_state_dict(state_dict)
     options: dict[str, Any] = {"input_dim": widths[0], "output_dim": widths[-1]}
     if "task" in meta:
         options["task"] = meta["task"]
