@@ -343,7 +343,9 @@ class _Counter:
         # distinct inputs counted by their 64-bit hashes: a hash table of 8-byte keys instead
         # of the keys themselves (a FLOAT[64] key is 256 bytes) makes this count 3-5x cheaper
         # on wide inputs, and a collision among a million keys has odds of about 1e-8
-        counted = self.cursor.fetch(f"SELECT count(k) AS n, count(DISTINCT hash(k)) AS d{length} FROM ({query})", params)
+        counted = self.cursor.fetch(
+            f"SELECT count(k) AS n, count(DISTINCT hash(k)) AS d{length} FROM ({query})", params
+        )
         total, rows, chars = (counted.column(i)[0].as_py() or 0 for i in range(3))
         return int(total), int(rows), float(chars)
 
