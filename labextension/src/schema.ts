@@ -105,6 +105,8 @@ export interface IOperator {
   runtime_reason: string;
   /** why only udf_centric can run it, where the call stands ('' when any paradigm can) */
   streaming_only: string;
+  /** the call's named options, [name, value] pairs in the order written: gen(p, seed := 1) gives [['seed', 1]] */
+  options?: [string, string | number | boolean | null | string[]][];
   /** local: this machine; ray: its cache misses run on the connected Ray cluster */
   placement?: 'local' | 'ray';
   /** placement ray: actors */

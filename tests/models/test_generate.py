@@ -232,3 +232,58 @@ def test_offloaded_generation_equals_in_memory_token_for_token(tmp_path, shape):
         session.close()
     assert offloaded == in_memory
     assert any(len(v) > 2 for v in in_memory.values())
+
+
+def test_named_options_set_one_call_and_key_its_cache(session, tmp_path):
+    model, tok = decoder(tmp_path / "named")
+    session.sql(f"CREATE MODEL named_gen FROM '{tmp_path / 'named'}' WITH (max_new_tokens = {NEW})")
+    short = dict(rows(session.sql("SELECT prompt, named_gen(prompt, max_new_tokens := 3) FROM p")))
+    full = dict(rows(session.sql("SELECT prompt, named_gen(prompt) FROM p")))
+    assert full == {p: reference(model, tok, p) for p in PROMPTS}
+    with torch.inference_mode():
+        expected_short = {}
+        for p in PROMPTS:
+            enc = tok(p, return_tensors="pt")
+            enc.pop("token_type_ids", None)
+            out = model.generate(**enc, max_new_tokens=3, pad_token_id=0, do_sample=False)
+            expected_short[p] = tok.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+    assert short == expected_short and short != full
+    # each option set is its own cache entry: 3 tokens again hits, 4 tokens does not
+    again = session.sql("SELECT named_gen(prompt, max_new_tokens := 3) FROM p")
+    assert again.stats[0]["cache_hits"] == len(PROMPTS)
+    other = session.sql("SELECT named_gen(prompt, max_new_tokens => 4) FROM p")
+    assert other.stats[0]["cache_hits"] == 0
+    # two calls with different options in one statement are two operators
+    both = session.sql("SELECT named_gen(prompt, max_new_tokens := 3) AS a, named_gen(prompt) AS b FROM p")
+    assert [tuple(r) for r in rows(both)] == [(short[p], full[p]) for p in PROMPTS]
+    # seeded sampling per call is cached; unseeded is never
+    seeded = session.sql("SELECT named_gen(prompt, temperature := 1.5, seed := 3) FROM p")
+    assert seeded.stats[0]["cache_policy"] != "off"
+    assert rows(session.sql("SELECT named_gen(prompt, temperature := 1.5, seed := 3) FROM p")) == rows(seeded)
+    for _ in range(2):
+        r = session.sql("SELECT named_gen(prompt, temperature := 1.5) FROM p")
+        assert r.stats[0]["cache_policy"] == "off" and r.stats[0]["cache_hits"] == 0
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        ("named_err(prompt, max_tokens := 3)", r"model 'named_err' has no option 'max_tokens' \(its options: "),
+        ("named_err(prompt, max_new_tokens := 'x')", r"max_new_tokens must be a positive integer, not 'x'"),
+        ("named_err(prompt, temperature := -1)", "temperature must be a number of at least 0"),
+        ("named_err(prompt, seed := 1.5)", "seed must be an integer, not 1.5"),
+        ("named_err(prompt, stop := [1, 2])", "stop must be a string or a list of strings"),
+        ("named_err(prompt, seed := length(prompt))", "option 'seed' takes a constant"),
+        ("named_err(prompt, seed := 1, seed := 2)", "option 'seed' is given twice"),
+        ("minilm(prompt, seed := 1)", "model 'minilm' .task 'embed'. takes no named options"),
+    ],
+)
+def test_bad_named_options_are_one_line(session, tmp_path, call, message):
+    from workbench.errors import InputTypeError
+
+    if "named_err" not in session.sql("SHOW MODELS").arrow().column(0).to_pylist():
+        decoder(tmp_path / "named_err")
+        session.sql(f"CREATE MODEL named_err FROM '{tmp_path / 'named_err'}' WITH (max_new_tokens = 3)")
+    with pytest.raises(InputTypeError, match=message) as err:
+        session.sql(f"SELECT {call} FROM p")
+    assert "\n" not in str(err.value)

@@ -207,7 +207,9 @@ class Models:
         if isinstance(model, Deferred) and not model.loaded:
             record = self._read_records().get(name.lower())
             if record is not None and record.constants == _constants_key(constants):
-                return _profile_from_json(record.profile)
+                found = _profile_from_json(record.profile)
+                if found is not None:
+                    return found
         return profile_of(name, real(model), constants)
 
     # -- models that need not load ---------------------------------------------------------
@@ -295,6 +297,25 @@ class Models:
             self._records[name.lower()] = _Record(key, signature, constants_key, text)
 
 
+# A model with a call's named options applied, per model and options (dropped with the model):
+# its fingerprint is computed once, not once per query.
+_WITH_OPTIONS: weakref.WeakKeyDictionary[Model, dict[tuple[tuple[str, Any], ...], Model]] = weakref.WeakKeyDictionary()
+
+
+def for_call(model: Model, options: tuple[tuple[str, Any], ...]) -> Model:
+    """The model an operator with named options runs (`gen(p, seed := 1)`): the model with
+    them applied, its own fingerprint and determinism included; the model itself without."""
+    if not options:
+        return model
+    model = real(model)
+    with _PROBES_LOCK:
+        known = _WITH_OPTIONS.setdefault(model, {})
+        found = known.get(options)
+        if found is None:
+            found = known[options] = model.with_options(dict(options))
+    return found
+
+
 def torch_form(model: Model) -> Model:
     """The eager torch model behind an ONNX Runtime form (or the model itself)."""
     return model.base if isinstance(model, runtimes.OrtModel) else model
@@ -309,8 +330,10 @@ def _constants_key(constants: dict[str, float]) -> str:
     return hashlib.sha256(json.dumps(constants, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _profile_from_json(text: str) -> ModelProfile:
+def _profile_from_json(text: str) -> ModelProfile | None:
     d = json.loads(text)
+    if "task" not in d:  # a record from before profiles named the task: plan from the model
+        return None
     d["layers"] = tuple(LayerShape(layer["kind"], tuple(layer["shape"])) for layer in d["layers"])
     return ModelProfile(**d)
 
@@ -338,6 +361,7 @@ def profile_of(name: str, model: Model, constants: dict[str, float]) -> ModelPro
         name=name,
         input_kind=model.input_kind,
         output_type=model.output_type,
+        task=model.task,
         input_dim=model.input_dim,
         device=model.device,
         batch_size=model.batch_size,

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from workbench.errors import SQLSyntaxError, WorkbenchError
 from workbench.models.base import TEXT_KINDS, cached_by_value
+from workbench.models.call_options import CallOptions
 from workbench.optimizer import hints
 from workbench.optimizer.cluster_cost import ClusterFacts
 from workbench.optimizer.context import Context
@@ -53,7 +54,7 @@ class Catalog:
     batch_size: Callable[[str], int | None]  # the user's (call, model option, session)
     precision: Callable[[str], str]
     memory: Callable[[str], str]
-    cache_policy: Callable[[str], str]  # 'off' or the policy's description
+    cache_policy: Callable[[str, CallOptions], str]  # 'off' or the policy's description (of a call's options)
     unavailable: Callable[[ModelProfile, str], dict[str, str]] = lambda profile, precision: {}
     cluster: Callable[[ModelProfile], ClusterFacts] | None = None  # the connected Ray cluster's facts
     runtimes: Callable[[str], tuple[RuntimeOption, ...]] = lambda name: ()  # ONNX Runtime forms
@@ -149,7 +150,11 @@ class Planner:
         text = profile.input_kind in TEXT_KINDS
         params = {n: values[n] for n in op.params if n in values}
         share = 0.5 ** sum(len(q.after) for q in op.inputs)
-        policy = self.catalog.cache_policy(op.model) if cached_by_value(profile.input_kind, op.input_type) else "off"
+        policy = (
+            self.catalog.cache_policy(op.model, op.options)
+            if cached_by_value(profile.input_kind, op.input_type)
+            else "off"
+        )
         ratio, counted_hits = 0.0, False
         if nested:
             rows, total, chars = nested[0].rows, nested[0].rows, 0.0

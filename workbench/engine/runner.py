@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 
 from workbench.engine.config import Config
 from workbench.engine.io import Cursor
-from workbench.engine.models import Models, real
+from workbench.engine.models import Models, for_call, real
 from workbench.errors import WorkbenchError
 from workbench.execution import dl_centric
 from workbench.execution.lookups import Lookups
@@ -124,6 +124,7 @@ class Runner:
                     model = self.models.variant(op.model, config, functools.partial(_sample_for, cursor, op, values))
                 if op.paradigm != "dl_centric":  # only dl_centric may find every input cached and never load it
                     model = real(model)
+                model = for_call(model, op.options)
                 job = Job(
                     op=op,
                     model=model,

@@ -141,6 +141,11 @@ class Model:
         """(named tensors, other facts) that determine the outputs."""
         raise NotImplementedError
 
+    def with_options(self, options: dict[str, Any]) -> Model:
+        """This model with a call's named options applied (models/call_options.py checked
+        their names and types against the task); a task without such options has none."""
+        raise ModelLoadError(f"a {self.task} model takes no named options")
+
     def describe(self) -> dict[str, Any]:
         return {
             "task": self.task,

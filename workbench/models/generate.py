@@ -21,6 +21,7 @@ default, or 'left': keep the end of a prompt too long for the context).
 
 from __future__ import annotations
 
+import copy
 import inspect
 import json
 from pathlib import Path
@@ -106,6 +107,28 @@ class Generator(_TextModel):
             "truncate": self.truncate,
         }
         return named, facts
+
+    def with_options(self, options: dict[str, Any]) -> Generator:
+        """This generator with a call's decoding options (`gen(p, max_new_tokens := 20)`) over
+        the model's own; the same weights, its own fingerprint."""
+        current = {
+            "max_new_tokens": self.max_new_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "stop": list(self.stop),
+            "seed": self.seed,
+            "chat": self.chat,
+            "truncate": self.truncate,
+        }
+        settings = _settings("call", {**current, **options})
+        if settings["chat"] and not getattr(self.tokenizer, "chat_template", None):
+            raise ModelError("chat := true needs a tokenizer with a chat template; this one has none")
+        found = copy.copy(self)
+        vars(found).pop("_fingerprinter", None)  # its facts differ: its own memo of the digest
+        for key, value in settings.items():
+            setattr(found, key, value)
+        found.deterministic = found.temperature == 0 or found.seed is not None
+        return found
 
     def predict(self, batch: list[str]) -> pa.Array:
         return pa.array(self.generate(batch), type=pa.string())

@@ -99,6 +99,8 @@ class ModelOperator:
     model: str
     call: str  # the call as the user wrote it, e.g. "minilm(body)"
     inputs: tuple[InputQuery, ...]
+    #: the call's named options, ((name, value), ...): `gen(p, seed := 1)` (models/call_options.py)
+    options: tuple[tuple[str, Any], ...] = ()
     reads: tuple[int, ...] = ()  # operators whose outputs its input queries read (they run first)
     input_type: str = ""
     output_type: str = ""
