@@ -287,3 +287,41 @@ def test_bad_named_options_are_one_line(session, tmp_path, call, message):
     with pytest.raises(InputTypeError, match=message) as err:
         session.sql(f"SELECT {call} FROM p")
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("shape", ["llama", "gpt2"])
+def test_continuous_batching_equals_one_prompt_at_a_time(tmp_path, shape):
+    """Sequences end at different steps (an end token their greedy text reaches at different
+    points); a waiting prompt takes each freed slot, its KV cache rows joining the running
+    batch, and every text equals the prompt decoded alone, token for token."""
+    from workbench.models import generate
+
+    model, tok = decoder(tmp_path / "cb", shape)
+    prompts = [*PROMPTS, "x", "the the the", "42 is the answer to it", "dog", "on"]
+    alone = {}
+    with torch.inference_mode():
+        for p in prompts:
+            enc = tok(p, return_tensors="pt")
+            enc.pop("token_type_ids", None)
+            out = model.generate(**enc, max_new_tokens=NEW, pad_token_id=0, do_sample=False)
+            alone[p] = out[0, enc["input_ids"].shape[1] :].tolist()
+    gen = generate.adapter("cb", model, tok, {"max_new_tokens": NEW})
+
+    def ended(ids: list[int], ends: set[int]) -> int:
+        return next((i for i, t in enumerate(ids) if t in ends), len(ids))
+
+    # one more end token: the one whose first appearance is spread over the most different steps
+    seen = sorted({t for ids in alone.values() for t in ids} - set(gen.end_ids))
+    end = max(seen, key=lambda t: len({ended(ids, {*gen.end_ids, t}) for ids in alone.values()}))
+    gen.end_ids = frozenset({*gen.end_ids, end})
+    kept = [alone[p][: ended(alone[p], set(gen.end_ids))] for p in prompts]
+    assert len({len(ids) for ids in kept}) >= 3  # sequences really end at different steps
+    expected = [tok.decode(ids, skip_special_tokens=True) for ids in kept]
+    got = gen.generate(prompts, slots=3)
+    assert got == expected
+    stats = gen.last_decode
+    assert stats is not None and stats.joins >= 1 and stats.slots == 3
+    assert stats.tokens == sum(len(ids) for ids in kept)
+    assert stats.kv_bytes > 0
+    # all at once (no slot limit) gives the same texts
+    assert gen.generate(prompts) == expected
