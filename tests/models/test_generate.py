@@ -325,3 +325,76 @@ def test_continuous_batching_equals_one_prompt_at_a_time(tmp_path, shape):
     assert stats.kv_bytes > 0
     # all at once (no slot limit) gives the same texts
     assert gen.generate(prompts) == expected
+
+
+def test_stats_and_events_report_tokens_and_a_one_row_query_streams_its_text(session, tmp_path):
+    from workbench.telemetry import Tracker
+    from workbench.telemetry.summary import summary_text
+
+    decoder(tmp_path / "seen")
+    session.sql(f"CREATE MODEL seen_gen FROM '{tmp_path / 'seen'}' WITH (max_new_tokens = {NEW}, cache = 'off')")
+    r = session.sql("SELECT seen_gen(prompt) FROM p")
+    s = r.stats[0]
+    texts = [v for (v,) in rows(r)]
+    assert 0 < s["tokens"] <= NEW * len(PROMPTS) and s["tokens_per_s"] > 0 and s["kv_cache_bytes"] > 0
+    events, tracker, summaries = [], Tracker(), []
+
+    def listen(event):
+        events.append(event)
+        tracker(event)
+        if event.kind == "generation":
+            summaries.append(summary_text(tracker.copy()))
+
+    unsubscribe = session.telemetry.subscribe(listen)
+    try:
+        (out,) = rows(session.sql("SELECT seen_gen('the dog sat on the mat')"))[0]
+    finally:
+        unsubscribe()
+    streamed = [e.data["text"] for e in events if e.kind == "generation" and e.data["text"] is not None]
+    assert streamed and all(out.startswith(t) for t in streamed)  # the text as it grew
+    last = [e for e in events if e.kind == "generation"][-1].data
+    assert last["tokens"] > 0 and last["kv_bytes"] > 0 and last["text"] is None
+    assert any("text so far: " + streamed[0] in t for t in summaries)
+    final = summary_text(tracker.copy())
+    assert "generated: " in final and "tokens (" in final and "text so far" not in final
+    again = session.sql("SELECT seen_gen(prompt) FROM p")
+    assert [v for (v,) in rows(again)] == texts
+
+
+@pytest.mark.parametrize("paradigm", ["dl_centric", "udf_centric"])
+def test_an_interrupt_stops_generation_within_a_second_and_keeps_nothing(tmp_path, paradigm):
+    """Ctrl-C (a KeyboardInterrupt in the main thread) after the first tokens: the query stops
+    mid-decode with QueryInterrupted, no unfinished text reaches the cache, the session goes on."""
+    import _thread
+    import threading
+    import time
+
+    from workbench.errors import QueryInterrupted
+
+    decoder(tmp_path / "long")
+    s = workbench.connect()
+    s.sql("CREATE TABLE w AS SELECT 'w' || i::VARCHAR AS prompt FROM range(64) t(i)")
+    s.sql(f"CREATE MODEL long_gen FROM '{tmp_path / 'long'}' WITH (max_new_tokens = 48, batch_size = 4)")
+    query = f"SELECT /*+ paradigm(long_gen, {paradigm}) */ long_gen(prompt) FROM w"
+    asked: list[float] = []
+
+    def listen(event):
+        if event.kind == "generation" and event.data["tokens"] > 0 and not asked:
+            asked.append(time.perf_counter())
+            threading.Thread(target=_thread.interrupt_main).start()
+
+    unsubscribe = s.telemetry.subscribe(listen)
+    try:
+        with pytest.raises(QueryInterrupted):
+            s.sql(query)
+        stopped = time.perf_counter()
+    finally:
+        unsubscribe()
+    try:
+        assert asked and stopped - asked[0] < 1.0
+        op = s.explain(query).to_dict()["operators"][0]
+        assert not op["expected_hit_ratio"]  # nothing of the interrupted run was cached
+        (out,) = rows(s.sql("SELECT long_gen('w1', max_new_tokens := 2)"))[0]
+        assert isinstance(out, str)
+    finally:
+        s.close()

@@ -21,12 +21,14 @@ default, or 'left': keep the end of a prompt too long for the context).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import inspect
 import json
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -190,6 +192,17 @@ class Generator(_TextModel):
         running: _Batch | None = None
         stats = DecodeStats(rows=len(prompts), slots=slots)
         started = time.perf_counter()
+        watcher = _WATCHER.get()
+        if watcher is not None:  # the engine's live report: every new token, its row's text so far
+            told = on_token
+
+            def on_token(row: int, text: str) -> None:
+                stats.tokens += 1
+                stats.seconds = time.perf_counter() - started
+                watcher(stats, row, text)
+                if told is not None:
+                    told(row, text)
+
         with evaluating(self.model), torch.inference_mode():
             while waiting or running is not None:
                 if waiting and (running is None or (len(running.rows) < slots and running.can_merge())):
@@ -214,7 +227,10 @@ class Generator(_TextModel):
                 running = self._advance(running, logits, generators, new, on_token)
         stats.tokens = sum(len(t) for t in new)
         stats.seconds = time.perf_counter() - started
+        stats.finished = True
         self.last_decode = stats
+        if watcher is not None:
+            watcher(stats, -1, "")
         return [self._text(tokens) for tokens in new]
 
     def _prefill(self, rows: list[int], prompt_ids: list[list[int]]) -> tuple[_Batch, torch.Tensor]:
@@ -317,10 +333,34 @@ class DecodeStats:
     joins: int = 0  # ... of which joined sequences still decoding (continuous batching)
     kv_bytes: int = 0  # the KV cache's largest size
     seconds: float = 0.0
+    finished: bool = False  # the call ended (its last report)
 
     @property
     def tokens_per_s(self) -> float:
         return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+#: told of every new token of the `generate` calls on this thread: (stats so far, the token's
+#: row in the call, that row's text so far), then once more at the call's end (row -1)
+Watcher = Callable[[DecodeStats, int, str], None]
+_WATCHER: contextvars.ContextVar[Watcher | None] = contextvars.ContextVar("workbench_generation_watcher", default=None)
+
+
+@contextlib.contextmanager
+def watching(watcher: Watcher) -> Iterator[None]:
+    """Within it, `generate` on this thread reports its tokens to `watcher` (the engine's
+    stats, the live display's tokens/s and streamed text); a report never changes the text."""
+    token = _WATCHER.set(watcher)
+    try:
+        yield
+    finally:
+        _WATCHER.reset(token)
+
+
+def current_watcher() -> Watcher | None:
+    """This thread's watcher, for work that decodes on other threads (a streaming UDF's
+    calls come on DuckDB's threads: it takes the watcher there with `watching`)."""
+    return _WATCHER.get()
 
 
 class _Batch:
