@@ -398,3 +398,16 @@ def test_an_interrupt_stops_generation_within_a_second_and_keeps_nothing(tmp_pat
         assert isinstance(out, str)
     finally:
         s.close()
+
+
+def test_explain_shows_the_decoding_plan(session, tmp_path):
+    decoder(tmp_path / "plan")
+    session.sql(f"CREATE MODEL planned_gen FROM '{tmp_path / 'plan'}' WITH (max_new_tokens = 12, batch_size = 4)")
+    text = str(session.explain("SELECT planned_gen(prompt, max_new_tokens := 20) FROM p"))
+    line = next(x for x in text.splitlines() if "decoding:" in x)
+    # Llama-shaped: 2 layers x 2 KV heads x 16 dims x (key, value) x 4 bytes = 512 B a token
+    assert "4 sequences at once (continuous batching), up to 20 new tokens each, KV cache ~" in line
+    assert "(512 B per token)" in line
+    node = session.explain("SELECT planned_gen(prompt) FROM p").to_dict()["root"]["children"][0]
+    assert "up to 12 new tokens each" in node["decoding"]
+    assert "decoding" not in str(session.explain("SELECT minilm(prompt) FROM p"))

@@ -22,7 +22,7 @@ import numpy as np
 
 from workbench.engine.config import Config
 from workbench.errors import WorkbenchError
-from workbench.models import builtin, offloaded, runtimes, variants
+from workbench.models import builtin, generate, offloaded, runtimes, variants
 from workbench.models.base import TEXT_KINDS, Model, exclusive
 from workbench.models.catalog import Catalog
 from workbench.models.deferred import Deferred, Signature, signature_of, source_key
@@ -330,6 +330,18 @@ def _constants_key(constants: dict[str, float]) -> str:
     return hashlib.sha256(json.dumps(constants, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def decoding_facts(model: Model) -> dict[str, str]:
+    """What EXPLAIN says of a generator's decoding (planner.decoding), as profile strings."""
+    if not isinstance(model, generate.Generator):
+        return {}
+    per_token = generate.kv_bytes_per_row(model.model.config, 1)
+    return {
+        "max_new_tokens": str(model.max_new_tokens),
+        "context": str(model.context),
+        "kv_bytes_per_token": str(per_token),
+    }
+
+
 def _profile_from_json(text: str) -> ModelProfile | None:
     d = json.loads(text)
     if "task" not in d:  # a record from before profiles named the task: plan from the model
@@ -376,6 +388,7 @@ def profile_of(name: str, model: Model, constants: dict[str, float]) -> ModelPro
         char_s=timing.get("char_s", 0.0),
         max_chars=timing.get("max_chars", 0.0),
         fingerprint=fingerprint,
+        extra=decoding_facts(model),
     )
 
 

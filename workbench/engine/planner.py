@@ -25,6 +25,7 @@ from workbench.plan.nodes import ModelOperator, Plan, union_sql
 from workbench.plan.profile import ModelProfile, RuntimeOption
 from workbench.sql import params as sql_params
 from workbench.sql import statements as st
+from workbench.telemetry.summary import size as size_text
 
 #: what planning assumes when it cannot count an operator's inputs
 UNCOUNTED = (1000, 1000, 200.0)
@@ -98,7 +99,28 @@ class Planner:
         self, logical: Plan, values: dict[str, Any], hint: hints.Hints, disabled: frozenset[str] = frozenset()
     ) -> Plan:
         """The optimizer's rules over the logical plan, then how each operator runs."""
-        return optimize(logical, self.context(logical, values, hint), disabled=disabled)
+        ctx = self.context(logical, values, hint)
+        plan = optimize(logical, ctx, disabled=disabled)
+        ops = tuple(replace(op, decoding=self.decoding(op, ctx)) for op in plan.operators)
+        return replace(plan, operators=ops)
+
+    def decoding(self, op: ModelOperator, ctx: Context) -> str:
+        """A generator's decoding plan, for EXPLAIN: sequences at once, new tokens, and the
+        KV cache that holds (each sequence's prompt, estimated from its characters, plus its
+        new tokens, within the context); '' for other models."""
+        profile = self.catalog.profile(op.model)
+        if profile.task != "generate" or "kv_bytes_per_token" not in profile.extra:
+            return ""
+        facts = ctx.facts(op)
+        new = int(dict(op.options).get("max_new_tokens", profile.extra["max_new_tokens"]))
+        context = int(profile.extra["context"])
+        slots = max(1, min(op.batch_size or profile.default_batch(), facts.rows or 1))
+        tokens = min(context, int(facts.avg_chars / 4) + 2 + new)
+        per_token = int(profile.extra["kv_bytes_per_token"])
+        return (
+            f"{slots} sequence{'s' * (slots != 1)} at once (continuous batching), up to {new} new tokens each, "
+            f"KV cache ~{size_text(slots * tokens * per_token)} ({size_text(per_token)} per token)"
+        )
 
     def plan(
         self, text: str, values: dict[str, Any], hint: hints.Hints, disabled: frozenset[str] = frozenset()

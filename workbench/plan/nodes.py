@@ -130,6 +130,7 @@ class ModelOperator:
     runtime_alternatives: tuple[tuple[str, float | None], ...] = ()
     runtime_reason: str = ""  # why this runtime (and why the others cannot run)
     streaming_only: str = ""  # why only a streaming UDF (udf_centric) can run it where it stands
+    decoding: str = ""  # a generator: sequences at once, new tokens, KV cache estimate (EXPLAIN)
     placement: str = "local"  # or 'ray': its cache misses run on the connected cluster's actors
     actors: int | None = None  # placement 'ray': how many actors ...
     nodes: int | None = None  # ... on how many nodes
@@ -247,6 +248,8 @@ class ModelOperator:
             d["placement"] = {"on": self.placement, "actors": self.actors, "nodes": self.nodes, "text": self.where}
         if self.limit is not None:
             d["limit"] = self.limit
+        if self.decoding:
+            d["decoding"] = self.decoding
         if analyzed:
             d.update(
                 actual_rows=self.actual_rows,
