@@ -208,12 +208,12 @@ class Generator(_TextModel):
                 if waiting and (running is None or (len(running.rows) < slots and running.can_merge())):
                     room = slots - (len(running.rows) if running is not None else 0)
                     joining = [waiting.popleft() for _ in range(min(room, len(waiting)))]
-                    batch, logits = self._prefill(joining, prompt_ids)
+                    prefilled, logits = self._prefill(joining, prompt_ids)
                     stats.prefills += 1
-                    batch = self._advance(batch, logits, generators, new, on_token)
-                    if running is not None and batch is not None:
+                    joined = self._advance(prefilled, logits, generators, new, on_token)
+                    if running is not None and joined is not None:
                         stats.joins += 1
-                    running = batch if running is None else running.merged(batch)
+                    running = joined if running is None else running.merged(joined)
                     if running is not None:
                         stats.kv_bytes = max(stats.kv_bytes, running.kv_bytes())
                     continue
@@ -375,7 +375,7 @@ class _Batch:
         store of the offloaded runtime's own); else the batch drains before the next starts."""
         from transformers.cache_utils import DynamicLayer
 
-        layers = getattr(self.cache, "layers", None)
+        layers = getattr(self.cache, "layers", None) or []
         return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
 
     def select(self, keep: list[int]) -> None:
