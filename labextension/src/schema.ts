@@ -105,6 +105,10 @@ export interface IOperator {
   runtime_reason: string;
   /** why only udf_centric can run it, where the call stands ('' when any paradigm can) */
   streaming_only: string;
+  /** a generator's decoding plan: sequences at once, new tokens, KV cache estimate ('' for other models) */
+  decoding?: string;
+  /** the call's named options, [name, value] pairs in the order written: gen(p, seed := 1) gives [['seed', 1]] */
+  options?: [string, string | number | boolean | null | string[]][];
   /** local: this machine; ray: its cache misses run on the connected Ray cluster */
   placement?: 'local' | 'ray';
   /** placement ray: actors */
@@ -190,6 +194,8 @@ export interface IModelOperatorNode {
   parts?: string[];
   placement?: IPlacement;
   limit?: number;
+  /** a generator's decoding plan (generators only) */
+  decoding?: string;
   actual_rows?: number | null;
   actual_seconds?: number | null;
   actual_cache_hits?: number | null;

@@ -232,3 +232,182 @@ def test_offloaded_generation_equals_in_memory_token_for_token(tmp_path, shape):
         session.close()
     assert offloaded == in_memory
     assert any(len(v) > 2 for v in in_memory.values())
+
+
+def test_named_options_set_one_call_and_key_its_cache(session, tmp_path):
+    model, tok = decoder(tmp_path / "named")
+    session.sql(f"CREATE MODEL named_gen FROM '{tmp_path / 'named'}' WITH (max_new_tokens = {NEW})")
+    short = dict(rows(session.sql("SELECT prompt, named_gen(prompt, max_new_tokens := 3) FROM p")))
+    full = dict(rows(session.sql("SELECT prompt, named_gen(prompt) FROM p")))
+    assert full == {p: reference(model, tok, p) for p in PROMPTS}
+    with torch.inference_mode():
+        expected_short = {}
+        for p in PROMPTS:
+            enc = tok(p, return_tensors="pt")
+            enc.pop("token_type_ids", None)
+            out = model.generate(**enc, max_new_tokens=3, pad_token_id=0, do_sample=False)
+            expected_short[p] = tok.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+    assert short == expected_short and short != full
+    # each option set is its own cache entry: 3 tokens again hits, 4 tokens does not
+    again = session.sql("SELECT named_gen(prompt, max_new_tokens := 3) FROM p")
+    assert again.stats[0]["cache_hits"] == len(PROMPTS)
+    other = session.sql("SELECT named_gen(prompt, max_new_tokens => 4) FROM p")
+    assert other.stats[0]["cache_hits"] == 0
+    # two calls with different options in one statement are two operators
+    both = session.sql("SELECT named_gen(prompt, max_new_tokens := 3) AS a, named_gen(prompt) AS b FROM p")
+    assert [tuple(r) for r in rows(both)] == [(short[p], full[p]) for p in PROMPTS]
+    # seeded sampling per call is cached; unseeded is never
+    seeded = session.sql("SELECT named_gen(prompt, temperature := 1.5, seed := 3) FROM p")
+    assert seeded.stats[0]["cache_policy"] != "off"
+    assert rows(session.sql("SELECT named_gen(prompt, temperature := 1.5, seed := 3) FROM p")) == rows(seeded)
+    for _ in range(2):
+        r = session.sql("SELECT named_gen(prompt, temperature := 1.5) FROM p")
+        assert r.stats[0]["cache_policy"] == "off" and r.stats[0]["cache_hits"] == 0
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        ("named_err(prompt, max_tokens := 3)", r"model 'named_err' has no option 'max_tokens' \(its options: "),
+        ("named_err(prompt, max_new_tokens := 'x')", r"max_new_tokens must be a positive integer, not 'x'"),
+        ("named_err(prompt, temperature := -1)", "temperature must be a number of at least 0"),
+        ("named_err(prompt, seed := 1.5)", "seed must be an integer, not 1.5"),
+        ("named_err(prompt, stop := [1, 2])", "stop must be a string or a list of strings"),
+        ("named_err(prompt, seed := length(prompt))", "option 'seed' takes a constant"),
+        ("named_err(prompt, seed := 1, seed := 2)", "option 'seed' is given twice"),
+        ("minilm(prompt, seed := 1)", "model 'minilm' .task 'embed'. takes no named options"),
+    ],
+)
+def test_bad_named_options_are_one_line(session, tmp_path, call, message):
+    from workbench.errors import InputTypeError
+
+    if "named_err" not in session.sql("SHOW MODELS").arrow().column(0).to_pylist():
+        decoder(tmp_path / "named_err")
+        session.sql(f"CREATE MODEL named_err FROM '{tmp_path / 'named_err'}' WITH (max_new_tokens = 3)")
+    with pytest.raises(InputTypeError, match=message) as err:
+        session.sql(f"SELECT {call} FROM p")
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("shape", ["llama", "gpt2"])
+def test_continuous_batching_equals_one_prompt_at_a_time(tmp_path, shape):
+    """Sequences end at different steps (an end token their greedy text reaches at different
+    points); a waiting prompt takes each freed slot, its KV cache rows joining the running
+    batch, and every text equals the prompt decoded alone, token for token."""
+    from workbench.models import generate
+
+    model, tok = decoder(tmp_path / "cb", shape)
+    prompts = [*PROMPTS, "x", "the the the", "42 is the answer to it", "dog", "on"]
+    alone = {}
+    with torch.inference_mode():
+        for p in prompts:
+            enc = tok(p, return_tensors="pt")
+            enc.pop("token_type_ids", None)
+            out = model.generate(**enc, max_new_tokens=NEW, pad_token_id=0, do_sample=False)
+            alone[p] = out[0, enc["input_ids"].shape[1] :].tolist()
+    gen = generate.adapter("cb", model, tok, {"max_new_tokens": NEW})
+
+    def ended(ids: list[int], ends: set[int]) -> int:
+        return next((i for i, t in enumerate(ids) if t in ends), len(ids))
+
+    # one more end token: the one whose first appearance is spread over the most different steps
+    seen = sorted({t for ids in alone.values() for t in ids} - set(gen.end_ids))
+    end = max(seen, key=lambda t: len({ended(ids, {*gen.end_ids, t}) for ids in alone.values()}))
+    gen.end_ids = frozenset({*gen.end_ids, end})
+    kept = [alone[p][: ended(alone[p], set(gen.end_ids))] for p in prompts]
+    assert len({len(ids) for ids in kept}) >= 3  # sequences really end at different steps
+    expected = [tok.decode(ids, skip_special_tokens=True) for ids in kept]
+    got = gen.generate(prompts, slots=3)
+    assert got == expected
+    stats = gen.last_decode
+    assert stats is not None and stats.joins >= 1 and stats.slots == 3
+    assert stats.tokens == sum(len(ids) for ids in kept)
+    assert stats.kv_bytes > 0
+    # all at once (no slot limit) gives the same texts
+    assert gen.generate(prompts) == expected
+
+
+def test_stats_and_events_report_tokens_and_a_one_row_query_streams_its_text(session, tmp_path):
+    from workbench.telemetry import Tracker
+    from workbench.telemetry.summary import summary_text
+
+    decoder(tmp_path / "seen")
+    session.sql(f"CREATE MODEL seen_gen FROM '{tmp_path / 'seen'}' WITH (max_new_tokens = {NEW}, cache = 'off')")
+    r = session.sql("SELECT seen_gen(prompt) FROM p")
+    s = r.stats[0]
+    texts = [v for (v,) in rows(r)]
+    assert 0 < s["tokens"] <= NEW * len(PROMPTS) and s["tokens_per_s"] > 0 and s["kv_cache_bytes"] > 0
+    events, tracker, summaries = [], Tracker(), []
+
+    def listen(event):
+        events.append(event)
+        tracker(event)
+        if event.kind == "generation":
+            summaries.append(summary_text(tracker.copy()))
+
+    unsubscribe = session.telemetry.subscribe(listen)
+    try:
+        (out,) = rows(session.sql("SELECT seen_gen('the dog sat on the mat')"))[0]
+    finally:
+        unsubscribe()
+    streamed = [e.data["text"] for e in events if e.kind == "generation" and e.data["text"] is not None]
+    assert streamed and all(out.startswith(t) for t in streamed)  # the text as it grew
+    last = [e for e in events if e.kind == "generation"][-1].data
+    assert last["tokens"] > 0 and last["kv_bytes"] > 0 and last["text"] is None
+    assert any("text so far: " + streamed[0] in t for t in summaries)
+    final = summary_text(tracker.copy())
+    assert "generated: " in final and "tokens (" in final and "text so far" not in final
+    again = session.sql("SELECT seen_gen(prompt) FROM p")
+    assert [v for (v,) in rows(again)] == texts
+
+
+@pytest.mark.parametrize("paradigm", ["dl_centric", "udf_centric"])
+def test_an_interrupt_stops_generation_within_a_second_and_keeps_nothing(tmp_path, paradigm):
+    """Ctrl-C (a KeyboardInterrupt in the main thread) after the first tokens: the query stops
+    mid-decode with QueryInterrupted, no unfinished text reaches the cache, the session goes on."""
+    import _thread
+    import threading
+    import time
+
+    from workbench.errors import QueryInterrupted
+
+    decoder(tmp_path / "long")
+    s = workbench.connect()
+    s.sql("CREATE TABLE w AS SELECT 'w' || i::VARCHAR AS prompt FROM range(64) t(i)")
+    s.sql(f"CREATE MODEL long_gen FROM '{tmp_path / 'long'}' WITH (max_new_tokens = 48, batch_size = 4)")
+    query = f"SELECT /*+ paradigm(long_gen, {paradigm}) */ long_gen(prompt) FROM w"
+    asked: list[float] = []
+
+    def listen(event):
+        if event.kind == "generation" and event.data["tokens"] > 0 and not asked:
+            asked.append(time.perf_counter())
+            threading.Thread(target=_thread.interrupt_main).start()
+
+    unsubscribe = s.telemetry.subscribe(listen)
+    try:
+        with pytest.raises(QueryInterrupted):
+            s.sql(query)
+        stopped = time.perf_counter()
+    finally:
+        unsubscribe()
+    try:
+        assert asked and stopped - asked[0] < 1.0
+        op = s.explain(query).to_dict()["operators"][0]
+        assert not op["expected_hit_ratio"]  # nothing of the interrupted run was cached
+        (out,) = rows(s.sql("SELECT long_gen('w1', max_new_tokens := 2)"))[0]
+        assert isinstance(out, str)
+    finally:
+        s.close()
+
+
+def test_explain_shows_the_decoding_plan(session, tmp_path):
+    decoder(tmp_path / "plan")
+    session.sql(f"CREATE MODEL planned_gen FROM '{tmp_path / 'plan'}' WITH (max_new_tokens = 12, batch_size = 4)")
+    text = str(session.explain("SELECT planned_gen(prompt, max_new_tokens := 20) FROM p"))
+    line = next(x for x in text.splitlines() if "decoding:" in x)
+    # Llama-shaped: 2 layers x 2 KV heads x 16 dims x (key, value) x 4 bytes = 512 B a token
+    assert "4 sequences at once (continuous batching), up to 20 new tokens each, KV cache ~" in line
+    assert "(512 B per token)" in line
+    node = session.explain("SELECT planned_gen(prompt) FROM p").to_dict()["root"]["children"][0]
+    assert "up to 12 new tokens each" in node["decoding"]
+    assert "decoding" not in str(session.explain("SELECT minilm(prompt) FROM p"))

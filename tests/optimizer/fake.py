@@ -189,7 +189,7 @@ def catalog() -> Catalog:
         batch_size=BATCH_SIZES.get,
         precision=lambda name: "float32",
         memory=lambda name: "resident",
-        cache_policy=lambda name: CACHE.get(name, "exact"),
+        cache_policy=lambda name, options=(): CACHE.get(name, "exact"),
         unavailable=unavailable,
     )
 

@@ -26,13 +26,14 @@ from workbench.engine import calibration
 from workbench.engine.config import Config, effective_batch_size
 from workbench.engine.definitions import Definitions
 from workbench.engine.io import Cursor
-from workbench.engine.models import Models, profile_of, real, torch_form
+from workbench.engine.models import Models, for_call, profile_of, real, torch_form
 from workbench.engine.planner import Catalog, Planner, bind, calls_models, hints_of, with_actuals
 from workbench.engine.runner import Run, Runner, named_once, profiled
 from workbench.execution import batching, dl_centric, registry, relation_centric
 from workbench.models import offloaded
 from workbench.models.base import Model
 from workbench.models.builtin import BUILTINS
+from workbench.models.call_options import CallOptions
 from workbench.models.catalog import Catalog as ModelCatalog
 from workbench.optimizer.cost import CostModel, Facts, Learned
 from workbench.plan.nodes import ModelOperator, Plan
@@ -138,8 +139,9 @@ class Engine:
         if constants is None or not stats.computed:
             return  # nothing ran (every input came from the cache): nothing to learn
         model = real(model)
-        with self.writes:  # (what a later process plans with is the torch model's record)
-            self.models.remember(op.model, torch_form(model), constants, self.catalog.con)
+        if not op.options:  # (a call's options are not the model's: its record stays the model's own)
+            with self.writes:  # (what a later process plans with is the torch model's record)
+                self.models.remember(op.model, torch_form(model), constants, self.catalog.con)
         profile = profile_of(op.model, model, constants)
         if torch_form(model) is not model:  # an ONNX Runtime form learns on its own
             profile = replace(profile, fingerprint=runtime_key(profile.fingerprint, stats.runtime, stats.precision))
@@ -158,8 +160,9 @@ class Engine:
                 profiles[name] = self.models.profile(name, config, constants)
             return profiles[name]
 
-        def cache_policy(name: str) -> str:
-            policy = policy_of(self.catalog.info(name).options, self.models.base(name, config))
+        def cache_policy(name: str, options: CallOptions = ()) -> str:
+            model = for_call(self.models.base(name, config), options)
+            policy = policy_of(self.catalog.info(name).options, model)
             return "off" if policy.kind == "off" else policy.describe()
 
         catalog = Catalog(
@@ -352,7 +355,7 @@ class _Counter:
     def count_and_hits(
         self, op: ModelOperator, query: str, params: dict[str, Any], text: bool
     ) -> tuple[int, int, float, float]:
-        model = self.engine.models.base(op.model, self.config)
+        model = for_call(self.engine.models.base(op.model, self.config), op.options)
         policy = policy_of(self.engine.catalog.info(op.model).options, model)
         return self.cursor.guarded(
             lambda: self.engine.cache.counts(
@@ -361,7 +364,7 @@ class _Counter:
         )
 
     def hit_ratio(self, op: ModelOperator, params: dict[str, Any]) -> float:
-        model = self.engine.models.base(op.model, self.config)
+        model = for_call(self.engine.models.base(op.model, self.config), op.options)
         policy = policy_of(self.engine.catalog.info(op.model).options, model)
         return (
             self.cursor.guarded(

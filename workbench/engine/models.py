@@ -22,7 +22,7 @@ import numpy as np
 
 from workbench.engine.config import Config
 from workbench.errors import WorkbenchError
-from workbench.models import builtin, offloaded, runtimes, variants
+from workbench.models import builtin, generate, offloaded, runtimes, variants
 from workbench.models.base import TEXT_KINDS, Model, exclusive
 from workbench.models.catalog import Catalog
 from workbench.models.deferred import Deferred, Signature, signature_of, source_key
@@ -207,7 +207,9 @@ class Models:
         if isinstance(model, Deferred) and not model.loaded:
             record = self._read_records().get(name.lower())
             if record is not None and record.constants == _constants_key(constants):
-                return _profile_from_json(record.profile)
+                found = _profile_from_json(record.profile)
+                if found is not None:
+                    return found
         return profile_of(name, real(model), constants)
 
     # -- models that need not load ---------------------------------------------------------
@@ -295,6 +297,25 @@ class Models:
             self._records[name.lower()] = _Record(key, signature, constants_key, text)
 
 
+# A model with a call's named options applied, per model and options (dropped with the model):
+# its fingerprint is computed once, not once per query.
+_WITH_OPTIONS: weakref.WeakKeyDictionary[Model, dict[tuple[tuple[str, Any], ...], Model]] = weakref.WeakKeyDictionary()
+
+
+def for_call(model: Model, options: tuple[tuple[str, Any], ...]) -> Model:
+    """The model an operator with named options runs (`gen(p, seed := 1)`): the model with
+    them applied, its own fingerprint and determinism included; the model itself without."""
+    if not options:
+        return model
+    model = real(model)
+    with _PROBES_LOCK:
+        known = _WITH_OPTIONS.setdefault(model, {})
+        found = known.get(options)
+        if found is None:
+            found = known[options] = model.with_options(dict(options))
+    return found
+
+
 def torch_form(model: Model) -> Model:
     """The eager torch model behind an ONNX Runtime form (or the model itself)."""
     return model.base if isinstance(model, runtimes.OrtModel) else model
@@ -309,8 +330,22 @@ def _constants_key(constants: dict[str, float]) -> str:
     return hashlib.sha256(json.dumps(constants, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _profile_from_json(text: str) -> ModelProfile:
+def decoding_facts(model: Model) -> dict[str, str]:
+    """What EXPLAIN says of a generator's decoding (planner.decoding), as profile strings."""
+    if not isinstance(model, generate.Generator):
+        return {}
+    per_token = generate.kv_bytes_per_row(model.model.config, 1)
+    return {
+        "max_new_tokens": str(model.max_new_tokens),
+        "context": str(model.context),
+        "kv_bytes_per_token": str(per_token),
+    }
+
+
+def _profile_from_json(text: str) -> ModelProfile | None:
     d = json.loads(text)
+    if "task" not in d:  # a record from before profiles named the task: plan from the model
+        return None
     d["layers"] = tuple(LayerShape(layer["kind"], tuple(layer["shape"])) for layer in d["layers"])
     return ModelProfile(**d)
 
@@ -338,6 +373,7 @@ def profile_of(name: str, model: Model, constants: dict[str, float]) -> ModelPro
         name=name,
         input_kind=model.input_kind,
         output_type=model.output_type,
+        task=model.task,
         input_dim=model.input_dim,
         device=model.device,
         batch_size=model.batch_size,
@@ -352,6 +388,7 @@ def profile_of(name: str, model: Model, constants: dict[str, float]) -> ModelPro
         char_s=timing.get("char_s", 0.0),
         max_chars=timing.get("max_chars", 0.0),
         fingerprint=fingerprint,
+        extra=decoding_facts(model),
     )
 
 

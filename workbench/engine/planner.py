@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from workbench.errors import SQLSyntaxError, WorkbenchError
 from workbench.models.base import TEXT_KINDS, cached_by_value
+from workbench.models.call_options import CallOptions
 from workbench.optimizer import hints
 from workbench.optimizer.cluster_cost import ClusterFacts
 from workbench.optimizer.context import Context
@@ -24,6 +25,7 @@ from workbench.plan.nodes import ModelOperator, Plan, union_sql
 from workbench.plan.profile import ModelProfile, RuntimeOption
 from workbench.sql import params as sql_params
 from workbench.sql import statements as st
+from workbench.telemetry.summary import size as size_text
 
 #: what planning assumes when it cannot count an operator's inputs
 UNCOUNTED = (1000, 1000, 200.0)
@@ -53,7 +55,7 @@ class Catalog:
     batch_size: Callable[[str], int | None]  # the user's (call, model option, session)
     precision: Callable[[str], str]
     memory: Callable[[str], str]
-    cache_policy: Callable[[str], str]  # 'off' or the policy's description
+    cache_policy: Callable[[str, CallOptions], str]  # 'off' or the policy's description (of a call's options)
     unavailable: Callable[[ModelProfile, str], dict[str, str]] = lambda profile, precision: {}
     cluster: Callable[[ModelProfile], ClusterFacts] | None = None  # the connected Ray cluster's facts
     runtimes: Callable[[str], tuple[RuntimeOption, ...]] = lambda name: ()  # ONNX Runtime forms
@@ -97,7 +99,28 @@ class Planner:
         self, logical: Plan, values: dict[str, Any], hint: hints.Hints, disabled: frozenset[str] = frozenset()
     ) -> Plan:
         """The optimizer's rules over the logical plan, then how each operator runs."""
-        return optimize(logical, self.context(logical, values, hint), disabled=disabled)
+        ctx = self.context(logical, values, hint)
+        plan = optimize(logical, ctx, disabled=disabled)
+        ops = tuple(replace(op, decoding=self.decoding(op, ctx)) for op in plan.operators)
+        return replace(plan, operators=ops)
+
+    def decoding(self, op: ModelOperator, ctx: Context) -> str:
+        """A generator's decoding plan, for EXPLAIN: sequences at once, new tokens, and the
+        KV cache that holds (each sequence's prompt, estimated from its characters, plus its
+        new tokens, within the context); '' for other models."""
+        profile = self.catalog.profile(op.model)
+        if profile.task != "generate" or "kv_bytes_per_token" not in profile.extra:
+            return ""
+        facts = ctx.facts(op)
+        new = int(dict(op.options).get("max_new_tokens", profile.extra["max_new_tokens"]))
+        context = int(profile.extra["context"])
+        slots = max(1, min(op.batch_size or profile.default_batch(), facts.rows or 1))
+        tokens = min(context, int(facts.avg_chars / 4) + 2 + new)
+        per_token = int(profile.extra["kv_bytes_per_token"])
+        return (
+            f"{slots} sequence{'s' * (slots != 1)} at once (continuous batching), up to {new} new tokens each, "
+            f"KV cache ~{size_text(slots * tokens * per_token)} ({size_text(per_token)} per token)"
+        )
 
     def plan(
         self, text: str, values: dict[str, Any], hint: hints.Hints, disabled: frozenset[str] = frozenset()
@@ -149,7 +172,11 @@ class Planner:
         text = profile.input_kind in TEXT_KINDS
         params = {n: values[n] for n in op.params if n in values}
         share = 0.5 ** sum(len(q.after) for q in op.inputs)
-        policy = self.catalog.cache_policy(op.model) if cached_by_value(profile.input_kind, op.input_type) else "off"
+        policy = (
+            self.catalog.cache_policy(op.model, op.options)
+            if cached_by_value(profile.input_kind, op.input_type)
+            else "off"
+        )
         ratio, counted_hits = 0.0, False
         if nested:
             rows, total, chars = nested[0].rows, nested[0].rows, 0.0

@@ -24,13 +24,13 @@ import pyarrow.compute as pc
 
 from workbench.engine.config import Config
 from workbench.engine.io import Cursor
-from workbench.engine.models import Models, real
+from workbench.engine.models import Models, for_call, real
 from workbench.errors import WorkbenchError
 from workbench.execution import dl_centric
 from workbench.execution.lookups import Lookups
 from workbench.execution.registry import EXECUTORS, Job, Outcome, Remote
 from workbench.execution.udf_centric import original_error
-from workbench.models import variants
+from workbench.models import generate, variants
 from workbench.models.base import Model, cached_by_value
 from workbench.plan.names import for_execution, lookup_name
 from workbench.plan.nodes import InputQuery, ModelOperator, Plan
@@ -112,6 +112,7 @@ class Runner:
         outcomes: list[tuple[ModelOperator, Model, Outcome]] = []
         with Lookups(cursor) as lookups, self._observed(plan, start, config, cursor) as observed:
             fallbacks: dict[int, str] = {}  # operator id -> why its planned runtime did not run
+            tallies: dict[int, Generation] = {}  # operator id -> what its generator decoded
             for op in plan.operators:
                 form, why = self.models.form(
                     op.model, config, op.runtime, op.precision, functools.partial(sample_inputs, cursor, op, values)
@@ -124,6 +125,7 @@ class Runner:
                     model = self.models.variant(op.model, config, functools.partial(_sample_for, cursor, op, values))
                 if op.paradigm != "dl_centric":  # only dl_centric may find every input cached and never load it
                     model = real(model)
+                model = for_call(model, op.options)
                 job = Job(
                     op=op,
                     model=model,
@@ -138,8 +140,13 @@ class Runner:
                     writes=self.writes,
                     remote=self.remote() if op.placement == "ray" else None,
                 )
-                with torch_threads(op.threads[1] if op.threads and op.paradigm != "udf_centric" else None):
+                tally = Generation(op.id, self.telemetry)
+                with (
+                    torch_threads(op.threads[1] if op.threads and op.paradigm != "udf_centric" else None),
+                    generate.watching(tally),
+                ):
                     outcome = cursor.guarded(functools.partial(EXECUTORS[op.executor].run, job))
+                tallies[op.id] = tally
                 if outcome.udf is not None:
                     lookups.stream(outcome.udf)
                 elif outcome.lookup:
@@ -153,7 +160,10 @@ class Runner:
             if guard is not None:
                 guard.check("the final query")
             stats = [outcome.stats() for _, _, outcome in outcomes]
-            stats = [replace(s, runtime_note=fallbacks.get(op.id)) for (op, _, _), s in zip(outcomes, stats)]
+            stats = [
+                tallies[op.id].stats(replace(s, runtime_note=fallbacks.get(op.id)))
+                for (op, _, _), s in zip(outcomes, stats)
+            ]
             for (op, model, _), s in zip(outcomes, stats):
                 if op.paradigm in ("dl_centric", "udf_centric") and op.placement == "local":
                     self.learn(op, model, s)
@@ -214,6 +224,52 @@ class Runner:
             for op, s in zip(plan.operators, done.get("stats", ())):
                 tele.emit("operator_end", id=op.id, rows=s.rows, seconds=s.seconds)
             tele.emit("query_end", rows=done.get("rows"), seconds=time.perf_counter() - start, error=error)
+
+
+class Generation:
+    """What an operator's generator decoded (models/generate.py reports every token): its
+    stats' tokens, tokens/s and KV cache bytes, and `generation` events for the live display
+    (at most every `INTERVAL_S`, and each call's last), with the text of the latest row."""
+
+    INTERVAL_S = 0.1
+
+    def __init__(self, op_id: int, telemetry: Telemetry):
+        self.op_id, self.telemetry = op_id, telemetry
+        self.tokens = 0  # of the calls that ended
+        self.seconds = 0.0
+        self.kv_bytes = 0
+        self.calls = 0
+        self._last = 0.0
+
+    def __call__(self, stats: generate.DecodeStats, row: int, text: str) -> None:
+        if stats.finished:
+            self.tokens += stats.tokens
+            self.seconds += stats.seconds
+            self.kv_bytes = max(self.kv_bytes, stats.kv_bytes)
+            self.calls += 1
+        if not self.telemetry.active:
+            return
+        now = time.perf_counter()
+        if not stats.finished and now - self._last < self.INTERVAL_S:
+            return
+        self._last = now
+        tokens = self.tokens + (0 if stats.finished else stats.tokens)
+        seconds = self.seconds + (0.0 if stats.finished else stats.seconds)
+        self.telemetry.emit(
+            "generation",
+            id=self.op_id,
+            tokens=tokens,
+            tokens_per_s=tokens / seconds if seconds > 0 else 0.0,
+            kv_bytes=max(self.kv_bytes, stats.kv_bytes),
+            rows=stats.rows,
+            text=text if stats.rows == 1 and not stats.finished else None,
+        )
+
+    def stats(self, s: OperatorStats) -> OperatorStats:
+        if not self.calls:
+            return s
+        rate = round(self.tokens / self.seconds, 2) if self.seconds > 0 else None
+        return replace(s, tokens=self.tokens, tokens_per_s=rate, kv_cache_bytes=self.kv_bytes)
 
 
 @contextlib.contextmanager

@@ -168,6 +168,9 @@ def _checked(
 
 #: token-length buckets: a text of L tokens goes to the first bound >= L
 BUCKET_BOUNDS = (16, 32, 64, 128, 256, 512)
+#: a generator's predict call holds this many rows per decoding slot: while they last, a
+#: sequence that ends hands its slot to the next row (continuous batching)
+CONTINUOUS_WAVES = 4
 #: real batches each candidate size runs in a bucket before the best is chosen
 TRIES = 2
 
@@ -242,10 +245,14 @@ def _bucketed(
         bucket = int(buckets[pos])
         end = int(np.searchsorted(buckets, bucket, side="right"))
         size = fixed or TUNER.choose(model, bucket, end - pos)
+        slots = None
+        if model.continuous:  # `size` sequences decode at once; the next rows wait for a free slot
+            slots, end = size, n
+            size = size * CONTINUOUS_WAVES
         idx = order[pos : min(pos + size, end)]
         batch = [inputs[i] for i in idx]
         t0 = time.perf_counter()
-        out, wait = _predict(model, name, batch, batches, pos)
+        out, wait = _predict(model, name, batch, batches, pos, slots)
         waited += wait
         elapsed = time.perf_counter() - t0 - wait
         out = _checked(model, name, out, expected, len(idx), batches, pos, guard)
@@ -280,12 +287,17 @@ def _non_finite(arr: pa.Array, *, allow_inf: bool) -> str | None:
     return None
 
 
-def _predict(model: Model, name: str, batch: Any, number: int, first_row: int) -> tuple[pa.Array, float]:
-    """The batch's outputs and the seconds spent waiting for the model's lock."""
+def _predict(
+    model: Model, name: str, batch: Any, number: int, first_row: int, slots: int | None = None
+) -> tuple[pa.Array, float]:
+    """The batch's outputs and the seconds spent waiting for the model's lock (`slots`: a
+    generator's sequences decoding at once, the rest of the batch joining as slots free up)."""
     try:
         asked = time.perf_counter()
         with exclusive(model):
             waited = time.perf_counter() - asked
+            if slots is not None:
+                return model.predict_continuous(batch, slots), waited
             return model.predict(batch), waited
     except InputTypeError:
         raise  # the adapter named the value at fault (an unreadable image, a path outside the roots)

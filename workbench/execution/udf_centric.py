@@ -17,6 +17,7 @@ writing to the database from inside it is not possible).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +30,7 @@ import pyarrow.compute as pc
 from workbench.errors import WorkbenchError
 from workbench.execution import batching
 from workbench.execution.dl_centric import to_model_inputs
+from workbench.models import generate
 from workbench.models.base import ARGUMENTS, Model
 from workbench.plan.nodes import ModelOperator
 from workbench.plan.stats import OperatorStats
@@ -58,6 +60,7 @@ class UdfOperator:
         self._started, self._reported, self._batches = False, 0, 0  # telemetry's running counts
         self._stats_lock = threading.Lock()
         self.dedup = all(q.distinct for q in op.inputs)  # find repeats within each vector
+        self.watcher = generate.current_watcher()  # the engine's, taken to DuckDB's threads
 
     def register(self) -> None:
         self.con.create_function(
@@ -97,9 +100,10 @@ class UdfOperator:
         inputs = to_model_inputs(self.op.call, self.op.model, self.model, unique)
         step = self._progress() if self.telemetry is not None else None
         # (a text model's calls take turns inside batching: its tokenizer is not thread-safe)
-        result = batching.run(
-            self.model, self.op.model, inputs, batch_size=self.batch_size, guard=self.guard, progress=step
-        )
+        with generate.watching(self.watcher) if self.watcher is not None else contextlib.nullcontext():
+            result = batching.run(
+                self.model, self.op.model, inputs, batch_size=self.batch_size, guard=self.guard, progress=step
+            )
         out = result.outputs.take(pa.array(inverse)) if inverse is not None else result.outputs
         if keys.null_count:
             positions = np.cumsum(np.asarray(valid.to_numpy(zero_copy_only=False), dtype=np.int64)) - 1

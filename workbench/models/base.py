@@ -91,6 +91,9 @@ class Model:
     small_run_batch: str = "smallest"
     #: ±inf outputs are refused like NaN unless the user allows them (WITH (allow_inf = true))
     allow_inf: bool = False
+    #: a generator: `predict_continuous(batch, slots)` decodes `slots` rows at once, the others
+    #: taking the slots that sequences ending free up (execution/batching.py gives it more rows)
+    continuous: bool = False
 
     @property
     def input_type(self) -> str:
@@ -140,6 +143,15 @@ class Model:
     def fingerprint_parts(self) -> tuple[list[tuple[str, Any]], dict[str, Any]]:
         """(named tensors, other facts) that determine the outputs."""
         raise NotImplementedError
+
+    def predict_continuous(self, batch: Any, slots: int) -> pa.Array:
+        """`predict` with at most `slots` inputs in flight (models with `continuous` only)."""
+        return self.predict(batch)
+
+    def with_options(self, options: dict[str, Any]) -> Model:
+        """This model with a call's named options applied (models/call_options.py checked
+        their names and types against the task); a task without such options has none."""
+        raise ModelLoadError(f"a {self.task} model takes no named options")
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -114,6 +114,7 @@ class Deferred(Model):
         self.batch_candidates = signature.batch_candidates
         self.small_run_batch = signature.small_run_batch
         self.allow_inf = signature.allow_inf
+        self.continuous = signature.task == "generate"  # (models/generate.py decodes continuously)
         self.precision = "float32"
         self.memory = "resident"
 
@@ -151,6 +152,11 @@ class Deferred(Model):
         model = self.model_now()
         with exclusive(model):  # the real model's own lock: other sessions may hold it loaded
             return model.predict(batch)
+
+    def predict_continuous(self, batch: Any, slots: int) -> pa.Array:
+        model = self.model_now()
+        with exclusive(model):
+            return model.predict_continuous(batch, slots)
 
     def work_units(self, batch: Any) -> int:
         return self.model_now().work_units(batch)

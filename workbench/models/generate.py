@@ -21,8 +21,15 @@ default, or 'left': keep the end of a prompt too long for the context).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import copy
 import inspect
 import json
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +53,7 @@ class Generator(_TextModel):
 
     task = "generate"
     batch_candidates = (4, 8, 16, 32)
+    continuous = True
 
     def __init__(
         self,
@@ -75,6 +83,7 @@ class Generator(_TextModel):
         self.end_ids = _end_ids(model, tokenizer)
         # the KV cache's argument: `cache` in transformers 5.24 and later, `past_key_values` before
         forward = getattr(model, "wrapped_forward", model.forward)  # (an offloaded model's own)
+        self.last_decode: DecodeStats | None = None  # what the latest `generate` did
         self._cache_arg = "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
 
     @property
@@ -106,6 +115,28 @@ class Generator(_TextModel):
             "truncate": self.truncate,
         }
         return named, facts
+
+    def with_options(self, options: dict[str, Any]) -> Generator:
+        """This generator with a call's decoding options (`gen(p, max_new_tokens := 20)`) over
+        the model's own; the same weights, its own fingerprint."""
+        current = {
+            "max_new_tokens": self.max_new_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "stop": list(self.stop),
+            "seed": self.seed,
+            "chat": self.chat,
+            "truncate": self.truncate,
+        }
+        settings = _settings("call", {**current, **options})
+        if settings["chat"] and not getattr(self.tokenizer, "chat_template", None):
+            raise ModelError("chat := true needs a tokenizer with a chat template; this one has none")
+        found = copy.copy(self)
+        vars(found).pop("_fingerprinter", None)  # its facts differ: its own memo of the digest
+        for key, value in settings.items():
+            setattr(found, key, value)
+        found.deterministic = found.temperature == 0 or found.seed is not None
+        return found
 
     def predict(self, batch: list[str]) -> pa.Array:
         return pa.array(self.generate(batch), type=pa.string())
@@ -140,45 +171,110 @@ class Generator(_TextModel):
             out.append(list(ids) or [self._pad_id()])
         return out
 
-    def generate(self, prompts: list[str]) -> list[str]:
+    def predict_continuous(self, batch: list[str], slots: int) -> pa.Array:
+        """`predict` with at most `slots` sequences decoding at once (continuous batching)."""
+        return pa.array(self.generate(batch, slots=slots), type=pa.string())
+
+    def generate(
+        self, prompts: list[str], *, slots: int | None = None, on_token: Callable[[int, str], None] | None = None
+    ) -> list[str]:
+        """Each prompt's continuation. At most `slots` sequences decode together (all of them
+        by default): when one ends, the next waiting prompt is prefilled and its rows of the
+        KV cache join the running batch, left-aligned by padding, so no slot idles while
+        prompts wait. `on_token(row, text so far)` is told after each new token of a row."""
         if not prompts:
             return []
         prompt_ids = self.prompt_ids(prompts)
-        width = max(len(p) for p in prompt_ids)
-        pad = self._pad_id()
-        # left padding: every sequence's next token is at the last position
-        ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompt_ids], device=self.device)
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompt_ids], device=self.device)
+        slots = max(1, min(slots or len(prompts), len(prompts)))
         generators = [self._generator() for _ in prompts] if self.temperature > 0 else []
         new: list[list[int]] = [[] for _ in prompts]
-        running = list(range(len(prompts)))  # rows of the original batch still decoding
+        waiting = deque(range(len(prompts)))
+        running: _Batch | None = None
+        stats = DecodeStats(rows=len(prompts), slots=slots)
+        started = time.perf_counter()
+        watcher = _WATCHER.get()
+        if watcher is not None:  # the engine's live report: every new token, its row's text so far
+            told = on_token
+
+            def on_token(row: int, text: str) -> None:
+                stats.tokens += 1
+                stats.seconds = time.perf_counter() - started
+                watcher(stats, row, text)
+                if told is not None:
+                    told(row, text)
+
+        with evaluating(self.model), torch.inference_mode():
+            while waiting or running is not None:
+                if waiting and (running is None or (len(running.rows) < slots and running.can_merge())):
+                    room = slots - (len(running.rows) if running is not None else 0)
+                    joining = [waiting.popleft() for _ in range(min(room, len(waiting)))]
+                    prefilled, logits = self._prefill(joining, prompt_ids)
+                    stats.prefills += 1
+                    joined = self._advance(prefilled, logits, generators, new, on_token)
+                    if running is not None and joined is not None:
+                        stats.joins += 1
+                    running = joined if running is None else running.merged(joined)
+                    if running is not None:
+                        stats.kv_bytes = max(stats.kv_bytes, running.kv_bytes())
+                    continue
+                assert running is not None
+                mask = torch.cat([running.mask, running.mask.new_ones((len(running.rows), 1))], dim=1)
+                positions = mask.sum(-1, keepdim=True) - 1
+                logits = self._step(running.last.view(-1, 1), mask, positions, running.cache)
+                running.mask = mask
+                stats.steps += 1
+                stats.kv_bytes = max(stats.kv_bytes, running.kv_bytes())
+                running = self._advance(running, logits, generators, new, on_token)
+        stats.tokens = sum(len(t) for t in new)
+        stats.seconds = time.perf_counter() - started
+        stats.finished = True
+        self.last_decode = stats
+        if watcher is not None:
+            watcher(stats, -1, "")
+        return [self._text(tokens) for tokens in new]
+
+    def _prefill(self, rows: list[int], prompt_ids: list[list[int]]) -> tuple[_Batch, torch.Tensor]:
+        """The prompts of `rows`, left-padded into one batch and run once: their KV cache and
+        the logits of each one's next token."""
         from transformers import DynamicCache
 
+        chosen = [prompt_ids[r] for r in rows]
+        width = max(len(p) for p in chosen)
+        pad = self._pad_id()
+        # left padding: every sequence's next token is at the last position
+        ids = torch.tensor([[pad] * (width - len(p)) + p for p in chosen], device=self.device)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chosen], device=self.device)
         cache = DynamicCache()
-        with evaluating(self.model), torch.inference_mode():
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            logits = self._step(ids, mask, positions, cache)
-            for step in range(self.max_new_tokens):
-                chosen = self._choose(logits, [generators[r] for r in running] if generators else [])
-                keep = []
-                for j, row in enumerate(running):
-                    token = int(chosen[j])
-                    if token in self.end_ids:
-                        continue
-                    new[row].append(token)
-                    if not (self.stop and self._stopped(new[row])) and step + 1 < self.max_new_tokens:
-                        keep.append(j)
-                if not keep:
-                    break
-                if len(keep) < len(running):  # finished sequences leave the batch and the cache
-                    index = torch.tensor(keep, device=self.device)
-                    cache.batch_select_indices(index)
-                    mask, chosen = mask[index], chosen[index]
-                    running = [running[j] for j in keep]
-                mask = torch.cat([mask, mask.new_ones((len(running), 1))], dim=1)
-                positions = mask.sum(-1, keepdim=True) - 1
-                logits = self._step(chosen.view(-1, 1), mask, positions, cache)
-        return [self._text(tokens) for tokens in new]
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        logits = self._step(ids, mask, positions, cache)
+        return _Batch(list(rows), cache, mask, ids[:, -1]), logits
+
+    def _advance(
+        self,
+        batch: _Batch,
+        logits: torch.Tensor,
+        generators: list[torch.Generator],
+        new: list[list[int]],
+        on_token: Callable[[int, str], None] | None,
+    ) -> _Batch | None:
+        """Choose each row's next token; the rows that ended leave the batch (None: all did)."""
+        chosen = self._choose(logits, [generators[r] for r in batch.rows] if generators else [])
+        keep = []
+        for j, row in enumerate(batch.rows):
+            token = int(chosen[j])
+            if token in self.end_ids:
+                continue
+            new[row].append(token)
+            if on_token is not None:
+                on_token(row, self._text(new[row]))
+            if not (self.stop and self._stopped(new[row])) and len(new[row]) < self.max_new_tokens:
+                keep.append(j)
+        if not keep:
+            return None
+        batch.last = chosen
+        if len(keep) < len(batch.rows):  # finished sequences leave the batch and the cache
+            batch.select(keep)
+        return batch
 
     def _step(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Any) -> torch.Tensor:
         kwargs = {self._cache_arg: cache}
@@ -223,6 +319,108 @@ class Generator(_TextModel):
             if candidate is not None:
                 return int(candidate)
         return 0
+
+
+@dataclass
+class DecodeStats:
+    """What one `generate` call did: what the engine's stats and the live display report."""
+
+    rows: int = 0
+    slots: int = 0  # sequences decoding at once, at most
+    tokens: int = 0  # new tokens, all rows
+    steps: int = 0  # decoding steps (one token for every running row)
+    prefills: int = 0  # prompt groups prefilled (the first, then one each time slots freed up)
+    joins: int = 0  # ... of which joined sequences still decoding (continuous batching)
+    kv_bytes: int = 0  # the KV cache's largest size
+    seconds: float = 0.0
+    finished: bool = False  # the call ended (its last report)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+#: told of every new token of the `generate` calls on this thread: (stats so far, the token's
+#: row in the call, that row's text so far), then once more at the call's end (row -1)
+Watcher = Callable[[DecodeStats, int, str], None]
+_WATCHER: contextvars.ContextVar[Watcher | None] = contextvars.ContextVar("workbench_generation_watcher", default=None)
+
+
+@contextlib.contextmanager
+def watching(watcher: Watcher) -> Iterator[None]:
+    """Within it, `generate` on this thread reports its tokens to `watcher` (the engine's
+    stats, the live display's tokens/s and streamed text); a report never changes the text."""
+    token = _WATCHER.set(watcher)
+    try:
+        yield
+    finally:
+        _WATCHER.reset(token)
+
+
+def current_watcher() -> Watcher | None:
+    """This thread's watcher, for work that decodes on other threads (a streaming UDF's
+    calls come on DuckDB's threads: it takes the watcher there with `watching`)."""
+    return _WATCHER.get()
+
+
+class _Batch:
+    """The sequences decoding together: their original rows, KV cache, attention mask (the
+    cache's positions, 0 for padding on the left) and each one's last token (fed next)."""
+
+    def __init__(self, rows: list[int], cache: Any, mask: torch.Tensor, last: torch.Tensor):
+        self.rows, self.cache, self.mask, self.last = rows, cache, mask, last
+
+    def can_merge(self) -> bool:
+        """Whether rows can join: plain per-layer keys and values (not a sliding window or a
+        store of the offloaded runtime's own); else the batch drains before the next starts."""
+        from transformers.cache_utils import DynamicLayer
+
+        layers = getattr(self.cache, "layers", None) or []
+        return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
+
+    def select(self, keep: list[int]) -> None:
+        index = torch.tensor(keep, device=self.mask.device)
+        self.cache.batch_select_indices(index)
+        self.mask, self.last = self.mask[index], self.last[index]
+        self.rows = [self.rows[j] for j in keep]
+        # positions that are padding in every row left (a long prompt that ended) are dropped
+        unused = int((self.mask.sum(0) == 0).long().cumprod(0).sum())
+        if unused:
+            self.mask = self.mask[:, unused:]
+            for layer in self.cache.layers:
+                layer.keys, layer.values = layer.keys[..., unused:, :], layer.values[..., unused:, :]
+
+    def merged(self, other: _Batch | None) -> _Batch:
+        """This batch and `other` as one: the shorter one padded on the left (mask 0), so every
+        row's next position is the last, then the rows of both concatenated."""
+        if other is None:
+            return self
+        width = max(self.mask.shape[1], other.mask.shape[1])
+
+        def left(t: torch.Tensor, dim: int) -> torch.Tensor:
+            missing = width - t.shape[dim]
+            if not missing:
+                return t
+            shape = list(t.shape)
+            shape[dim] = missing
+            return torch.cat([t.new_zeros(shape), t], dim=dim)
+
+        for mine, theirs in zip(self.cache.layers, other.cache.layers):
+            mine.keys = torch.cat([left(mine.keys, -2), left(theirs.keys, -2)])
+            mine.values = torch.cat([left(mine.values, -2), left(theirs.values, -2)])
+        self.mask = torch.cat([left(self.mask, 1), left(other.mask, 1)])
+        self.last = torch.cat([self.last, other.last])
+        self.rows = self.rows + other.rows
+        return self
+
+    def kv_bytes(self) -> int:
+        layers = getattr(self.cache, "layers", None) or []
+        return sum(
+            t.numel() * t.element_size()
+            for layer in layers
+            for t in (getattr(layer, "keys", None), getattr(layer, "values", None))
+            if isinstance(t, torch.Tensor)
+        )
 
 
 def _end_ids(model: Any, tokenizer: Any) -> frozenset[int]:

@@ -20,13 +20,14 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
 from workbench.errors import InputTypeError, SQLSyntaxError, UnsupportedCall, WorkbenchError
+from workbench.models import call_options
 from workbench.models.base import ARGUMENTS, arguments_of
 from workbench.plan.nodes import InputQuery, ModelFilter, ModelOperator, Plan, lookup_name, operator_id
 
@@ -55,6 +56,9 @@ class Signature(Protocol):
 
     @property
     def input_kind(self) -> str: ...  # text | ids | tensor
+
+    @property
+    def task(self) -> str: ...
 
     @property
     def input_dim(self) -> int | None: ...
@@ -155,8 +159,11 @@ class PlanBuilder:
         _name_model_columns(tree, names)
         for select in list(tree.find_all(exp.Select)):
             self._inline_aliases(select, names)
-        operators: dict[tuple[str, str], ModelOperator] = {}
-        made: list[tuple[tuple[str, str], int, exp.Expr | None, _Source | None, list[exp.With]]] = []
+        # (model, input, options): calls with other options are other operators
+        operators: dict[tuple[str, str, call_options.CallOptions], ModelOperator] = {}
+        made: list[
+            tuple[tuple[str, str, call_options.CallOptions], int, exp.Expr | None, _Source | None, list[exp.With]]
+        ] = []
         for call in model_calls(tree, names):
             model_name = call.name.lower()
             call_text = _call_text(call)
@@ -165,12 +172,13 @@ class PlanBuilder:
                     f"{call_text}: model '{model_name}' is a function, not a table; "
                     "call it in SELECT, WHERE, ORDER BY..."
                 )
+            options = _options_of(call, call_text, model_name, self.models[model_name].task)
             arg = _packed_arguments(call, call_text, model_name, self.models[model_name].input_kind)
             if isinstance(arg, exp.Null):  # `m(NULL)`: NULL of the model's input type, NULL out
                 arg = arg.replace(
                     exp.cast(exp.Null(), exp.DataType.build(self.models[model_name].input_type, dialect="duckdb"))
                 )
-            key = (model_name, arg.sql(dialect="duckdb", normalize_functions=False))
+            key = (model_name, arg.sql(dialect="duckdb", normalize_functions=False), options)
             op = operators.get(key)
             why = _in_returning(call)
             if why is None:
@@ -186,7 +194,7 @@ class PlanBuilder:
             withs = _enclosing_withs(call)
             if op is None:
                 op = self._operator(len(operators) + 1, model_name, call_text, query, reads, why or "")
-                operators[key] = op
+                operators[key] = op = replace(op, options=options)
             elif why is not None:
                 operators[key] = op = replace(op, streaming_only=op.streaming_only or why)
                 call.replace(exp.Anonymous(this=lookup_name(op.id), expressions=[arg.copy()]))
@@ -522,6 +530,41 @@ def _reads_recursion(call: exp.Expr, query: InputQuery) -> str | None:
 
 def first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else text
+
+
+def _options_of(call: exp.Expr, call_text: str, model_name: str, task: str) -> call_options.CallOptions:
+    """The call's named options (`max_new_tokens := 20`), checked and taken out of its
+    arguments, so what is left are its inputs."""
+    named = [a for a in call.expressions if isinstance(a, (exp.PropertyEQ, exp.Kwarg))]
+    if not named:
+        return ()
+    if any(isinstance(a, (exp.PropertyEQ, exp.Kwarg)) for a in call.expressions[: len(call.expressions) - len(named)]):
+        raise InputTypeError(f"{call_text}: named options come after the model's inputs")
+    given = [(a.this.name.lower(), _constant(a.expression, call_text, a.this.name.lower())) for a in named]
+    found = call_options.check(call_text, model_name, task, given)
+    call.set("expressions", call.expressions[: len(call.expressions) - len(named)])
+    return found
+
+
+def _constant(value: exp.Expr, call_text: str, name: str) -> Any:
+    """An option's value as Python: a number, string, boolean, NULL or list of them."""
+    if isinstance(value, exp.Literal):
+        if value.is_string:
+            return value.this
+        text = value.this
+        return int(text) if re.fullmatch(r"\d+", text) else float(text)
+    if isinstance(value, exp.Neg) and isinstance(value.this, exp.Literal) and not value.this.is_string:
+        return -_constant(value.this, call_text, name)
+    if isinstance(value, exp.Boolean):
+        return bool(value.this)
+    if isinstance(value, exp.Null):
+        return None
+    if isinstance(value, exp.Array):
+        return [_constant(v, call_text, name) for v in value.expressions]
+    raise InputTypeError(
+        f"{call_text}: option '{name}' takes a constant, not {value.sql(dialect='duckdb')} "
+        "(a value computed per row would make every row its own model)"
+    )
 
 
 def _packed_arguments(call: exp.Expr, call_text: str, model_name: str, input_kind: str) -> exp.Expr:

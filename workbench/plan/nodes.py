@@ -99,6 +99,8 @@ class ModelOperator:
     model: str
     call: str  # the call as the user wrote it, e.g. "minilm(body)"
     inputs: tuple[InputQuery, ...]
+    #: the call's named options, ((name, value), ...): `gen(p, seed := 1)` (models/call_options.py)
+    options: tuple[tuple[str, Any], ...] = ()
     reads: tuple[int, ...] = ()  # operators whose outputs its input queries read (they run first)
     input_type: str = ""
     output_type: str = ""
@@ -128,6 +130,7 @@ class ModelOperator:
     runtime_alternatives: tuple[tuple[str, float | None], ...] = ()
     runtime_reason: str = ""  # why this runtime (and why the others cannot run)
     streaming_only: str = ""  # why only a streaming UDF (udf_centric) can run it where it stands
+    decoding: str = ""  # a generator: sequences at once, new tokens, KV cache estimate (EXPLAIN)
     placement: str = "local"  # or 'ray': its cache misses run on the connected cluster's actors
     actors: int | None = None  # placement 'ray': how many actors ...
     nodes: int | None = None  # ... on how many nodes
@@ -245,6 +248,8 @@ class ModelOperator:
             d["placement"] = {"on": self.placement, "actors": self.actors, "nodes": self.nodes, "text": self.where}
         if self.limit is not None:
             d["limit"] = self.limit
+        if self.decoding:
+            d["decoding"] = self.decoding
         if analyzed:
             d.update(
                 actual_rows=self.actual_rows,

@@ -28,6 +28,7 @@ class ModelProfile:
     name: str
     input_kind: str  # text | ids | tensor
     output_type: str
+    task: str = ""  # what the model does ('embed', 'generate', ...): which named options a call takes
     input_dim: int | None = None
     device: str = "cpu"
     batch_size: int | None = None  # fixed by the model's options

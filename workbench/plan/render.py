@@ -157,6 +157,8 @@ def _plan_lines(plan: Plan) -> list[tuple[int, str]]:
         if op.runtime_alternatives or op.runtime != "torch":
             why = f"; {op.runtime_reason}" if op.runtime_reason else ""
             lines.append((2, f"runtime: {op.runtime_text()}{why}"))
+        if op.decoding:
+            lines.append((2, f"decoding: {op.decoding}"))
         lines += [(2, f"part: {part}") for part in op.parts]
         lines.append((2, f"inputs: {public_sql(op.input_sql)}"))
     lines += [(1, f"optimizer: {note}") for note in plan.notes]

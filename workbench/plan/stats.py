@@ -46,6 +46,9 @@ class OperatorStats:
     runtime: str = "torch"  # 'torch' or 'onnx' (onnxruntime): what really ran the model
     runtime_note: str | None = None  # why the planned runtime did not run (export or check failed)
     switched: str | None = None  # the guard moved the rest of the rows to another executor, and why
+    tokens: int | None = None  # a generator: new tokens it decoded (cache hits decode none)
+    tokens_per_s: float | None = None  # ... per second of decoding
+    kv_cache_bytes: int | None = None  # ... the largest its KV cache grew
 
     @property
     def computed(self) -> int:
@@ -55,7 +58,15 @@ class OperatorStats:
     def as_dict(self) -> dict[str, Any]:
         """The public `Result.stats` form (optional fields only when set)."""
         d = asdict(self)
-        for key in ("input_rows", "cache_semantic_hits", "runtime_note", "switched"):
+        for key in (
+            "input_rows",
+            "cache_semantic_hits",
+            "runtime_note",
+            "switched",
+            "tokens",
+            "tokens_per_s",
+            "kv_cache_bytes",
+        ):
             if d[key] is None:
                 del d[key]
         if self.placement == "local":  # where it ran: said only for a cluster run

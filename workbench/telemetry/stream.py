@@ -13,6 +13,8 @@ Kinds and their data:
     cache           id, hits, misses
     bytes           source, target, bytes (e.g. 'duckdb' -> 'cpu'; 'disk' -> 'cpu' when offloading)
     memory          {'cpu': {...}, 'cuda:0': {...}}: bytes per device (see memory.sample)
+    generation      id, tokens, tokens_per_s, kv_bytes (a generator's totals so far), rows (of its
+                    current call), text (that call's text so far when it decodes one row, else None)
     operator_end    id, rows, seconds
     query_end       rows (result rows), seconds, error (None or a short message)
     download        repo ('org/name@abc1234'), files_done, files_total, bytes_done, bytes_total,

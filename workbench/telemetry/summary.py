@@ -90,6 +90,10 @@ def facts(s: Snapshot) -> list[tuple[str, str]]:
         out.append((f"memory {device}", text + (f" ({', '.join(parts)})" if parts else "")))
     if s.moved:
         out.append(("bytes moved", ", ".join(f"{k.replace('->', ' → ')} {size(v)}" for k, v in s.moved.items())))
+    if s.tokens:
+        out.append(("generated", f"{count(s.tokens, 'token')} ({s.tokens_per_s:,.1f}/s), KV cache {size(s.kv_bytes)}"))
+    if s.stream is not None and not s.finished:  # the final result replaces the streamed text
+        out.append(("text so far", s.stream))
     out.append(("batches", f"{s.batches:,} ({s.batches_per_second:,.1f}/s)"))
     for node, done in s.nodes.items():  # a cluster run: each node's share so far
         out.append(

@@ -76,6 +76,10 @@ class Snapshot:
     download: Download | None = None  # the latest hub download of this activity
     #: a cluster run: per node ("address node-id-prefix"), its rows, blocks and actors so far
     nodes: dict[str, dict[str, int]] = field(default_factory=dict)
+    tokens: int = 0  # a generator's new tokens so far (`generation` events)
+    tokens_per_s: float = 0.0
+    kv_bytes: int = 0  # its KV cache's largest size
+    stream: str | None = None  # a one-row generation: its text so far (shown while it runs)
     updates: int = 0  # events folded in
 
     @property
@@ -132,6 +136,10 @@ class Snapshot:
             "moved": self.moved,
             "download": None if self.download is None else self.download.to_dict(),
             "nodes": self.nodes,
+            "tokens": self.tokens,
+            "tokens_per_s": round(self.tokens_per_s, 2),
+            "kv_bytes": self.kv_bytes,
+            "stream": self.stream,
         }
 
 
@@ -223,6 +231,11 @@ class Tracker:
             self._download(s, e)
         elif e.kind == "node_progress":  # one cluster node's running totals
             s.nodes[f"{d['node']} {str(d['node_id'])[:8]}"] = {k: int(d[k]) for k in ("rows", "blocks", "actors")}
+        elif e.kind == "generation":  # one operator's running totals
+            s.tokens, s.tokens_per_s = int(d["tokens"]), float(d["tokens_per_s"])
+            s.kv_bytes = max(s.kv_bytes, int(d.get("kv_bytes") or 0))
+            if d.get("text") is not None:
+                s.stream = str(d["text"])
         elif e.kind == "operator_end":
             op = self._ops.setdefault(d["id"], [0, 0])
             op[0] = op[1] = max(op[0], int(d.get("rows", op[0])))
