@@ -61,16 +61,24 @@ class ClusterClient:
         self.spec = spec
         self._lock = threading.RLock()  # one request at a time per session
         self._retry_at = 0.0
+        self._known: dict[str, ClusterFacts] = {}  # the driver's last facts per model
         self._driver: _Driver | None = self._start()
 
     # -- what the optimizer and the tests read ---------------------------------------------
     def facts(self, profile: ModelProfile) -> ClusterFacts:
         """The cluster's facts for this model; a cluster that vanished has no CPU (so the
         optimizer keeps every model here) until a new driver reaches it."""
+        known = self._known.get(profile.fingerprint)
+        if known is not None and not self._lock.acquire(blocking=False):
+            return known  # another thread's query holds the driver: plan with what it said last
         try:
             facts: ClusterFacts = self._ask(m.Facts(profile.fingerprint), reconnect=True)
         except ClusterError:
             return ClusterFacts(spec=self.spec, nodes=0, slots=0)
+        finally:
+            if known is not None:
+                self._lock.release()
+        self._known[profile.fingerprint] = facts
         return facts
 
     def nodes(self) -> list[Node]:
