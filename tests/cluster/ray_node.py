@@ -18,6 +18,7 @@ Usage: python tests/cluster/ray_node.py start --address=... (the arguments of `r
 import sys
 import time
 
+import psutil
 import ray._private.services as services
 from ray.scripts.scripts import main
 
@@ -34,9 +35,21 @@ def _patient_get_node(*args, **kwargs):
         try:
             return _get_node(*args, **kwargs)
         except RuntimeError:
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or _raylet_died():
                 raise
             time.sleep(POLL_S)
+
+
+def _raylet_died() -> bool:
+    """The raylet this `ray start` launched has exited (it aborts on its own deadlines): no
+    registration is coming, so the start fails now instead of at the ceiling."""
+    for child in psutil.Process().children():
+        try:
+            if child.name() == "raylet" and child.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+                return True
+        except psutil.Error:
+            continue
+    return False
 
 
 if __name__ == "__main__":
