@@ -106,6 +106,11 @@ class ClusterError(WorkbenchError):
     (nothing of that query was written)."""
 
 
+class ClusterUnavailable(ClusterError):
+    """The Ray cluster vanished (its nodes stopped, its head went away) while the session used
+    it: the query failed and wrote nothing, the session goes on, and reconnects once it is back."""
+
+
 class UnsupportedCall(WorkbenchError):
     """A model call in a position the engine cannot run yet."""
 

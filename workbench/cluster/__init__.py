@@ -1,10 +1,14 @@
 """Scale out on Ray: the model operator's cache misses run on a Ray cluster's actors.
 
-    connection  one connection per process to a cluster (`ray.init`), shared by sessions
+    client      the session's side: starts its Ray driver process, sends it cache misses
+                (Arrow IPC), and turns the driver's death into one ClusterUnavailable
+    driver      that process (`python -m workbench.cluster.driver`): the only Ray driver
+    messages    what the two say to each other over their socket
+    connection  the driver's connection to a cluster (`ray.init`)
     actors      the actor that loads a model once and answers blocks of inputs as Arrow
-    executor    the cluster state a session's engine owns: actor pools, what runs taught
-                (per-actor throughput, transfer cost), and the block loop with retries
+    executor    in the driver: actor pools, what runs taught (per-actor throughput,
+                transfer cost), and the block loop with retries
 
-Ray is an optional extra (`pip install workbench[ray]`): nothing here imports it at module
-level, so a session without a cluster never loads it.
+Ray is an optional extra (`pip install workbench[ray]`): only the driver process imports it
+(Ray ends the process holding a driver whose node vanished: never the user's kernel).
 """

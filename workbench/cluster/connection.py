@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.db import first_line
-from workbench.errors import ClusterError
+from workbench.errors import ClusterError, ClusterUnavailable
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 #: Ray resolves "this machine" to 127.0.0.1 (not the interface address) while this is "0"
@@ -46,7 +46,7 @@ class Connection:
         """Whether the cluster's head still answers (a TCP connect to its port; always True
         for 'auto' and 'local', whose address this process does not name)."""
         try:
-            _reachable(self.spec)
+            reachable(self.spec)
         except ClusterError:
             return False
         return True
@@ -67,11 +67,11 @@ class Connection:
     def nodes(self) -> list[Node]:
         """The alive nodes with at least one CPU, in a stable order."""
         if self.gone:
-            raise ClusterError(f"the Ray cluster {self.spec} is gone; SET cluster = 'none' or connect again")
+            raise ClusterUnavailable(f"the Ray cluster {self.spec} is gone; SET cluster = 'none' or connect again")
         try:
             found = self.ray.nodes()
         except Exception as exc:  # the cluster is gone (GCS unreachable)
-            raise ClusterError(f"the Ray cluster {self.spec} is gone: {first_line(exc)}") from None
+            raise ClusterUnavailable(f"the Ray cluster {self.spec} is gone: {first_line(exc)}") from None
         nodes = [
             Node(n["NodeID"], n.get("NodeManagerAddress", "?"), float(n.get("Resources", {}).get("CPU", 0)))
             for n in found
@@ -103,7 +103,7 @@ def connect(spec: str) -> Connection:
                 )
             _CURRENT.users += 1
             return _CURRENT
-        _reachable(spec)  # Ray itself retries an address nobody answers for a minute or more
+        reachable(spec)  # Ray itself retries an address nobody answers for a minute or more
         loopback = host_of(spec) in LOOPBACK_HOSTS
         if loopback:  # before Ray reads its constants (at its first import)
             os.environ.setdefault(SINGLE_MACHINE_ENV, "0")
@@ -143,7 +143,7 @@ def release(connection: Connection) -> None:
             pass
 
 
-def _reachable(spec: str) -> None:
+def reachable(spec: str) -> None:
     """A host:port spec whose port refuses connections fails now, with one clear line."""
     if spec in ("auto", "local"):
         return

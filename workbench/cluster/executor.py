@@ -31,10 +31,9 @@ import pyarrow as pa
 from workbench.cluster.actors import Block, Recipe, actor_class
 from workbench.cluster.connection import Connection, Node, release
 from workbench.db import first_line
-from workbench.errors import ClusterError, ModelError, WorkbenchError
+from workbench.errors import ClusterError, ClusterUnavailable, ModelError, WorkbenchError
 from workbench.execution.batching import BatchRun
 from workbench.optimizer.cluster_cost import PRIOR_BLOCK_S, PRIOR_BYTE_S, PRIOR_STARTUP_S, ClusterFacts, block_rows
-from workbench.plan.profile import ModelProfile
 from workbench.plan.stats import NodeShare
 
 IN_FLIGHT = 2  # blocks per actor: one running, one waiting, so an actor never idles
@@ -86,23 +85,25 @@ class Cluster:
         self._pool: list[_Actor] = []
         self._learned = _Learned()
         self._lock = threading.Lock()  # one operator on the cluster at a time per session
+        self._cancelled: Callable[[], bool] = lambda: False
 
     # -- what the optimizer reads ---------------------------------------------------------
     def nodes(self) -> list[Node]:
         return self.connection.nodes()
 
-    def facts(self, profile: ModelProfile) -> ClusterFacts:
+    def facts(self, fingerprint: str) -> ClusterFacts:
+        """What the optimizer knows of this cluster for the model of `fingerprint`."""
         nodes = self.nodes()
         learned = self._learned
-        warm = len(self._pool) if self._pool_key == profile.fingerprint else 0
+        warm = len(self._pool) if self._pool_key == fingerprint else 0
         return ClusterFacts(
             spec=self.spec,
             nodes=len(nodes),
             slots=sum(int(n.cpus) for n in nodes),
-            actor_row_s=learned.actor_row_s.get(profile.fingerprint),
+            actor_row_s=learned.actor_row_s.get(fingerprint),
             block_s=learned.block_s,
             byte_s=learned.byte_s,
-            startup_s=learned.startup_s.get(profile.fingerprint, PRIOR_STARTUP_S),
+            startup_s=learned.startup_s.get(fingerprint, PRIOR_STARTUP_S),
             warm=warm,
             measured=learned.measured,
         )
@@ -125,8 +126,11 @@ class Cluster:
         output_type: pa.DataType,
         progress: Callable[[int, int], None] | None = None,
         on_node: Callable[[NodeShare], None] | None = None,
+        cancelled: Callable[[], bool] = lambda: False,
     ) -> tuple[BatchRun, Report]:
-        """The outputs of `keys` (in their order) computed by `actors` actors holding the model."""
+        """The outputs of `keys` (in their order) computed by `actors` actors holding the model.
+        `cancelled` is asked every POLL_S at most: True stops the query (KeyboardInterrupt)."""
+        self._cancelled = cancelled
         start = time.perf_counter()
         n = len(keys)
         if n == 0:
@@ -179,11 +183,13 @@ class Cluster:
         checked = time.monotonic()
         try:
             while len(results) < len(blocks):
+                if self._cancelled():
+                    raise KeyboardInterrupt
                 if time.monotonic() - checked > ALIVE_CHECK_S:
                     checked = time.monotonic()
                     if not self.connection.answers():
                         self.connection.let_go()
-                        raise ClusterError(
+                        raise ClusterUnavailable(
                             f"the Ray cluster {self.spec} vanished while {call} ran; nothing of this query was written"
                         )
                 busy = collections.Counter(id(a) for _, a in pending.values())
@@ -274,7 +280,13 @@ class Cluster:
             fresh = self._start(recipe, call, actors - len(pool), pool)
             refs = {a.handle.where.remote(): a for a in fresh}
             try:
-                ready, waiting = self.ray.wait(list(refs), num_returns=len(refs), timeout=START_TIMEOUT_S)
+                ready, waiting = [], list(refs)
+                deadline = time.monotonic() + START_TIMEOUT_S
+                while waiting and time.monotonic() < deadline:  # (a cancel is noticed while they load)
+                    if self._cancelled():
+                        raise KeyboardInterrupt
+                    done, waiting = self.ray.wait(waiting, num_returns=len(waiting), timeout=POLL_S)
+                    ready.extend(done)
                 if waiting:
                     raise ClusterError(
                         f"the Ray cluster {self.spec} did not start {len(fresh)} actor(s) for {call} within "

@@ -9,7 +9,7 @@ from dataclasses import replace
 import pyarrow as pa
 
 from workbench.cluster.actors import Recipe
-from workbench.cluster.executor import Cluster
+from workbench.cluster.client import ClusterClient
 from workbench.execution.batching import BatchRun
 from workbench.execution.registry import Job
 from workbench.models.base import Model
@@ -17,7 +17,7 @@ from workbench.plan.stats import NodeShare, OperatorStats
 
 
 class OnCluster:
-    def __init__(self, cluster: Cluster, recipe_of: Callable[[str, Model], Recipe]):
+    def __init__(self, cluster: ClusterClient, recipe_of: Callable[[str, Model], Recipe]):
         self.cluster = cluster
         self.recipe_of = recipe_of  # how an actor gets the model (the engine asks its catalog)
 

@@ -17,9 +17,8 @@ import duckdb
 import pyarrow as pa
 
 from workbench.cache import InferenceCache, policy_of
-from workbench.cluster import connection as cluster_connection
 from workbench.cluster.actors import Recipe
-from workbench.cluster.executor import Cluster
+from workbench.cluster.client import ClusterClient
 from workbench.cluster.remote import OnCluster
 from workbench.db import PerThread
 from workbench.engine import calibration
@@ -61,8 +60,7 @@ class Engine:
         self.writes = threading.RLock()
         self._constants: dict[str, float] | None = None
         self._constants_lock = threading.Lock()
-        self.cluster: Cluster | None = None  # the Ray cluster of `SET cluster` (None: this machine only)
-        self._shipped: dict[str, Any] = {}  # fingerprint -> object ref of a Python-registered model
+        self.cluster: ClusterClient | None = None  # the Ray cluster of `SET cluster` (None: this machine only)
         self.runner = Runner(
             self.models, telemetry, cache_use=self.cache_use, learn=self.learn, writes=self.writes, remote=self._remote
         )
@@ -81,11 +79,10 @@ class Engine:
         if self.cluster is not None and self.cluster.spec == spec:
             return
         old, self.cluster = self.cluster, None
-        self._shipped.clear()
-        if old is not None:  # (a process holds one Ray connection: the old one goes first)
+        if old is not None:
             old.close()
-        if spec is not None:
-            self.cluster = Cluster(cluster_connection.connect(spec))
+        if spec is not None:  # a Ray driver process of this session's own (workbench/cluster/client.py)
+            self.cluster = ClusterClient(spec)
 
     def _remote(self) -> OnCluster | None:
         return None if self.cluster is None else OnCluster(self.cluster, self._recipe)
@@ -107,9 +104,7 @@ class Engine:
         if path is not None:
             return Recipe(name, fingerprint, path=path, options=json.dumps(info.options))
         assert self.cluster is not None
-        if fingerprint not in self._shipped:
-            self._shipped[fingerprint] = self.cluster.ray.put(real(model))
-        return Recipe(name, fingerprint, shipped=self._shipped[fingerprint])
+        return self.cluster.ship(Recipe(name, fingerprint), real(model))
 
     # -- the cost model -------------------------------------------------------------------
     def constants(self, cursor: Cursor) -> dict[str, float]:

@@ -268,7 +268,7 @@ class OnRay:
             s = outcome.stats()
             return placed[0](s) if placed else replace(s, placement="ray", actors=0)
 
-        return Outcome(stats=stats, table=outcome.table)
+        return replace(outcome, stats=stats)  # (with the cache on, its outcome is a lookup inside DuckDB)
 
 
 EXECUTORS: dict[str, Executor] = {
