@@ -43,6 +43,9 @@ class Cursor:
         self.model_names = model_names
         self.plan: Plan | None = None  # the statement being run, for error messages
         self._frames: list[str] = []  # DataFrames registered for this call only
+        # called at Ctrl-C, after DuckDB was asked to stop: what runs inside the statement
+        # (a UDF's model, which DuckDB cannot stop mid-call) is told to stop too
+        self.on_interrupt: list[Callable[[], None]] = []
         # DuckDB's own progress bar becomes an ipywidget that outlives the cell as a blank box
         quiet_progress_bar(self.con)
 
@@ -100,7 +103,11 @@ class Cursor:
             rel = self.con.sql(sql, params=params or None)
             return pa.table({}) if rel is None else rel.to_arrow_table()
 
-        return self.guarded(lambda: interruptible(go, self.con))
+        return self.guarded(lambda: interruptible(go, self.con, self._interrupted))
+
+    def _interrupted(self) -> None:
+        for stop in self.on_interrupt:
+            stop()
 
     def guarded(self, fn: Callable[[], Any]) -> Any:
         """Run `fn`, turning DuckDB errors and interrupts into short workbench errors."""
@@ -150,7 +157,9 @@ def guarded(fn: Callable[[], Any], plan: Plan | None, model_names: Callable[[], 
         raise translate_error(exc, plan, model_names()) from None
 
 
-def interruptible(fn: Callable[[], Any], con: duckdb.DuckDBPyConnection) -> Any:
+def interruptible(
+    fn: Callable[[], Any], con: duckdb.DuckDBPyConnection, on_interrupt: Callable[[], None] | None = None
+) -> Any:
     """Run a DuckDB call so that Ctrl-C stops it at once.
 
     DuckDB notices a SIGINT only between result chunks (an Arrow fetch of a long aggregate
@@ -169,5 +178,7 @@ def interruptible(fn: Callable[[], Any], con: duckdb.DuckDBPyConnection) -> Any:
                 continue
     except KeyboardInterrupt:
         con.interrupt()
+        if on_interrupt is not None:
+            on_interrupt()
         concurrent.futures.wait([future])
         raise

@@ -177,6 +177,7 @@ class Runner:
         """Run the statement itself (UDF operators run inside it)."""
         udfs = [o.udf for _, _, o in outcomes if o.udf is not None]
         torch_n = max((u.op.threads[1] for u in udfs if u.op.threads), default=None)
+        cursor.on_interrupt = [u.cancel for u in udfs]  # Ctrl-C stops a UDF between its batches
         try:
             with torch_threads(torch_n):
                 return cursor.fetch(plan.final_sql, {n: values[n] for n in plan.params if n in values})
@@ -185,6 +186,8 @@ class Runner:
             if error is not None:
                 raise error from None
             raise
+        finally:
+            cursor.on_interrupt = []
 
     @contextlib.contextmanager
     def _observed(

@@ -60,6 +60,7 @@ class UdfOperator:
         self._started, self._reported, self._batches = False, 0, 0  # telemetry's running counts
         self._stats_lock = threading.Lock()
         self.dedup = all(q.distinct for q in op.inputs)  # find repeats within each vector
+        self._cancelled = threading.Event()  # Ctrl-C: DuckDB cannot stop a call in progress
         self.watcher = generate.current_watcher()  # the engine's, taken to DuckDB's threads
 
     def register(self) -> None:
@@ -73,6 +74,10 @@ class UdfOperator:
             # STRUCT itself is not NULL, so DuckDB's default handling would refuse that NULL)
             null_handling="special" if self.model.input_kind in ARGUMENTS else "default",
         )
+
+    def cancel(self) -> None:
+        """Stop every call of this function at its next batch (the statement was interrupted)."""
+        self._cancelled.set()
 
     def remove(self) -> None:
         try:
@@ -98,7 +103,7 @@ class UdfOperator:
             present = keys
         unique, inverse = _unique(present) if self.dedup else (present, None)
         inputs = to_model_inputs(self.op.call, self.op.model, self.model, unique)
-        step = self._progress() if self.telemetry is not None else None
+        step = self._stoppable(self._progress() if self.telemetry is not None else None)
         # (a text model's calls take turns inside batching: its tokenizer is not thread-safe)
         with generate.watching(self.watcher) if self.watcher is not None else contextlib.nullcontext():
             result = batching.run(
@@ -118,6 +123,18 @@ class UdfOperator:
             self.telemetry.emit("bytes", source="duckdb", target="cpu", bytes=present.nbytes)
             self.telemetry.emit("bytes", source="cpu", target="duckdb", bytes=out.nbytes)
         return out
+
+    def _stoppable(self, step: Callable[[int, int], None] | None) -> Callable[[int, int], None]:
+        """The batch-level callback, raising KeyboardInterrupt once the statement was cancelled
+        (a vector of 2,048 prompts to generate from would otherwise run to its end)."""
+
+        def check(pos: int, total: int) -> None:
+            if self._cancelled.is_set():
+                raise KeyboardInterrupt
+            if step is not None:
+                step(pos, total)
+
+        return check
 
     def _progress(self) -> Callable[[int, int], None]:
         """A batch-level progress callback for one vector. DuckDB's threads call the function
