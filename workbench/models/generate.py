@@ -76,6 +76,10 @@ class Generator(_TextModel):
         # the KV cache's argument: `cache` in transformers 5.24 and later, `past_key_values` before
         forward = getattr(model, "wrapped_forward", model.forward)  # (an offloaded model's own)
         self._cache_arg = "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
+        # only the last position's logits are used: a model that can skip the others does
+        self._last_logits = "logits_to_keep" in inspect.signature(forward).parameters
+        self.prefill_chunk: int | None = None  # tokens per prefill forward (offloaded.py's schedule sets it)
+        self.cache_factory: Any = None  # the KV cache's class when not DynamicCache (a spilled one, offloaded.py)
 
     @property
     def output_type(self) -> str:
@@ -154,10 +158,13 @@ class Generator(_TextModel):
         running = list(range(len(prompts)))  # rows of the original batch still decoding
         from transformers import DynamicCache
 
-        cache = DynamicCache()
+        cache = self.cache_factory() if self.cache_factory is not None else DynamicCache()
         with evaluating(self.model), torch.inference_mode():
             positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            logits = self._step(ids, mask, positions, cache)
+            chunk = self.prefill_chunk or width  # a long prompt's activations, a chunk at a time
+            for at in range(0, width, chunk):
+                end = min(at + chunk, width)
+                logits = self._step(ids[:, at:end], mask[:, :end], positions[:, at:end], cache)
             for step in range(self.max_new_tokens):
                 chosen = self._choose(logits, [generators[r] for r in running] if generators else [])
                 keep = []
@@ -178,10 +185,14 @@ class Generator(_TextModel):
                 mask = torch.cat([mask, mask.new_ones((len(running), 1))], dim=1)
                 positions = mask.sum(-1, keepdim=True) - 1
                 logits = self._step(chosen.view(-1, 1), mask, positions, cache)
+        if hasattr(cache, "close"):  # a spilled cache's files go now, not at garbage collection
+            cache.close()
         return [self._text(tokens) for tokens in new]
 
     def _step(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Any) -> torch.Tensor:
-        kwargs = {self._cache_arg: cache}
+        kwargs: dict[str, Any] = {self._cache_arg: cache}
+        if self._last_logits:
+            kwargs["logits_to_keep"] = 1
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **kwargs)
         return out.logits[:, -1, :].float()
 

@@ -11,11 +11,13 @@ again once the unit has run. While one unit computes, a reader thread loads the 
 (reads and torch both release the GIL), as long as both fit the budget's window; a unit too
 big to share the window is loaded after the previous one is dropped.
 
-Every unit fits: a tensor bigger than `piece_limit` (a quarter of the window) is split before
-the schedule is built. An embedding table is read only at the rows the batch needs (one positional read per distinct token id), and a Linear (an LM
-head over a large vocabulary, or a wide feed-forward layer in a small window) is streamed in
-blocks of output rows, the next block read while this one computes: its output is the
-concatenation of the blocks' outputs (the LM head computed in vocabulary chunks).
+Every unit fits: a tensor bigger than `piece_limit` (by default a quarter of the window; the
+schedule's cost model picks it, runtime/schedule.py) is split before the schedule is built. An
+embedding table is read only at the rows the batch needs (one positional read per distinct
+token id), and a Linear (an LM head over a large vocabulary, or a wide feed-forward layer in a
+small window) is streamed in blocks of output rows, the next block read while this one
+computes: its output is the concatenation of the blocks' outputs (the LM head computed in
+vocabulary chunks).
 
 On CUDA the same runtime stages each unit in pinned host memory and copies it to the device
 on a separate stream, so the copy of the next unit overlaps the current one's kernels.
@@ -213,12 +215,18 @@ def read_block(entry: Entry, fd: int, first: int, count: int) -> torch.Tensor:
 class _PieceForward:
     """The forward of a split embedding or Linear: reads what it needs, computes, keeps nothing."""
 
-    def __init__(self, owner: Offloaded, piece: Piece):
-        self.owner, self.piece = owner, piece
+    def __init__(
+        self,
+        piece: Piece,
+        fd: Callable[[str], int],
+        reader: ThreadPoolExecutor,
+        record: Callable[[UnitStats], None],
+    ):
+        self.piece, self.fd, self.reader, self.record = piece, fd, reader, record
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         t0 = time.perf_counter()
-        piece, fd = self.piece, self.owner._fd(self.piece.entry.file)
+        piece, fd = self.piece, self.fd(self.piece.entry.file)
         device = x.device
         if piece.how == "rows":
             ids = x.detach().to("cpu").reshape(-1)
@@ -230,9 +238,9 @@ class _PieceForward:
             total = piece.entry.shape[0]
             bias = None
             if piece.bias is not None:
-                bias = read_block(piece.bias, self.owner._fd(piece.bias.file), 0, piece.bias.shape[0]).to(device)
+                bias = read_block(piece.bias, self.fd(piece.bias.file), 0, piece.bias.shape[0]).to(device)
             starts = list(range(0, total, piece.block_rows))
-            reader = self.owner._reader
+            reader = self.reader
 
             def load(first: int) -> torch.Tensor:
                 return read_block(piece.entry, fd, first, min(piece.block_rows, total - first))
@@ -248,8 +256,7 @@ class _PieceForward:
                 del block
             out = torch.cat(parts, dim=-1)
             read = piece.entry.nbytes + piece.bias_bytes
-        stats = UnitStats(piece.name, read, read_s=time.perf_counter() - t0)
-        self.owner.last.units.append(stats)
+        self.record(UnitStats(piece.name, read, read_s=time.perf_counter() - t0))
         return out
 
 
@@ -382,7 +389,7 @@ class Offloaded:
                 entries.pop(f"{prefix}weight")
                 if piece.bias is not None:
                     entries.pop(f"{prefix}bias")
-                sub.forward = _PieceForward(self, piece)  # type: ignore[method-assign]
+                sub.forward = _PieceForward(piece, self._fd, self._reader, lambda u: self.last.units.append(u))  # type: ignore[method-assign]
                 pieces.append(piece)
         return pieces
 
