@@ -38,7 +38,7 @@ class SpilledLayer(DynamicLayer):
         values = torch.empty(self._shape, dtype=self._dtype)
         fd, at = self._file.fileno(), 0
         for t in (keys, values):
-            view = memoryview(t.numpy()).cast("B")
+            view = t.numpy().data.cast("B")
             done = 0
             while done < len(view):
                 got = os.preadv(fd, [view[done:]], at + done)
@@ -53,7 +53,7 @@ class SpilledLayer(DynamicLayer):
             self._file = tempfile.TemporaryFile(prefix="workbench-kv-")
         fd, at = self._file.fileno(), 0
         for t in (keys, values):
-            data = memoryview(t.contiguous().numpy()).cast("B")
+            data = t.contiguous().numpy().data.cast("B")
             done = 0
             while done < len(data):
                 done += os.pwrite(fd, data[done:], at + done)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 #: bytes/s the cost model assumes for reading weights (page cache or NVMe) and float32
 #: multiply-adds/s for compute on the CPU: the ratio is what matters, both are rough
@@ -109,6 +110,10 @@ def _fits(
     return weights + acts + kv <= window, acts
 
 
+def _fits_batch(shape: Shape, chunk: int | None, weights: int, window: int, spilled: bool, batch: int) -> bool:
+    return _fits(shape, batch, chunk, weights, window, spilled)[0]
+
+
 def tokens_per_s(shape: Shape, batch: int, chunk: int | None, prefetch: bool, spilled: bool = False) -> float:
     """Rows (encoder) or new tokens (decoder) per second by the roofline (a spilled KV cache
     is read and written back at every forward: at half the context on average)."""
@@ -142,7 +147,7 @@ def choose(
         for prefetch, weights, chunk, spilled in options:
             if chunk is not None and chunk >= shape.context:
                 continue
-            batch = _largest(lambda b, c=chunk, w=weights, k=spilled: _fits(shape, b, c, w, window, k)[0], cap)
+            batch = _largest(partial(_fits_batch, shape, chunk, weights, window, spilled), cap)
             if batch == 0:
                 continue
             found = Schedule(
