@@ -1,20 +1,21 @@
 """Benchmark: generation bigger than memory, side by side in one run (issue 16).
 
 One Llama-shaped decoder with random weights (~1 GB of float32, 40 layers; a vocabulary of
-word pieces of single characters, so that no unit is bigger than the window: splitting such
-units is not built yet), the same prompts (pydoc paragraphs cut to 40 characters), greedy
+word pieces of single characters), the same prompts (pydoc paragraphs cut to 40 characters), greedy
 decoding of the same number of new tokens, and a budget of 1/16 of the weights:
 
     (a) transformers' `generate` with the whole model in memory, at its best batch size
     (b) accelerate's disk offload (`device_map='auto'`, `max_memory` = the budget,
         `offload_folder`), transformers' `generate`, the same batch as (c)
-    (c) the engine offloaded (`SET memory_budget_cpu`, `offload = 'auto'`): every decoding
-        step reads each layer once for the whole batch
+    (c) the engine offloaded (`SET memory_budget_cpu`; offload = 'auto' is the default): every
+        decoding step reads each layer once for the whole batch; the batch, the prefill chunk
+        and the split of the budget are the cost model's (runtime/schedule.py), printed
     (d) the IO bound: weight bytes read per decoding step / measured read bandwidth, times
         the steps (what (c) would take if it only read)
 
 Tokens are the new tokens of (a) (greedy: (b) and (c) give the same texts, which the bench
-checks). Needs `pip install accelerate` for (b).
+checks). (b) needs accelerate (not a dependency of workbench): without it the row is left
+out and the bench says so; `pip install accelerate`, or put a copy on PYTHONPATH.
 
     .venv/bin/python bench/bench_generate.py [--prompts 32] [--new 16]
 """
@@ -115,6 +116,7 @@ def main() -> None:
         size = build(d)
         budget = size // 16
         log(f"decoder: {size / 1e6:,.0f} MB of weights; budget {budget / 1e6:,.0f} MB (1/16)")
+        print(f"load average at start: {os.getloadavg()}, torch threads {torch.get_num_threads()}")
         s = workbench.connect()
         s.sql("CALL load_dataset('pydoc')")
         prompts = [
@@ -143,9 +145,11 @@ def main() -> None:
         rows = [("(a) transformers generate, in memory", a_batch, a_seconds, None)]
 
         log("(c) the engine, offloaded")
-        s.sql(f"CREATE MODEL dec FROM '{d}' WITH (max_new_tokens = {args.new}, cache = 'off', offload = 'auto')")
+        s.sql(f"CREATE MODEL dec FROM '{d}' WITH (max_new_tokens = {args.new}, cache = 'off')")
         s.sql(f"SET memory_budget_cpu = '{budget}'")
         s.sql("CREATE TABLE prompts AS SELECT unnest(:p::VARCHAR[]) AS prompt", {"p": prompts})
+        schedule = s.explain("SELECT prompt, dec(prompt) AS out FROM prompts").operators[0].memory
+        print(f"the engine's schedule (EXPLAIN): {schedule}")
         t0 = time.perf_counter()
         result = s.sql("SELECT prompt, dec(prompt) AS out FROM prompts")
         c_seconds = time.perf_counter() - t0
@@ -200,6 +204,7 @@ def main() -> None:
             f"(c) vs (d), the IO bound: {c_seconds / d_seconds:.2f}x (target within 1.5x at batch >= 32; "
             f"batch here {c_batch})"
         )
+        print(f"load average at end: {os.getloadavg()}")
         s.close()
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -85,6 +85,10 @@ class Generator(_TextModel):
         forward = getattr(model, "wrapped_forward", model.forward)  # (an offloaded model's own)
         self.last_decode: DecodeStats | None = None  # what the latest `generate` did
         self._cache_arg = "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
+        # only the last position's logits are used: a model that can skip the others does
+        self._last_logits = "logits_to_keep" in inspect.signature(forward).parameters
+        self.prefill_chunk: int | None = None  # tokens per prefill forward (offloaded.py's schedule sets it)
+        self.cache_factory: Any = None  # the KV cache's class when not DynamicCache (a spilled one, offloaded.py)
 
     @property
     def output_type(self) -> str:
@@ -203,28 +207,34 @@ class Generator(_TextModel):
                 if told is not None:
                     told(row, text)
 
-        with evaluating(self.model), torch.inference_mode():
-            while waiting or running is not None:
-                if waiting and (running is None or (len(running.rows) < slots and running.can_merge())):
-                    room = slots - (len(running.rows) if running is not None else 0)
-                    joining = [waiting.popleft() for _ in range(min(room, len(waiting)))]
-                    prefilled, logits = self._prefill(joining, prompt_ids)
-                    stats.prefills += 1
-                    joined = self._advance(prefilled, logits, generators, new, on_token)
-                    if running is not None and joined is not None:
-                        stats.joins += 1
-                    running = joined if running is None else running.merged(joined)
-                    if running is not None:
-                        stats.kv_bytes = max(stats.kv_bytes, running.kv_bytes())
-                    continue
-                assert running is not None
-                mask = torch.cat([running.mask, running.mask.new_ones((len(running.rows), 1))], dim=1)
-                positions = mask.sum(-1, keepdim=True) - 1
-                logits = self._step(running.last.view(-1, 1), mask, positions, running.cache)
-                running.mask = mask
-                stats.steps += 1
-                stats.kv_bytes = max(stats.kv_bytes, running.kv_bytes())
-                running = self._advance(running, logits, generators, new, on_token)
+        caches: list[Any] = []  # every KV cache of this call: a spilled one's files go at the end
+        try:
+            with evaluating(self.model), torch.inference_mode():
+                while waiting or running is not None:
+                    if waiting and (running is None or (len(running.rows) < slots and running.can_merge())):
+                        room = slots - (len(running.rows) if running is not None else 0)
+                        joining = [waiting.popleft() for _ in range(min(room, len(waiting)))]
+                        prefilled, logits = self._prefill(joining, prompt_ids, caches)
+                        stats.prefills += 1
+                        joined = self._advance(prefilled, logits, generators, new, on_token)
+                        if running is not None and joined is not None:
+                            stats.joins += 1
+                        running = joined if running is None else running.merged(joined)
+                        if running is not None:
+                            stats.kv_bytes = max(stats.kv_bytes, running.kv_bytes())
+                        continue
+                    assert running is not None
+                    mask = torch.cat([running.mask, running.mask.new_ones((len(running.rows), 1))], dim=1)
+                    positions = mask.sum(-1, keepdim=True) - 1
+                    logits = self._step(running.last.view(-1, 1), mask, positions, running.cache)
+                    running.mask = mask
+                    stats.steps += 1
+                    stats.kv_bytes = max(stats.kv_bytes, running.kv_bytes())
+                    running = self._advance(running, logits, generators, new, on_token)
+        finally:
+            for cache in caches:
+                if hasattr(cache, "close"):
+                    cache.close()
         stats.tokens = sum(len(t) for t in new)
         stats.seconds = time.perf_counter() - started
         stats.finished = True
@@ -233,7 +243,7 @@ class Generator(_TextModel):
             watcher(stats, -1, "")
         return [self._text(tokens) for tokens in new]
 
-    def _prefill(self, rows: list[int], prompt_ids: list[list[int]]) -> tuple[_Batch, torch.Tensor]:
+    def _prefill(self, rows: list[int], prompt_ids: list[list[int]], caches: list[Any]) -> tuple[_Batch, torch.Tensor]:
         """The prompts of `rows`, left-padded into one batch and run once: their KV cache and
         the logits of each one's next token."""
         from transformers import DynamicCache
@@ -244,9 +254,13 @@ class Generator(_TextModel):
         # left padding: every sequence's next token is at the last position
         ids = torch.tensor([[pad] * (width - len(p)) + p for p in chosen], device=self.device)
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chosen], device=self.device)
-        cache = DynamicCache()
+        cache = self.cache_factory() if self.cache_factory is not None else DynamicCache()
+        caches.append(cache)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        logits = self._step(ids, mask, positions, cache)
+        chunk = self.prefill_chunk or width  # a long prompt's activations, a chunk at a time
+        for at in range(0, width, chunk):
+            end = min(at + chunk, width)
+            logits = self._step(ids[:, at:end], mask[:, :end], positions[:, at:end], cache)
         return _Batch(list(rows), cache, mask, ids[:, -1]), logits
 
     def _advance(
@@ -277,7 +291,9 @@ class Generator(_TextModel):
         return batch
 
     def _step(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Any) -> torch.Tensor:
-        kwargs = {self._cache_arg: cache}
+        kwargs: dict[str, Any] = {self._cache_arg: cache}
+        if self._last_logits:
+            kwargs["logits_to_keep"] = 1
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **kwargs)
         return out.logits[:, -1, :].float()
 

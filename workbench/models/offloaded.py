@@ -4,8 +4,9 @@
 layers from disk when its safetensors weights exceed the session's memory budget
 (`SET memory_budget_cpu`, or `memory_budget_cuda` on a GPU); 'on' always streams, within the
 budget or, without one, within `DEFAULT_WINDOW`. The batch size is chosen with the budget:
-every batch streams all the weights once, so the largest batch whose activations fit next to
-the weights in flight amortises the traffic best.
+every batch streams all the weights once, so the largest batch amortises the traffic best. The
+split of the budget between weights in flight, activations and the KV cache, the batch and
+the prefill chunk are chosen by runtime/schedule.py's cost model and shown in EXPLAIN.
 """
 
 from __future__ import annotations
@@ -20,15 +21,20 @@ import torch
 from workbench.errors import ModelLoadError, OutOfMemoryBudget
 from workbench.models import sentence
 from workbench.models.base import Model, check_labels
-from workbench.runtime import offload
+from workbench.runtime import offload, schedule
 
 MODES = ("auto", "on", "off")
 DEFAULT_WINDOW = 1 << 30
-MAX_BATCH = 256
 
 
-def mode_of(options: dict[str, Any]) -> str:
-    mode = str(options.get("offload", "off")).lower()
+#: tasks the offloaded runtime serves (a model of another task is never offloaded by default)
+TASKS = ("embed", "classify", "generate")
+
+
+def mode_of(options: dict[str, Any], default: str = "off") -> str:
+    """The model's offload option; `default` when it sets none (the catalog's CREATE takes
+    "off": a model is loaded as before unless asked; the engine's planning takes "auto")."""
+    mode = str(options.get("offload", default)).lower()
     if mode in ("true", "1", "yes"):
         mode = "on"
     if mode in ("false", "0", "no"):
@@ -58,11 +64,14 @@ def directory_of(source: str) -> Path | None:
 
 
 def should_offload(options: dict[str, Any], source: str, budget: int | None) -> Path | None:
-    """The directory to stream from, when this model should run offloaded."""
-    mode = mode_of(options)
-    if mode == "off":
+    """The directory to stream from, when this model should run offloaded: 'on', or 'auto'
+    (the default when the model sets no offload option) with weights over the budget."""
+    mode = mode_of(options, default="auto")
+    if mode == "off" or (mode == "auto" and budget is None):
         return None
     d = directory_of(source)
+    if d is not None and "offload" not in options and not _servable(d, options):
+        return None  # a task the runtime does not serve: the cost model says it does not fit
     if d is None:
         if mode == "on":
             raise ModelLoadError("offload needs a transformers directory with .safetensors weights")
@@ -72,13 +81,17 @@ def should_offload(options: dict[str, Any], source: str, budget: int | None) -> 
     return d
 
 
-def _activation_bytes_per_row(config: Any, max_length: int) -> int:
-    hidden = int(getattr(config, "hidden_size", 0) or getattr(config, "n_embd", 768))
-    heads = int(getattr(config, "num_attention_heads", 0) or getattr(config, "n_head", 12))
-    inner = int(getattr(config, "intermediate_size", 0) or getattr(config, "n_inner", 0) or 4 * hidden)
-    # hidden states, q/k/v, the attention output and the feed-forward activations, plus the
-    # attention scores and probabilities, for one layer at a time, with slack for temporaries
-    return 4 * max_length * (8 * hidden + 2 * inner + 2 * heads * max_length)
+def _servable(directory: Path, options: dict[str, Any]) -> bool:
+    """A model the offloaded runtime runs as its in-memory form would: an encoder's embeddings,
+    a classifier or a decoder, by the task asked or the checkpoint's architecture."""
+    task = options.get("task")
+    if task is not None:
+        return task in TASKS
+    try:
+        archs = json.loads((directory / "config.json").read_text()).get("architectures") or []
+    except (OSError, ValueError):
+        return False
+    return all(a.endswith(("ForCausalLM", "LMHeadModel")) or (a.endswith("Model") and "For" not in a) for a in archs)
 
 
 _LOADED: dict[tuple, Model] = {}
@@ -150,47 +163,45 @@ def load(name: str, directory: Path, options: dict[str, Any], budget: int | None
     except ModelLoadError as exc:
         raise ModelLoadError(f"model '{name}': {exc}") from None
     tokenizer = AutoTokenizer.from_pretrained(str(directory), trust_remote_code=False, local_files_only=True)
-    window = (budget or DEFAULT_WINDOW) - offload.overhead(budget or DEFAULT_WINDOW)
+    held = budget or DEFAULT_WINDOW
     task = options.get("task") or _implied_task(config)
     causal = task == "generate"
-    if causal:  # a sequence holds its KV cache for the whole context besides one layer's activations
+    if causal:
         from workbench.models import generate
 
         max_length = generate.context_of(config, options)
-        per_row = _activation_bytes_per_row(config, max_length) + generate.kv_bytes_per_row(config, max_length)
+        kv_row = generate.kv_bytes_per_row(config, max_length)
+        new_tokens = int(options.get("max_new_tokens", generate.DEFAULT_NEW_TOKENS))
     else:
         max_length = max_length_of(options, recipe, tokenizer, config)
-        per_row = _activation_bytes_per_row(config, max_length)
-    # sizes only: nothing is read
-    probe = offload.build(directory, budget or DEFAULT_WINDOW, device=device, causal_lm=causal)
-    units = sorted(probe.unit_bytes, reverse=True)
-    probe.close()
-    for in_flight in (units[0] + units[1], units[0]) if len(units) > 1 else (units[0],):
-        batch = min(MAX_BATCH, (window - in_flight) // per_row)
-        if batch >= 1:
-            break
-    else:
-        raise OutOfMemoryBudget(
-            f"model '{name}' cannot run even one layer at a time within {window / 1e6:,.0f} MB: its largest layer "
-            f"holds {units[0] / 1e6:,.0f} MB and one input's activations need {per_row / 1e6:,.1f} MB"
-        )
-    if options.get("batch_size"):  # the user's batch, when it fits
-        batch = min(batch, int(options["batch_size"]))
+        kv_row, new_tokens = 0, 0
+    plan = _schedule(name, directory, config, held, max_length, kv_row, new_tokens, causal, options)
     runtime = offload.build(
-        directory, budget or DEFAULT_WINDOW, device=device, activation_bytes=int(batch * per_row), causal_lm=causal
+        directory,
+        held,
+        device=device,
+        activation_bytes=plan.activation_bytes + plan.kv_in_memory,
+        causal_lm=causal,
+        piece_limit=plan.piece_limit,
     )
+    batch = plan.batch
     settings = {**options, "task": task, "max_length": max_length, "batch_size": int(batch)}
     if causal:
         model: Model = generate.adapter(name, _Module(runtime), tokenizer, settings)
+        model.prefill_chunk = plan.prefill_chunk  # type: ignore[attr-defined]
+        if plan.kv_spilled:  # the batch's KV cache on disk, one layer's in memory at a time
+            from workbench.runtime.kv_store import SpilledCache
+
+            model.cache_factory = SpilledCache  # type: ignore[attr-defined]
     else:
         model = text_model(name, _Module(runtime), tokenizer, settings, recipe)
     model.device = device
     model.offloaded = runtime  # type: ignore[attr-defined]
-    model.resident_bytes = budget or DEFAULT_WINDOW  # type: ignore[attr-defined]  # what the cost model counts
-    total, held = runtime.total_bytes / 1e6, (budget or DEFAULT_WINDOW) / 1e6
+    model.resident_bytes = held  # type: ignore[attr-defined]  # what the cost model counts
+    model.schedule = plan  # type: ignore[attr-defined]
     model.memory = (  # type: ignore[attr-defined]
-        f"offloaded: {total:,.0f} MB streamed layer by layer within "
-        f"{held:,.0f} MB ({runtime.in_flight_limit} in flight, batch {batch})"
+        f"offloaded: {runtime.total_bytes / 1e6:,.0f} MB streamed layer by layer within "
+        f"{held / 1e6:,.0f} MB ({runtime.in_flight_limit} in flight, {plan.text()})"
     )
     digest = _files_digest(directory)
     base_parts = model.fingerprint_parts
@@ -203,6 +214,64 @@ def load(name: str, directory: Path, options: dict[str, Any], budget: int | None
     model.fingerprint_parts = fingerprint_parts  # type: ignore[method-assign]
     _LOADED[key] = model
     return model
+
+
+def _schedule(
+    name: str,
+    directory: Path,
+    config: Any,
+    held: int,
+    max_length: int,
+    kv_row: int,
+    new_tokens: int,
+    causal: bool,
+    options: dict[str, Any],
+) -> schedule.Schedule:
+    """The cost model's split of the window (runtime/schedule.py), from the checkpoint's
+    headers and the config: nothing is read."""
+    window = held - offload.overhead(held)
+    size = offload.checkpoint_bytes(directory)
+    hidden = int(getattr(config, "hidden_size", 0) or getattr(config, "n_embd", 768))
+    shape = schedule.Shape(
+        weight_bytes=size,
+        params=size // 4,
+        hidden=hidden,
+        inner=int(getattr(config, "intermediate_size", 0) or getattr(config, "n_inner", 0) or 4 * hidden),
+        heads=int(getattr(config, "num_attention_heads", 0) or getattr(config, "n_head", 12)),
+        vocab=int(getattr(config, "vocab_size", 0) or 0) if causal else 0,
+        context=max_length,
+        kv_bytes_per_row=kv_row,
+        new_tokens=new_tokens,
+        layers=int(getattr(config, "num_hidden_layers", 0) or getattr(config, "n_layer", 1)),
+    )
+    probes: dict[int, offload.Offloaded] = {}
+
+    def in_flight(limit: int) -> schedule.InFlight:
+        probe = offload.build(directory, 1 << 62, device="cpu", causal_lm=causal, piece_limit=limit)
+        probes[limit] = probe
+        probe.close()
+        blocks = 2 * max((p.block_bytes for p in probe.pieces), default=0)
+        units = probe.unit_bytes or [0]
+        pairs = [a + b for a, b in zip(units, units[1:])] or units
+        return schedule.InFlight(limit, max(units) + blocks, max(pairs) + blocks)
+
+    cap = int(options["batch_size"]) if options.get("batch_size") else None  # the user's batch, when it fits
+    plan = schedule.choose(shape, window, in_flight, batch_cap=cap)
+    if plan is None:
+        probe = probes[min(probes)]  # the finest split tried
+        largest = ""
+        if probe is not None and probe.unit_bytes:
+            biggest = max(probe.unit_bytes)
+            piece = probe.plan[probe.unit_bytes.index(biggest)][0]
+            largest = f"its largest piece ({piece}) holds {biggest / 1e6:,.1f} MB, "
+        one_row = schedule.activation_bytes(shape, 1, 8 if causal else max_length, max_length) + kv_row
+        reserved = offload.overhead(held)
+        raise OutOfMemoryBudget(
+            f"model '{name}' cannot run even one layer at a time in this budget: {largest}one input's activations"
+            f"{' and KV cache' if causal else ''} need {one_row / 1e6:,.1f} MB, and {reserved / 1e6:,.0f} MB is "
+            f"reserved for the runtime, leaving {window / 1e6:,.1f} MB"
+        )
+    return plan
 
 
 def _files_digest(directory: Path) -> str:

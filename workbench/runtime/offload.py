@@ -11,6 +11,14 @@ again once the unit has run. While one unit computes, a reader thread loads the 
 (reads and torch both release the GIL), as long as both fit the budget's window; a unit too
 big to share the window is loaded after the previous one is dropped.
 
+Every unit fits: a tensor bigger than `piece_limit` (by default a quarter of the window; the
+schedule's cost model picks it, runtime/schedule.py) is split before the schedule is built. An
+embedding table is read only at the rows the batch needs (one positional read per distinct
+token id), and a Linear (an LM head over a large vocabulary, or a wide feed-forward layer in a
+small window) is streamed in blocks of output rows, the next block read while this one
+computes: its output is the concatenation of the blocks' outputs (the LM head computed in
+vocabulary chunks).
+
 On CUDA the same runtime stages each unit in pinned host memory and copies it to the device
 on a separate stream, so the copy of the next unit overlaps the current one's kernels.
 
@@ -163,6 +171,95 @@ def _units(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return units
 
 
+@dataclass(frozen=True)
+class Piece:
+    """A tensor too big for the window, read in parts: `rows` (an embedding table read at the
+    token ids of the batch) or `blocks` (a Linear's weight read `block_rows` rows at a time)."""
+
+    name: str
+    how: str
+    entry: Entry
+    block_rows: int
+    block_bytes: int
+    bias_bytes: int
+    bias: Entry | None = None
+
+
+def read_rows(entry: Entry, fd: int, rows: list[int]) -> torch.Tensor:
+    """Rows of a 2-D tensor in the file, one positional read each (in the order given)."""
+    width = entry.shape[1]
+    row = entry.nbytes // entry.shape[0]
+    out = torch.empty((len(rows), width), dtype=entry.dtype)
+    view = out.numpy().view(np.uint8).reshape(-1).data if out.numel() else memoryview(b"")
+    for i, r in enumerate(rows):
+        if not 0 <= r < entry.shape[0]:
+            raise IndexError(f"row {r} is outside the table of {entry.shape[0]} rows")
+        at, done = entry.start + r * row, 0
+        while done < row:
+            got = os.preadv(fd, [view[i * row + done : (i + 1) * row]], at + done)
+            if got <= 0:
+                raise OSError(f"{entry.file}: file ends before the tensor's bytes")
+            done += got
+    return out
+
+
+def read_block(entry: Entry, fd: int, first: int, count: int) -> torch.Tensor:
+    """`count` consecutive rows of a 2-D tensor from row `first`: one contiguous read."""
+    row = entry.nbytes // entry.shape[0]
+    start = entry.start + first * row
+    part = Entry(entry.file, entry.dtype, (count, *entry.shape[1:]), start, start + count * row)
+    buf = bytearray(max(part.nbytes, 1))
+    return read_into(part, fd, memoryview(buf), 0)
+
+
+class _PieceForward:
+    """The forward of a split embedding or Linear: reads what it needs, computes, keeps nothing."""
+
+    def __init__(
+        self,
+        piece: Piece,
+        fd: Callable[[str], int],
+        reader: ThreadPoolExecutor,
+        record: Callable[[UnitStats], None],
+    ):
+        self.piece, self.fd, self.reader, self.record = piece, fd, reader, record
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        t0 = time.perf_counter()
+        piece, fd = self.piece, self.fd(self.piece.entry.file)
+        device = x.device
+        if piece.how == "rows":
+            ids = x.detach().to("cpu").reshape(-1)
+            wanted, inverse = torch.unique(ids, return_inverse=True)
+            table = read_rows(piece.entry, fd, wanted.tolist()).to(device)
+            read = table.numel() * table.element_size()
+            out = table[inverse].reshape(*x.shape, table.shape[-1])
+        else:
+            total = piece.entry.shape[0]
+            bias = None
+            if piece.bias is not None:
+                bias = read_block(piece.bias, self.fd(piece.bias.file), 0, piece.bias.shape[0]).to(device)
+            starts = list(range(0, total, piece.block_rows))
+            reader = self.reader
+
+            def load(first: int) -> torch.Tensor:
+                return read_block(piece.entry, fd, first, min(piece.block_rows, total - first))
+
+            parts = []
+            pending = reader.submit(load, starts[0])
+            for k, first in enumerate(starts):
+                block = pending.result().to(device)
+                if k + 1 < len(starts):  # the next block is read while this one computes
+                    pending = reader.submit(load, starts[k + 1])
+                b = None if bias is None else bias[first : first + block.shape[0]]
+                parts.append(torch.nn.functional.linear(x, block, b))
+                del block
+            out = torch.cat(parts, dim=-1)
+            read = piece.entry.nbytes + piece.bias_bytes
+        self.record(UnitStats(piece.name, read, read_s=time.perf_counter() - t0))
+        return out
+
+
 class Offloaded:
     """A meta-device transformers model whose units stream from safetensors on each forward.
 
@@ -180,6 +277,7 @@ class Offloaded:
         device: str = "cpu",
         activation_bytes: int = 0,
         telemetry: Any = None,
+        piece_limit: int | None = None,
     ):
         self.model = model.eval()
         self.device = device
@@ -206,6 +304,10 @@ class Offloaded:
                     continue  # a buffer the checkpoint does not keep (position ids): built by the model
                 entries[key] = index[found]
             self.plan.append((unit_name, unit, entries))
+        self.window = budget - activation_bytes - overhead(budget)
+        self._fds: dict[str, int] = {}
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="workbench-offload")
+        self.pieces = self._split(piece_limit)
         self._materialize_missing_buffers()
         # a unit with nothing to read (a rotary embedding's computed frequencies) stays in memory
         # and out of the schedule: the schedule prefetches in forward order, which such a unit
@@ -213,20 +315,23 @@ class Offloaded:
         self.plan = [p for p in self.plan if p[2]]
         self.layouts = [_layout(ent) for _, _, ent in self.plan]
         self.unit_bytes = [sum(-(-e.nbytes // 64) * 64 for e in ent.values()) for _, _, ent in self.plan]
-        self.total_bytes = sum(self.unit_bytes)
-        self.window = budget - activation_bytes - overhead(budget)
-        biggest = max(self.unit_bytes)
+        self.total_bytes = sum(self.unit_bytes) + sum(p.entry.nbytes + p.bias_bytes for p in self.pieces)
+        # a streamed Linear's block and the next one are in memory next to its unit and the one prefetched
+        self.window -= 2 * max((p.block_bytes for p in self.pieces), default=0)
+        biggest = max(self.unit_bytes, default=0)
         if biggest > self.window:
+            name = self.plan[self.unit_bytes.index(biggest)][0]
+            self._reader.shutdown(wait=False)
             raise OutOfMemoryBudget(
-                f"the model cannot run even one layer at a time in this budget: its largest unit "
-                f"({self.plan[self.unit_bytes.index(biggest)][0]}) holds {biggest / 1e6:,.0f} MB and the "
-                f"activations need {activation_bytes / 1e6:,.0f} MB, over the budget of {budget / 1e6:,.0f} MB"
+                f"the model cannot run even one layer at a time in this budget: its largest unit ({name}) "
+                f"holds {biggest / 1e6:,.1f} MB, the activations need {activation_bytes / 1e6:,.1f} MB and "
+                f"{overhead(budget) / 1e6:,.0f} MB is reserved for the runtime, over the budget of "
+                f"{budget / 1e6:,.1f} MB"
             )
-        self._fds: dict[str, int] = {}
-        self._reader = ThreadPoolExecutor(1, thread_name_prefix="workbench-offload")
         self._pending: dict[int, Future] = {}
         self._lock = threading.Lock()
         self.last = RunStats()
+        self._running: dict[int, UnitStats] = {}  # the stats of the units now computing
         self._copy_stream = torch.cuda.Stream() if device.startswith("cuda") else None
         # On CUDA the ring is one pinned staging slot per unit in flight, each the size of the
         # largest unit (pinning is slow, so it is done once). On the CPU each unit gets its own
@@ -242,7 +347,7 @@ class Offloaded:
         self._pool: list[mmap.mmap] = []
         self._slots: dict[int, mmap.mmap] = {}
         repeated = [b for (name, _, _), b in zip(self.plan, self.unit_bytes) if name.rsplit(".", 1)[-1].isdigit()]
-        self._reuse_cap = max(repeated or self.unit_bytes)
+        self._reuse_cap = max(repeated or self.unit_bytes or [0])
         for i, (_, unit, _) in enumerate(self.plan):
             unit.register_forward_pre_hook(self._pre_hook(i))
             unit.register_forward_hook(self._post_hook(i))
@@ -257,6 +362,36 @@ class Offloaded:
         """Units that may be in memory at once: the one computing and the next one, if both fit."""
         pairs = [a + b for a, b in zip(self.unit_bytes, self.unit_bytes[1:])]
         return 2 if pairs and max(pairs) <= self.window else 1
+
+    def _split(self, limit: int | None) -> list[Piece]:
+        """Take every embedding table and Linear bigger than `limit` out of its unit: the
+        table is read at the rows a batch needs, the Linear streamed in blocks of rows."""
+        if limit is None:
+            limit = max(self.window // 4, 1)
+        self.piece_limit = limit
+        pieces: list[Piece] = []
+        for unit_name, unit, entries in self.plan:
+            for sub_name, sub in unit.named_modules():
+                prefix = f"{sub_name}." if sub_name else ""
+                entry = entries.get(f"{prefix}weight")
+                if entry is None or entry.nbytes <= limit or len(entry.shape) != 2:
+                    continue
+                full = f"{unit_name}.{prefix}weight"
+                if isinstance(sub, nn.Embedding) and sub.max_norm is None:
+                    piece = Piece(full, "rows", entry, 0, 0, 0)
+                elif isinstance(sub, nn.Linear):
+                    bias = entries.get(f"{prefix}bias")
+                    row = max(entry.nbytes // entry.shape[0], 1)
+                    rows = max(1, min(entry.shape[0], max(limit // 2, row) // row))
+                    piece = Piece(full, "blocks", entry, rows, rows * row, bias.nbytes if bias else 0, bias)
+                else:
+                    continue
+                entries.pop(f"{prefix}weight")
+                if piece.bias is not None:
+                    entries.pop(f"{prefix}bias")
+                sub.forward = _PieceForward(piece, self._fd, self._reader, lambda u: self.last.units.append(u))
+                pieces.append(piece)
+        return pieces
 
     def _materialize_missing_buffers(self) -> None:
         """Buffers the checkpoint does not store (e.g. position ids) are computed on the CPU
@@ -334,6 +469,7 @@ class Offloaded:
                     self._submit(i + 1)
             stats.compute_s = -time.perf_counter()
             self.last.units.append(stats)
+            self._running[i] = stats
 
         return hook
 
@@ -362,7 +498,7 @@ class Offloaded:
         def hook(unit: nn.Module, _args: Any, _out: Any) -> None:
             if self._copy_stream is not None:
                 torch.cuda.current_stream().synchronize()
-            stats = self.last.units[-1]
+            stats = self._running.pop(i)
             stats.compute_s += time.perf_counter()
             for key in self.plan[i][2]:  # back to meta: the unit's weights are freed here
                 parent, _, attr = key.rpartition(".")
@@ -395,6 +531,7 @@ class Offloaded:
     # -- running ---------------------------------------------------------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         self.last = RunStats()
+        self._running = {}
         t0 = time.perf_counter()
         try:
             with torch.inference_mode():
@@ -443,6 +580,7 @@ def build(
     activation_bytes: int = 0,
     telemetry: Any = None,
     causal_lm: bool = False,
+    piece_limit: int | None = None,
 ) -> Offloaded:
     """An offloaded model for a transformers directory (config.json + *.safetensors); with
     `causal_lm`, the language model with its head (for generation)."""
@@ -451,7 +589,15 @@ def build(
     config = AutoConfig.from_pretrained(str(directory), local_files_only=True, trust_remote_code=False)
     with torch.device("meta"):
         model = (AutoModelForCausalLM if causal_lm else AutoModel).from_config(config)
-    return Offloaded(model, directory, budget, device=device, activation_bytes=activation_bytes, telemetry=telemetry)
+    return Offloaded(
+        model,
+        directory,
+        budget,
+        device=device,
+        activation_bytes=activation_bytes,
+        telemetry=telemetry,
+        piece_limit=piece_limit,
+    )
 
 
 def checkpoint_bytes(directory: str | Path) -> int:

@@ -27,11 +27,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from workbench.errors import OutOfMemoryBudget, ParadigmUnavailable
+from workbench.errors import OutOfMemoryBudget, ParadigmUnavailable, WorkbenchError
 from workbench.optimizer.context import Context
 from workbench.optimizer.cost import RELATIONAL, RELATIONAL_MARGIN, Estimate, Facts, preferred
 from workbench.optimizer.rules.lazy_limit import in_where
-from workbench.plan.nodes import Plan
+from workbench.plan.nodes import ModelOperator, Plan
 from workbench.plan.profile import ModelProfile, RuntimeOption
 
 #: the paradigms an ONNX Runtime form can run in (the relational ones compile torch layers)
@@ -47,100 +47,111 @@ PREDICATE_SELECTIVITY = 0.5
 def apply(plan: Plan, ctx: Context) -> Plan:
     ops = list(plan.operators)
     for i, op in enumerate(ops):
-        model = ctx.profile(op.model)
-        facts = ctx.facts(op)
-        dedup = all(q.distinct for q in op.inputs)
-        if not dedup:  # every row reaching the call runs the model
-            facts = replace(facts, rows=facts.input_rows)
-        limit_rows = None
-        if op.limit is not None:
-            share = PREDICATE_SELECTIVITY if in_where(plan.final_sql, op.id) else 1.0
-            limit_rows = min(facts.input_rows, int(op.limit / share) + 1)
-        estimates = ctx.cost.estimates(
-            model, facts, batch=ctx.batch_size(op.model) or model.batch_size, limit_rows=limit_rows, dedup=dedup
-        )
-        precision = ctx.precision(op.model)
-        options = ctx.runtimes(op.model)
-        torch_label = f"torch {precision}"
-        by_runtime = {torch_label: estimates}
-        for o in options:
-            if not o.blocked:
-                by_runtime[o.label] = _runtime_estimates(ctx, o, model, facts, limit_rows)
-        forced_runtime = any(o.forced and not o.blocked for o in options)
-        runtime_of = {e.paradigm: torch_label for e in estimates}
-        if len(by_runtime) > 1:
-            estimates, runtime_of = _best_per_paradigm(by_runtime, torch_label, exclude_torch=forced_runtime)
-        blocked = ctx.unavailable(model, precision)  # the executors' own answer
+        try:
+            ops[i] = _choose(plan, op, ctx)
+        except WorkbenchError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bug or a model's own error: one line, never a raw traceback
+            first = (str(exc).splitlines() or [""])[0][:200]
+            raise ParadigmUnavailable(f"{op.call}: cannot plan it: {type(exc).__name__}: {first}") from exc
+    return replace(plan, operators=tuple(ops))
+
+
+def _choose(plan: Plan, op: ModelOperator, ctx: Context) -> ModelOperator:
+    """The operator with its paradigm, runtime and the estimates behind the choice."""
+    model = ctx.profile(op.model)
+    facts = ctx.facts(op)
+    dedup = all(q.distinct for q in op.inputs)
+    if not dedup:  # every row reaching the call runs the model
+        facts = replace(facts, rows=facts.input_rows)
+    limit_rows = None
+    if op.limit is not None:
+        share = PREDICATE_SELECTIVITY if in_where(plan.final_sql, op.id) else 1.0
+        limit_rows = min(facts.input_rows, int(op.limit / share) + 1)
+    estimates = ctx.cost.estimates(
+        model, facts, batch=ctx.batch_size(op.model) or model.batch_size, limit_rows=limit_rows, dedup=dedup
+    )
+    precision = ctx.precision(op.model)
+    options = ctx.runtimes(op.model)
+    torch_label = f"torch {precision}"
+    by_runtime = {torch_label: estimates}
+    for o in options:
+        if not o.blocked:
+            by_runtime[o.label] = _runtime_estimates(ctx, o, model, facts, limit_rows)
+    forced_runtime = any(o.forced and not o.blocked for o in options)
+    runtime_of = {e.paradigm: torch_label for e in estimates}
+    if len(by_runtime) > 1:
+        estimates, runtime_of = _best_per_paradigm(by_runtime, torch_label, exclude_torch=forced_runtime)
+    blocked = ctx.unavailable(model, precision)  # the executors' own answer
+    estimates = [
+        replace(e, seconds=None, parts=(), note=blocked[e.paradigm])
+        if e.paradigm in blocked and e.seconds is not None
+        else e
+        for e in estimates
+    ]
+    by_name = {e.paradigm: e for e in estimates}
+    forced = ctx.hints.forced(op.model)
+    if op.streaming_only:  # the call runs where it stands, or not at all
+        if forced not in (None, "udf_centric"):
+            raise ParadigmUnavailable(f"{op.call}: cannot run {forced}: {op.streaming_only}")
         estimates = [
-            replace(e, seconds=None, parts=(), note=blocked[e.paradigm])
-            if e.paradigm in blocked and e.seconds is not None
-            else e
+            e if e.paradigm == "udf_centric" else replace(e, seconds=None, parts=(), note="only udf_centric")
             for e in estimates
         ]
         by_name = {e.paradigm: e for e in estimates}
-        forced = ctx.hints.forced(op.model)
-        if op.streaming_only:  # the call runs where it stands, or not at all
-            if forced not in (None, "udf_centric"):
-                raise ParadigmUnavailable(f"{op.call}: cannot run {forced}: {op.streaming_only}")
-            estimates = [
-                e if e.paradigm == "udf_centric" else replace(e, seconds=None, parts=(), note="only udf_centric")
-                for e in estimates
-            ]
-            by_name = {e.paradigm: e for e in estimates}
-            forced = forced or "udf_centric"
-        if forced is not None:
-            chosen = by_name[forced]
-            if chosen.seconds is None:
-                error = OutOfMemoryBudget if "memory budget" in chosen.note else ParadigmUnavailable
-                raise error(f"{op.call}: cannot run {forced}: {chosen.note}")
-            reason = f"only udf_centric: {op.streaming_only}" if op.streaming_only else f"forced by a hint ({forced})"
-        else:
-            # with the cache on, inference stays materialized so its results are kept, unless
-            # a LIMIT lets a streaming UDF stop early
-            eligible = [
-                e
-                for e in estimates
-                if e.seconds is not None and not (facts.cache_on and op.limit is None and e.paradigm == "udf_centric")
-            ]
-            if not eligible:  # every paradigm is blocked: by the memory budget, or cannot run it
-                raise _none_can_run(op.call, op.model, estimates)
-            cheapest = min(eligible, key=_seconds)
-            chosen = preferred(eligible)
-            reason = _why(chosen, eligible, estimates, facts.cache_on, op.limit)
-            if chosen is not cheapest:
-                torch_only = [e for e in eligible if e.paradigm not in RELATIONAL]
-                reason = (
-                    f"{cheapest.paradigm} estimated {_seconds(chosen) / max(_seconds(cheapest), 1e-9):.1f}x faster, "
-                    f"under the {RELATIONAL_MARGIN:g}x a relational plan must win by; "
-                    + _why(chosen, torch_only, estimates, facts.cache_on, op.limit)
-                )
-        runtime, runtime_precision = runtime_of.get(chosen.paradigm, torch_label).split(" ", 1)
-        runtime_alternatives: tuple[tuple[str, float | None], ...] = ()
-        if options:
-            runtime_alternatives = tuple(
-                (label, next((e.seconds for e in found if e.paradigm == chosen.paradigm), None))
-                for label, found in by_runtime.items()
-            ) + tuple((o.label, None) for o in options if o.blocked)
-        ops[i] = replace(
-            op,
-            runtime=runtime,
-            runtime_alternatives=runtime_alternatives,
-            runtime_reason=_runtime_why(options, runtime, forced_runtime),
-            paradigm=chosen.paradigm,
-            forced=forced is not None and not op.streaming_only,
-            parts=chosen.parts,
-            alternatives=tuple((e.paradigm, e.seconds) for e in estimates),
-            reason=reason,
-            estimated_seconds=chosen.seconds,
-            estimated_rows=facts.rows,
-            estimated_input_rows=facts.input_rows,
-            avg_input_chars=facts.avg_chars,
-            expected_hit_ratio=facts.hit_ratio if facts.cache_on else None,
-            cache_policy=facts.cache_policy,
-            precision=runtime_precision if runtime != "torch" else precision,
-            memory=ctx.memory(op.model),
-        )
-    return replace(plan, operators=tuple(ops))
+        forced = forced or "udf_centric"
+    if forced is not None:
+        chosen = by_name[forced]
+        if chosen.seconds is None:
+            error = OutOfMemoryBudget if "memory budget" in chosen.note else ParadigmUnavailable
+            raise error(f"{op.call}: cannot run {forced}: {chosen.note}")
+        reason = f"only udf_centric: {op.streaming_only}" if op.streaming_only else f"forced by a hint ({forced})"
+    else:
+        # with the cache on, inference stays materialized so its results are kept, unless
+        # a LIMIT lets a streaming UDF stop early
+        eligible = [
+            e
+            for e in estimates
+            if e.seconds is not None and not (facts.cache_on and op.limit is None and e.paradigm == "udf_centric")
+        ]
+        if not eligible:  # every paradigm is blocked: by the memory budget, or cannot run it
+            raise _none_can_run(op.call, op.model, estimates)
+        cheapest = min(eligible, key=_seconds)
+        chosen = preferred(eligible)
+        reason = _why(chosen, eligible, estimates, facts.cache_on, op.limit)
+        if chosen is not cheapest:
+            torch_only = [e for e in eligible if e.paradigm not in RELATIONAL]
+            reason = (
+                f"{cheapest.paradigm} estimated {_seconds(chosen) / max(_seconds(cheapest), 1e-9):.1f}x faster, "
+                f"under the {RELATIONAL_MARGIN:g}x a relational plan must win by; "
+                + _why(chosen, torch_only, estimates, facts.cache_on, op.limit)
+            )
+    runtime, runtime_precision = runtime_of.get(chosen.paradigm, torch_label).split(" ", 1)
+    runtime_alternatives: tuple[tuple[str, float | None], ...] = ()
+    if options:
+        runtime_alternatives = tuple(
+            (label, next((e.seconds for e in found if e.paradigm == chosen.paradigm), None))
+            for label, found in by_runtime.items()
+        ) + tuple((o.label, None) for o in options if o.blocked)
+    return replace(
+        op,
+        runtime=runtime,
+        runtime_alternatives=runtime_alternatives,
+        runtime_reason=_runtime_why(options, runtime, forced_runtime),
+        paradigm=chosen.paradigm,
+        forced=forced is not None and not op.streaming_only,
+        parts=chosen.parts,
+        alternatives=tuple((e.paradigm, e.seconds) for e in estimates),
+        reason=reason,
+        estimated_seconds=chosen.seconds,
+        estimated_rows=facts.rows,
+        estimated_input_rows=facts.input_rows,
+        avg_input_chars=facts.avg_chars,
+        expected_hit_ratio=facts.hit_ratio if facts.cache_on else None,
+        cache_policy=facts.cache_policy,
+        precision=runtime_precision if runtime != "torch" else precision,
+        memory=ctx.memory(op.model),
+    )
 
 
 def _none_can_run(call: str, model: str, estimates: list[Estimate]) -> Exception:
