@@ -44,10 +44,14 @@ class BatchRun:
 
 
 def _take(inputs: Any, idx: np.ndarray) -> Any:
-    if len(idx) and idx[-1] - idx[0] == len(idx) - 1 and bool(np.all(idx[1:] > idx[:-1])):
-        return inputs[idx[0] : idx[-1] + 1]  # a run of consecutive inputs: a view, not a copy
+    consecutive = len(idx) and idx[-1] - idx[0] == len(idx) - 1 and bool(np.all(idx[1:] > idx[:-1]))
     if isinstance(inputs, np.ndarray):
+        if consecutive and inputs.flags.writeable:  # a view, not a copy
+            return inputs[idx[0] : idx[-1] + 1]
+        # (a read-only array, as Arrow's buffers give: torch warns on a tensor over one)
         return inputs[idx]
+    if consecutive:
+        return inputs[idx[0] : idx[-1] + 1]
     return [inputs[i] for i in idx]
 
 
