@@ -108,8 +108,11 @@ class Generator(_TextModel):
 
     def fingerprint_parts(self) -> tuple[list[tuple[str, Any]], dict[str, Any]]:
         named, facts = super().fingerprint_parts()
-        facts = {
-            **facts,
+        return named, {**facts, **self.decoding_options()}
+
+    def decoding_options(self) -> dict[str, Any]:
+        """The decoding options in force (the model's own, or a call's over them)."""
+        return {
             "max_new_tokens": self.max_new_tokens,
             "temperature": self.temperature,
             "top_p": self.top_p,
@@ -118,21 +121,11 @@ class Generator(_TextModel):
             "chat": self.chat,
             "truncate": self.truncate,
         }
-        return named, facts
 
     def with_options(self, options: dict[str, Any]) -> Generator:
         """This generator with a call's decoding options (`gen(p, max_new_tokens := 20)`) over
         the model's own; the same weights, its own fingerprint."""
-        current = {
-            "max_new_tokens": self.max_new_tokens,
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-            "stop": list(self.stop),
-            "seed": self.seed,
-            "chat": self.chat,
-            "truncate": self.truncate,
-        }
-        settings = _settings("call", {**current, **options})
+        settings = _settings("call", {**self.decoding_options(), **options})
         if settings["chat"] and not getattr(self.tokenizer, "chat_template", None):
             raise ModelError("chat := true needs a tokenizer with a chat template; this one has none")
         found = copy.copy(self)
